@@ -1,0 +1,121 @@
+"""Power-safe file writes that leave flash alone when nothing changed.
+
+A write goes to a temp file in the same directory, is fsynced, renamed over the target and
+the directory is fsynced: after a power cut the target holds either the old or the new
+content, never a mix.  Every function first compares and returns False when converged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from pathlib import Path
+
+ROOT_UID = 0
+ROOT_GID = 0
+
+
+def _can_chown() -> bool:
+    # An unprivileged run (tests, offline planning) cannot own files as root; ownership is
+    # then left to the caller's uid rather than failing every write.
+    return os.geteuid() == 0
+
+
+def read_bytes(path: Path) -> bytes | None:
+    """The content of a regular file, or None when there is none (missing, or not a regular file)."""
+    try:
+        st = path.lstat()
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def metadata_differs(path: Path, mode: int, uid: int = ROOT_UID, gid: int = ROOT_GID) -> bool:
+    st = path.lstat()
+    if stat.S_IMODE(st.st_mode) != mode:
+        return True
+    return _can_chown() and (st.st_uid, st.st_gid) != (uid, gid)
+
+
+def file_differs(path: Path, content: bytes, mode: int, uid: int = ROOT_UID, gid: int = ROOT_GID) -> str | None:
+    """What differs between the file and the wanted state: 'missing', 'content', 'metadata' or None."""
+    current = read_bytes(path)
+    if current is None:
+        return "missing"
+    if current != content:
+        return "content"
+    if metadata_differs(path, mode, uid, gid):
+        return "metadata"
+    return None
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_dir(path: Path, mode: int = 0o755) -> bool:
+    """Create a directory (and its parents) if missing; True when something was created."""
+    if path.is_dir():
+        return False
+    parent = path.parent
+    if not parent.is_dir():
+        ensure_dir(parent, 0o755)
+    path.mkdir(mode=mode)
+    os.chmod(path, mode)  # mkdir's mode is filtered by the umask
+    fsync_dir(parent)
+    return True
+
+
+def atomic_write(path: Path, content: bytes, mode: int = 0o644, uid: int = ROOT_UID, gid: int = ROOT_GID) -> None:
+    """Replace ``path`` with ``content`` power-safely: temp file, fsync, rename, fsync directory."""
+    ensure_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.hostd-tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fchmod(fd, mode)
+        if _can_chown():
+            os.fchown(fd, uid, gid)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def set_metadata(path: Path, mode: int, uid: int = ROOT_UID, gid: int = ROOT_GID) -> None:
+    os.chmod(path, mode, follow_symlinks=False)
+    if _can_chown():
+        os.chown(path, uid, gid, follow_symlinks=False)
+    fsync_dir(path.parent)
+
+
+def remove_file(path: Path) -> bool:
+    """Unlink a file power-safely; True when it existed."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    fsync_dir(path.parent)
+    return True
+
+
+def remove_stale_temp_files(directory: Path) -> None:
+    """Drop temp files a power cut left behind in ``directory``: the targets are intact."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in directory.iterdir():
+            if entry.name.startswith(".") and entry.name.endswith(".hostd-tmp"):
+                entry.unlink()

@@ -1,0 +1,106 @@
+"""Where things live on a device, under a root directory (``/`` on a device, a temp dir in tests).
+
+The paths are balenaOS's own, so existing boot partitions work unchanged.  Files that services
+read at boot and that need not survive a reboot live under ``/run``: nothing is rewritten on
+flash at every boot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path = Path("/")
+
+    def path(self, device_path: str) -> Path:
+        """The host path of an absolute device path."""
+        return self.root / device_path.lstrip("/")
+
+    def device_path(self, host_path: Path) -> str:
+        """The device path of a host path under the root (for reports)."""
+        return "/" + str(host_path.relative_to(self.root)).removeprefix(".")
+
+    @property
+    def is_live(self) -> bool:
+        """True when the root is the running system: only then may hostd touch processes or mounts."""
+        return self.root.resolve() == Path("/")
+
+    # boot partition (FAT, user-editable)
+    @property
+    def boot(self) -> Path:
+        return self.path("/mnt/boot")
+
+    @property
+    def config_json(self) -> Path:
+        return self.boot / "config.json"
+
+    @property
+    def boot_connections(self) -> Path:
+        return self.boot / "system-connections"
+
+    @property
+    def boot_dispatcher(self) -> Path:
+        return self.boot / "dispatcher.d"
+
+    # state partition (persistent, small) and data partition (persistent, large)
+    @property
+    def state(self) -> Path:
+        return self.path("/mnt/state")
+
+    @property
+    def data(self) -> Path:
+        return self.path("/mnt/data")
+
+    @property
+    def hostd_state(self) -> Path:
+        """hostd's own persistent state: last-known-good config, import manifests."""
+        return self.state / "hostd"
+
+    @property
+    def last_known_good(self) -> Path:
+        return self.hostd_state / "config.json"
+
+    # targets on the root filesystem
+    @property
+    def etc_hostname(self) -> Path:
+        return self.path("/etc/hostname")
+
+    @property
+    def nm_connections(self) -> Path:
+        return self.path("/etc/NetworkManager/system-connections")
+
+    @property
+    def nm_dispatcher(self) -> Path:
+        return self.path("/etc/NetworkManager/dispatcher.d")
+
+    @property
+    def udev_rules(self) -> Path:
+        return self.path("/etc/udev/rules.d")
+
+    @property
+    def authorized_keys(self) -> Path:
+        return self.path("/home/root/.ssh/authorized_keys_local")
+
+    # runtime drop-ins (tmpfs)
+    @property
+    def journald_dropin(self) -> Path:
+        return self.path("/run/systemd/journald.conf.d/hostd.conf")
+
+    @property
+    def nm_dropin(self) -> Path:
+        return self.path("/run/NetworkManager/conf.d/hostd.conf")
+
+    @property
+    def chrony_sources(self) -> Path:
+        return self.path("/run/chrony/added_config.sources")
+
+    @property
+    def dnsmasq_servers(self) -> Path:
+        return self.path("/run/dnsmasq.servers")
+
+    @property
+    def devmode_env(self) -> Path:
+        return self.path("/run/hostd/development-features.env")

@@ -1,0 +1,32 @@
+"""NetworkManager dispatcher scripts dropped into the boot partition (``dispatcher.d/``), 0755."""
+
+from __future__ import annotations
+
+from hostd import keyfile
+from hostd.steps.base import Context, Plan
+from hostd.steps.imports import plan_import, read_boot_dir
+
+NAME = "dispatcher"
+KEYS: frozenset[str] = frozenset()
+MAX_SCRIPT_BYTES = 1024 * 1024
+
+
+def plan(ctx: Context) -> Plan:
+    result = Plan()
+    layout = ctx.layout
+    files = read_boot_dir(layout.boot_dispatcher, MAX_SCRIPT_BYTES, keyfile.check_name, result.report)
+    if files is None:
+        result.problems.append(f"{layout.boot_dispatcher}: cannot be read; imported scripts are left as they are")
+        return result
+    rejected = {entry["name"] for entry in result.report if entry["status"] == "rejected"}
+    plan_import(
+        result,
+        layout,
+        files=files,
+        rejected=rejected,
+        target_dir=layout.nm_dispatcher,
+        manifest_path=layout.hostd_state / "imported-dispatcher.json",
+        mode=0o755,
+    )
+    result.problems.extend(f"{e['reason']}" for e in result.report if e["status"] in ("rejected", "conflict"))
+    return result

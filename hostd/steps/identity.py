@@ -1,0 +1,27 @@
+"""The device uuid: generated and written back to config.json when missing."""
+
+from __future__ import annotations
+
+import os
+
+from hostd import config, fsutil
+from hostd.steps.base import Change, Context, Plan
+
+NAME = "identity"
+KEYS = frozenset({"uuid"})
+
+
+def plan(ctx: Context) -> Plan:
+    result = Plan()
+    uuid = ctx.config.uuid
+    if not ctx.config.uuid_generated or uuid is None:
+        return result
+    path = ctx.layout.config_json
+
+    def write_back() -> None:
+        # Re-read: the file may have changed since it was planned; every other byte is kept.
+        raw = path.read_bytes()
+        fsutil.atomic_write(path, config.with_key_set(raw, "uuid", uuid), os.stat(path).st_mode & 0o777)
+
+    result.changes.append(Change("write", ctx.layout.device_path(path), "generated uuid", write_back))
+    return result

@@ -1,0 +1,195 @@
+"""Files copied from the boot partition into a device directory, and only those.
+
+A manifest on the state partition records (name -> hash) what hostd imported, so that:
+- a file removed from the boot partition is removed from the device only when hostd put it
+  there and it is unchanged since;
+- a copy edited on the device is kept until the boot partition's file itself changes;
+- a file created on the device is never touched, even when a boot file has its name.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hostd import fsutil
+from hostd.layout import Layout
+from hostd.steps.base import Change, Plan, plan_file
+
+
+@dataclass(frozen=True)
+class BootFile:
+    name: str
+    content: bytes
+
+
+def sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def read_boot_dir(
+    directory: Path,
+    max_bytes: int,
+    check_name: Callable[[str], None],
+    report: list[dict[str, str]],
+    ignored_name: Callable[[str], str | None] = lambda name: None,
+) -> list[BootFile] | None:
+    """The plain files of a boot-partition directory; None when it cannot be read at all.
+
+    Anything that is not a plain regular file of its own (symlink, hard link, directory, device,
+    FIFO, oversized) is rejected alone, with the reason in ``report``; ``*.ignore`` samples and
+    names for which ``ignored_name`` gives a reason are skipped.
+    A boot partition without config.json is taken as not mounted: nothing is read from it, so
+    nothing imported earlier is removed.
+    """
+    if not (directory.parent / "config.json").is_file():
+        return None
+    try:
+        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+    except FileNotFoundError:
+        return []
+    except OSError:
+        return None
+    files: list[BootFile] = []
+    for entry in entries:
+        name = entry.name
+        if name.endswith(".ignore"):
+            report.append({"name": name, "status": "skipped", "reason": "sample (*.ignore)"})
+            continue
+        if reason := ignored_name(name):
+            report.append({"name": name, "status": "skipped", "reason": reason})
+            continue
+        try:
+            check_name(name)
+            files.append(BootFile(name, _read_plain_file(Path(entry.path), max_bytes)))
+        except ValueError as exc:
+            report.append({"name": name, "status": "rejected", "reason": str(exc)})
+    return files
+
+
+def _read_plain_file(path: Path, max_bytes: int) -> bytes:
+    # O_NOFOLLOW: never read through a symlink; O_NONBLOCK: a FIFO must not hang the boot.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValueError(f"{path}: is a symbolic link, not a file") from None
+        raise ValueError(f"{path}: cannot be read: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise ValueError(f"{path}: is {kind}")
+        if st.st_nlink > 1:
+            raise ValueError(f"{path}: has {st.st_nlink} hard links; only a plain file is imported")
+        if st.st_size > max_bytes:
+            raise ValueError(f"{path}: is {st.st_size} bytes, more than {max_bytes}")
+        content = os.read(fd, max_bytes + 1)
+        if len(content) > max_bytes:
+            raise ValueError(f"{path}: is more than {max_bytes} bytes")
+        return content
+    finally:
+        os.close(fd)
+
+
+def load_manifest(path: Path) -> dict[str, str]:
+    raw = fsutil.read_bytes(path)
+    if raw is None:
+        return {}
+    try:
+        manifest = json.loads(raw)
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(manifest, dict):
+        return {}
+    return {name: digest for name, digest in manifest.items() if isinstance(digest, str)}
+
+
+def plan_import(
+    plan: Plan,
+    layout: Layout,
+    *,
+    files: list[BootFile],
+    rejected: set[str],
+    target_dir: Path,
+    manifest_path: Path,
+    mode: int,
+) -> None:
+    """Plan the import of ``files`` into ``target_dir``; the per-file outcome goes to plan.report.
+
+    ``rejected`` names boot files that exist but were refused: their earlier good copy stays.
+    """
+    manifest = load_manifest(manifest_path)
+    new_manifest: dict[str, str] = {}
+    wanted = {boot_file.name for boot_file in files}
+    target_dir_missing = not target_dir.is_dir()
+    if target_dir_missing and files:
+        plan.changes.append(
+            Change("mkdir", layout.device_path(target_dir), action=lambda: fsutil.ensure_dir(target_dir))
+        )
+
+    for boot_file in files:
+        target = target_dir / boot_file.name
+        boot_hash = sha256(boot_file.content)
+        current = fsutil.read_bytes(target)
+        if current is None and (target.exists() or target.is_symlink()):
+            plan.report.append(
+                {"name": boot_file.name, "status": "conflict", "reason": f"{target} exists and is not a plain file"}
+            )
+            continue
+        if current == boot_file.content:
+            status, reason = "unchanged", ""
+        elif current is None:
+            status, reason = "imported", ""
+        elif boot_file.name not in manifest:
+            plan.report.append(
+                {
+                    "name": boot_file.name,
+                    "status": "conflict",
+                    "reason": "a profile created on the device has this name; it is left as it is",
+                }
+            )
+            continue
+        elif manifest[boot_file.name] == boot_hash:
+            # The boot file is unchanged since import, so the difference is an edit on the device.
+            new_manifest[boot_file.name] = boot_hash
+            plan.report.append(
+                {"name": boot_file.name, "status": "kept", "reason": "changed on the device since import"}
+            )
+            continue
+        else:
+            status = "imported"
+            reason = "" if sha256(current) == manifest[boot_file.name] else "replaced a copy changed on the device"
+        plan_file(plan, layout, target, boot_file.content, mode)
+        new_manifest[boot_file.name] = boot_hash
+        plan.report.append({"name": boot_file.name, "status": status, "reason": reason})
+
+    for name, digest in manifest.items():
+        if name in wanted:
+            continue
+        if name in rejected:
+            new_manifest[name] = digest  # the last good copy stays until the boot file is fixed
+            continue
+        target = target_dir / name
+        current = fsutil.read_bytes(target)
+        if current is None:
+            continue
+        if sha256(current) == digest:
+            plan.changes.append(
+                Change("remove", layout.device_path(target), action=lambda t=target: fsutil.remove_file(t))
+            )
+            plan.report.append({"name": name, "status": "removed", "reason": "no longer in the boot partition"})
+        else:
+            plan.report.append(
+                {"name": name, "status": "kept", "reason": "removed from the boot partition but changed on the device"}
+            )
+
+    if new_manifest != manifest:
+        encoded = (json.dumps(new_manifest, indent=1, sort_keys=True) + "\n").encode()
+        plan_file(plan, layout, manifest_path, encoded, 0o600)

@@ -1,0 +1,36 @@
+"""NetworkManager settings from config.json: connectivity checking and Wi-Fi scan MAC randomisation."""
+
+from __future__ import annotations
+
+from hostd.steps.base import Context, Plan, plan_file
+
+NAME = "network-config"
+KEYS = frozenset(
+    {
+        "os.network.connectivity.uri",
+        "os.network.connectivity.interval",
+        "os.network.connectivity.response",
+        "os.network.wifi.randomMacAddressScan",
+    }
+)
+
+
+def render(ctx: Context) -> str | None:
+    cfg = ctx.config
+    lines: list[str] = []
+    if cfg.connectivity_uri:
+        lines += ["[connectivity]", f"uri={cfg.connectivity_uri}", f"interval={cfg.connectivity_interval}"]
+        if cfg.connectivity_response is not None:
+            lines.append(f"response={cfg.connectivity_response}")
+    if cfg.wifi_random_mac_scan is not None:
+        lines += ["[device]", f"wifi.scan-rand-mac-address={'yes' if cfg.wifi_random_mac_scan else 'no'}"]
+    if not lines:
+        return None
+    return "# Written by hostd from config.json; do not edit.\n" + "\n".join(lines) + "\n"
+
+
+def plan(ctx: Context) -> Plan:
+    result = Plan()
+    content = render(ctx)
+    plan_file(result, ctx.layout, ctx.layout.nm_dropin, content.encode() if content is not None else None)
+    return result

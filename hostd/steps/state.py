@@ -1,0 +1,121 @@
+"""Persistent paths: bind mounts from the state (and data) partition onto the read-only root.
+
+Also the first-boot / reset flag: when ``remove_me_to_reset`` is missing from a partition, its
+overlay is wiped and the flag recreated.  Missing bind sources are created with the type of
+their target (never by copying the root's content).  The mounts themselves are made through
+systemd by the daemon; offline they are reported as pending.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from hostd import fsutil
+from hostd.layout import Layout
+from hostd.steps.base import Change, Context, Plan
+
+NAME = "state"
+KEYS: frozenset[str] = frozenset()
+RESET_FLAG = "remove_me_to_reset"
+
+STATE_BIND_PATHS = (
+    "/etc/hostname",
+    "/etc/ssh/hostkeys",
+    "/etc/openvpn",
+    "/etc/NetworkManager/conf.d",
+    "/etc/NetworkManager/system-connections",
+    "/etc/NetworkManager/dispatcher.d",
+    "/etc/udev/rules.d",
+    "/etc/ssl/certs",
+    "/home/root/.ssh",
+    "/home/root/.rnd",
+    "/var/lib/bluetooth",
+    "/var/lib/NetworkManager",
+    "/etc/docker",
+    "/home/root/.docker",
+    "/var/lib/systemd",
+    "/var/lib/chrony",
+)
+DATA_BIND_PATHS = ("/var/log/journal",)
+
+
+def bind_mounts(layout: Layout) -> list[tuple[Path, Path]]:
+    """(source, target) host paths of every persistent bind mount."""
+    pairs = []
+    for partition, paths in ((layout.state, STATE_BIND_PATHS), (layout.data, DATA_BIND_PATHS)):
+        overlay = partition / "root-overlay"
+        pairs += [(overlay / path.lstrip("/"), layout.path(path)) for path in paths]
+    return pairs
+
+
+def mounted_targets() -> set[str]:
+    """Mount points of the running system, from the kernel's table."""
+    points = set()
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as table:
+        for line in table:
+            # Field 5 is the mount point, with spaces and the like octal-escaped.
+            points.add(line.split()[4].encode().decode("unicode_escape"))
+    return points
+
+
+def _reset(overlay: Path, flag: Path) -> None:
+    # Wipe first, flag last: a power cut in between wipes again at the next boot.
+    if overlay.is_dir():
+        shutil.rmtree(overlay)
+    fsutil.ensure_dir(overlay)
+    fsutil.atomic_write(flag, b"", 0o644)
+
+
+def plan(ctx: Context) -> Plan:
+    result = Plan()
+    layout = ctx.layout
+    wiping: set[Path] = set()
+    for partition in (layout.state, layout.data):
+        if not partition.is_dir():
+            result.problems.append(f"{partition}: partition is not mounted; its bind mounts are skipped")
+            continue
+        flag = partition / RESET_FLAG
+        if not flag.exists():
+            overlay = partition / "root-overlay"
+            wiping.add(overlay)
+            result.changes.append(
+                Change(
+                    "wipe",
+                    layout.device_path(overlay),
+                    f"{RESET_FLAG} is missing (first boot or reset)",
+                    lambda o=overlay, f=flag: _reset(o, f),
+                )
+            )
+    mounted = mounted_targets() if layout.is_live else set()
+    for source, target in bind_mounts(layout):
+        overlay = next((o for o in (layout.state, layout.data) if source.is_relative_to(o)), None)
+        if overlay is None or not overlay.is_dir():
+            continue
+        if not (target.exists() or target.is_symlink()):
+            result.problems.append(f"{layout.device_path(target)}: bind target does not exist")
+            continue
+        source_missing = any(source.is_relative_to(o) for o in wiping) or not source.exists()
+        if source_missing:
+            if target.is_dir():
+                result.changes.append(
+                    Change("mkdir", layout.device_path(source), action=lambda s=source: fsutil.ensure_dir(s))
+                )
+            else:
+                result.changes.append(
+                    Change(
+                        "write",
+                        layout.device_path(source),
+                        "empty file",
+                        lambda s=source: fsutil.atomic_write(s, b"", 0o644),
+                    )
+                )
+        elif source.is_dir() != target.is_dir():
+            result.problems.append(
+                f"{layout.device_path(source)}: is a {'directory' if source.is_dir() else 'file'} but "
+                f"{layout.device_path(target)} is not"
+            )
+            continue
+        if str(target) not in mounted:
+            result.changes.append(Change("mount", layout.device_path(target), f"bind {layout.device_path(source)}"))
+    return result

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hostd.layout import Layout
+from hostd.steps import state
+
+ED25519_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f me@laptop"
+UUID = "0123456789abcdef0123456789abcdef"
+
+
+class DeviceRoot:
+    """A temporary directory laid out like a device's root filesystem."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.layout = Layout(root)
+        for partition in ("mnt/boot/system-connections", "mnt/state", "mnt/data"):
+            (root / partition).mkdir(parents=True)
+        for path in state.STATE_BIND_PATHS + state.DATA_BIND_PATHS:
+            target = self.layout.path(path)
+            if path in ("/etc/hostname", "/home/root/.rnd"):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text("")
+            else:
+                target.mkdir(parents=True, exist_ok=True)
+
+    def write_config(self, document: dict | str | bytes) -> Path:
+        path = self.layout.config_json
+        if isinstance(document, dict):
+            document = json.dumps(document, indent=2)
+        if isinstance(document, str):
+            document = document.encode()
+        path.write_bytes(document)
+        return path
+
+    def boot_profile(self, name: str, content: str | bytes) -> Path:
+        path = self.layout.boot_connections / name
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+        return path
+
+    def snapshot(self) -> dict[str, tuple[int, int, int]]:
+        """(inode, mtime_ns, mode) of every file and directory under the root."""
+        result = {}
+        for path in sorted(self.root.rglob("*")):
+            st = path.lstat()
+            result[str(path.relative_to(self.root))] = (st.st_ino, st.st_mtime_ns, st.st_mode)
+        return result
+
+
+@pytest.fixture
+def device(tmp_path: Path) -> DeviceRoot:
+    return DeviceRoot(tmp_path / "root")
