@@ -1,8 +1,10 @@
 """hostctl: look at and change the host's configuration.
 
 Offline commands (``config check``, ``plan``, ``apply --offline``) work on the engine directly,
-with no daemon and no bus.  Exit codes: 0 success, 1 invalid configuration or a failed step,
-2 the input could not be read or the command was misused.
+with no daemon and no bus; the others are thin calls to the hostd daemon's io.hostd1 API.
+Exit codes: 0 success; 1 invalid configuration, a failed step or an error from hostd;
+2 the input could not be read or the command was misused; 3 hostd is not running;
+4 hostd refused the change (not root).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_UNREADABLE = 2
+EXIT_NOT_RUNNING = 3
+EXIT_DENIED = 4
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     apply.add_argument("--root", default="/", help="device root directory (default /)")
     apply.add_argument("--json", action="store_true", help="machine-readable output")
+
+    parser.add_argument("--bus", metavar="ADDRESS", help="D-Bus address of hostd's bus (default: the system bus)")
+    status = commands.add_parser("status", help="the host's state: hostname, steps, degraded services, config errors")
+    status.add_argument("--json", action="store_true", help="the daemon's Describe() document")
+    commands.add_parser("reload", help="re-read config.json and apply what changed")
+    hostname = commands.add_parser("hostname", help="show the hostname, or set it in config.json and apply it")
+    hostname.add_argument("name", nargs="?", help="new hostname ('' returns to the uuid-derived name)")
+    logs = commands.add_parser("logs", help="journal storage")
+    logs_sub = logs.add_subparsers(dest="logs_command", required=True, metavar="SUBCOMMAND")
+    persistent = logs_sub.add_parser("persistent", help="keep the journal on the data partition, or in RAM")
+    persistent.add_argument("state", choices=("on", "off"))
+    for name, text in (
+        ("connections", "the boot-partition profiles: per-file import report and NetworkManager's verdict"),
+        ("dns", "the effective upstream DNS servers and mode"),
+        ("time", "NTP servers and synchronisation"),
+        ("modems", "modems ModemManager sees"),
+    ):
+        commands.add_parser(name, help=text)
     return parser
 
 
@@ -157,7 +179,133 @@ def main(argv: list[str] | None = None) -> int:
         return run_engine(args.root, apply=False, as_json=args.json)
     if args.command == "apply":
         return run_engine(args.root, apply=True, as_json=args.json)
-    return EXIT_UNREADABLE
+    import asyncio
+
+    from hostd import client
+
+    try:
+        return asyncio.run(online(args))
+    except client.NotRunning as exc:
+        print(f"hostctl: {exc}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    except client.Denied as exc:
+        print(f"hostctl: {exc}", file=sys.stderr)
+        return EXIT_DENIED
+    except client.Failed as exc:
+        print(f"hostctl: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+
+
+async def online(args: argparse.Namespace) -> int:
+    from hostd import client
+
+    async with client.connect(args.bus) as hostd:
+        command = args.command
+        if command == "reload":
+            await hostd.call("Reload")
+            command = "status"
+        elif command == "hostname" and args.name is not None:
+            await hostd.call("SetHostname", "s", args.name)
+        elif command == "logs":
+            await hostd.call("SetPersistentLogging", "b", args.state == "on")
+            command = "status"
+        state = json.loads((await hostd.call("Describe"))[0])
+    if command == "status" and args.json:
+        _print_json(state)
+    else:
+        print(RENDERERS[command](state))
+    failed = any(step["status"] == "failed" for step in state["steps"])
+    return EXIT_INVALID if failed or state["config"]["error"] else EXIT_OK
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row[:-1])) + "  " + row[-1] for row in rows
+    ).rstrip()
+
+
+def render_status(state: dict[str, Any]) -> str:
+    config = state["config"]
+    logging_state = state["logging"]
+    degraded = state["degraded"]
+    mdns = state.get("mdns") or {}
+    lines = [
+        f"       Hostname: {state['hostname']}",
+        f"Static hostname: {state['staticHostname']}",
+        f"           mDNS: {mdns.get('hostname', '?')}.local"
+        + (" (name taken by another host)" if mdns.get("collision") else "")
+        if mdns
+        else "           mDNS: avahi-daemon not running",
+        f"        Variant: {state['variant']}",
+        f"         Config: {config['path']} "
+        + (f"INVALID, using {config['source']}:\n                 {config['error']}" if config["error"] else "(valid)"),
+        f"        Logging: {'persistent' if logging_state['persistent'] else 'volatile'}, "
+        f"{logging_state['journalUsage'] / 1048576:.1f} MiB used",
+        f"            DNS: {state['dns']['mode']}: {' '.join(state['dns']['servers']) or '(none)'}",
+        f"            NTP: {' '.join(state['time']['ntpServers']) or '(none)'}; "
+        f"synchronized: {'yes' if state['time']['synchronized'] else 'no'}",
+        f"       Degraded: {', '.join(f'{name} ({why})' for name, why in sorted(degraded.items())) or 'none'}",
+        f"        Version: {state['version']}",
+        "",
+    ]
+    rows = [("STEP", "STATUS", "MS", "MESSAGE")]
+    rows += [(s["name"], s["status"], f"{s['duration_ms']:.1f}", s["message"]) for s in state["steps"]]
+    return "\n".join(lines) + _table(rows)
+
+
+def render_connections(state: dict[str, Any]) -> str:
+    rows = [("FILE", "STATUS", "NETWORKMANAGER", "REASON")]
+    rows += [(c["name"], c["status"], c.get("nm", ""), c.get("reason", "")) for c in state["connections"]]
+    return _table(rows) if len(rows) > 1 else "no profiles in the boot partition"
+
+
+def render_hostname(state: dict[str, Any]) -> str:
+    return state["hostname"]
+
+
+def render_dns(state: dict[str, Any]) -> str:
+    return f"mode: {state['dns']['mode']}\n" + "".join(f"server: {s}\n" for s in state["dns"]["servers"]).rstrip()
+
+
+def render_time(state: dict[str, Any]) -> str:
+    time_state = state["time"]
+    tracking = time_state.get("tracking") or {}
+    lines = [
+        f"NTP servers: {' '.join(time_state['ntpServers']) or '(none)'}",
+        f"synchronized: {'yes' if time_state['synchronized'] else 'no'}",
+    ]
+    if tracking:
+        lines.append(
+            f"chrony: reference {tracking.get('reference')} stratum {tracking.get('stratum')} "
+            f"leap {tracking.get('leapStatus')}"
+        )
+    return "\n".join(lines)
+
+
+def render_modems(state: dict[str, Any]) -> str:
+    rows = [("MODEM", "STATE", "SIGNAL", "SIM", "OPERATOR")]
+    rows += [
+        (
+            m["path"].rsplit("/", 1)[-1],
+            m["state"],
+            f"{m['signal_quality']}%",
+            "yes" if m["sim_present"] else "no",
+            m["operator"],
+        )
+        for m in state["modems"]
+    ]
+    return _table(rows) if len(rows) > 1 else "no modems"
+
+
+RENDERERS = {
+    "status": render_status,
+    "connections": render_connections,
+    "hostname": render_hostname,
+    "dns": render_dns,
+    "time": render_time,
+    "modems": render_modems,
+}
 
 
 if __name__ == "__main__":

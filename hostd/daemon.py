@@ -309,7 +309,7 @@ def admin_group_ids(names: list[str]) -> frozenset[int]:
         try:
             gids.add(grp.getgrnam(name).gr_gid)
         except KeyError:
-            log.warning("admin group %r does not exist; ignored", name)
+            log.info("admin group %r does not exist; only root may change settings", name)
     return frozenset(gids)
 
 

@@ -8,6 +8,7 @@ content, never a mix.  Every function first compares and returns False when conv
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from pathlib import Path
@@ -92,8 +93,34 @@ def atomic_write(path: Path, content: bytes, mode: int = 0o644, uid: int = ROOT_
             tmp.unlink()
         raise
     os.close(fd)
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno != errno.EBUSY:
+            raise
+        # The target is a bind-mounted file (/etc/hostname comes from the state partition): no
+        # rename can replace a mount point, and renaming over the bind source would leave the
+        # mount on the old inode.  Write through the mount in place instead; these files are
+        # derived from config.json, so a power cut mid-write is repaired at the next boot.
+        tmp.unlink()
+        _write_in_place(path, content, mode, uid, gid)
+        return
     fsync_dir(path.parent)
+
+
+def _write_in_place(path: Path, content: bytes, mode: int, uid: int, gid: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+    try:
+        os.ftruncate(fd, 0)
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fchmod(fd, mode)
+        if _can_chown():
+            os.fchown(fd, uid, gid)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def set_metadata(path: Path, mode: int, uid: int = ROOT_UID, gid: int = ROOT_GID) -> None:

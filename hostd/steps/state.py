@@ -117,5 +117,5 @@ def plan(ctx: Context) -> Plan:
             )
             continue
         if str(target) not in mounted:
-            result.changes.append(Change("mount", layout.device_path(target), f"bind {layout.device_path(source)}"))
+            result.changes.append(Change("mount", layout.device_path(target), layout.device_path(source)))
     return result

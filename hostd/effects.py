@@ -1,0 +1,242 @@
+"""The live half of each setup step: make the running services act on what the step wrote.
+
+The engine writes files; this module, run by the daemon after each step, applies the change
+through the service's own API and reads back its verdict (NetworkManager's per-file load
+result, the mounts systemd made, the journal's disk usage...).  A missing service turns only
+its own effect off; the step's report says so, and the effect is applied again when the
+service appears (the daemon re-runs the step).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from hostd.bus import errors
+from hostd.bus.services import Services
+from hostd.engine import StepResult
+from hostd.layout import Layout
+from hostd.steps import dns, state
+from hostd.steps.base import Context, Facts
+
+log = logging.getLogger("hostd.effects")
+
+OnEvent = Callable[[tuple[str, ...]], Awaitable[None]]
+
+# Units behind the development features: started or stopped with developmentMode, restarted
+# when the environment file they read changed.  Units a device does not have are left alone.
+DEVMODE_SWITCHED_UNITS = ("getty@tty1.service", "serial-getty@ttyS0.service")
+DEVMODE_RESTARTED_UNITS = ("sshd.service", "balena-engine.service")
+
+
+class Effects:
+    def __init__(self, services: Services, layout: Layout, on_event: OnEvent) -> None:
+        self.services = services
+        self.layout = layout
+        self._journal_usage = 0
+        self._tracking: dict[str, Any] = {}
+        nm = services.networkmanager
+        # A service that (re)appears gets what it needs again; state changes are republished.
+        nm.on_attach(lambda: on_event(("connections", "dns")))
+        nm.on_dns_servers_changed(lambda servers: on_event(("dns",)))
+        services.dnsmasq.on_attach(lambda: on_event(("dns",)))
+        services.avahi.on_attach(lambda: on_event(("hostname",)))
+        services.avahi.on_collision_changed(lambda collision: on_event(()))
+        services.modemmanager.on_modems_changed(lambda: on_event(()))
+        for feature in (nm, services.dnsmasq, services.avahi, services.modemmanager, services.systemd):
+            feature.on_detach(lambda: on_event(()))
+        services.systemd.on_attach(lambda: on_event(("state",)))
+
+    def facts(self) -> Facts:
+        nm = self.services.networkmanager
+        return Facts(network_dns_servers=tuple(nm.dns_servers) if nm.attached else ())
+
+    def degraded(self) -> dict[str, str]:
+        return self.services.degraded()
+
+    def status(self) -> dict[str, Any]:
+        services = self.services
+        avahi = services.avahi
+        return {
+            "hostname": services.hostname1.hostname if services.hostname1.available else "",
+            "journal_usage": self._journal_usage,
+            "time_synchronized": services.timedate1.ntp_synchronized if services.timedate1.available else False,
+            "tracking": self._tracking,
+            "modems": [
+                {
+                    "path": modem.path,
+                    "state": modem.state.name.lower(),
+                    "operator": modem.operator_name,
+                    "model": modem.model,
+                    "manufacturer": modem.manufacturer,
+                    "signal_quality": modem.signal_quality,
+                    "sim_present": modem.sim_present,
+                }
+                for modem in services.modemmanager.modems.values()
+            ],
+            "mdns": {
+                "hostname": avahi.host_name,
+                "wanted": avahi.wanted_host_name or "",
+                "collision": avahi.collision,
+                "sshPublished": avahi.ssh_published,
+            }
+            if avahi.available
+            else {},
+        }
+
+    async def after_step(self, ctx: Context, result: StepResult) -> None:
+        effect = getattr(self, "_" + result.name.replace("-", "_"), None)
+        if effect is None or result.status == "failed":
+            return
+        try:
+            await effect(ctx, result)
+        except errors.BusError as exc:
+            result.problems.append(f"live effect not applied: {exc}")
+        except Exception as exc:  # a peer's surprise must never take hostd down
+            log.exception("live effect of %s failed", result.name)
+            result.problems.append(f"live effect failed: {type(exc).__name__}: {exc}")
+
+    # -- one effect per step ---------------------------------------------------------------------
+
+    async def _state(self, ctx: Context, result: StepResult) -> None:
+        mounts = [change for change in result.pending if change.kind == "mount"]
+        if not mounts:
+            return
+        systemd = self.services.systemd
+        if not systemd.available:
+            result.problems.append("systemd is not reachable: bind mounts not made")
+            return
+        # One job each, all at once: systemd runs them in parallel.
+        jobs = await asyncio.gather(
+            *(
+                systemd.start_transient_mount(str(self.layout.path(c.detail)), str(self.layout.path(c.path)))
+                for c in mounts
+            ),
+            return_exceptions=True,
+        )
+        for change, job in zip(mounts, jobs, strict=True):
+            if isinstance(job, BaseException) or job.value != "done":
+                reason = job if isinstance(job, BaseException) else f"systemd job {job.value}"
+                result.problems.append(f"bind mount of {change.path} failed: {reason}")
+                continue
+            result.pending.remove(change)
+            result.changes.append(change)
+        if self.layout.is_live:
+            mounted = state.mounted_targets()
+            missing = [c.path for c in result.changes if c.kind == "mount" and c.path not in mounted]
+            result.problems.extend(f"{path}: not a mount point after mounting" for path in missing)
+        if result.status == "ok" and result.changes:
+            result.status = "changed"
+
+    async def _hostname(self, ctx: Context, result: StepResult) -> None:
+        name = ctx.config.effective_hostname
+        if name is None:
+            return
+        hostname1 = self.services.hostname1
+        try:
+            if hostname1.static_hostname != name:
+                await hostname1.set_static_hostname(name)
+            if hostname1.hostname != name:
+                await hostname1.set_hostname(name)
+        except errors.ServiceUnavailable:
+            # No hostnamed: /etc/hostname is written already; set the kernel's name directly.
+            if self.layout.is_live and socket.gethostname() != name:
+                socket.sethostname(name)
+        avahi = self.services.avahi
+        try:
+            await avahi.set_host_name(name)
+            await avahi.publish_ssh()
+        except errors.ServiceUnavailable:
+            result.problems.append("avahi-daemon is not running: <hostname>.local is announced when it starts")
+        if avahi.host_name_collision:
+            result.problems.append(
+                f"{name}.local is taken by another host on the network; avahi announces {avahi.host_name}.local "
+                "until it is free again"
+            )
+
+    async def _connections(self, ctx: Context, result: StepResult) -> None:
+        nm = self.services.networkmanager
+        if not nm.attached:
+            for entry in result.report:
+                if entry["status"] in ("imported", "unchanged", "kept"):
+                    entry["nm"] = "not loaded: NetworkManager is not running"
+            return
+        directory = self.layout.nm_connections
+        touched = [
+            str(self.layout.path(change.path))
+            for change in result.changes
+            if change.kind in ("write", "remove") and self.layout.path(change.path).parent == directory
+        ]
+        failures: set[str] = set()
+        if touched:
+            load = await nm.load_connections(touched)
+            failures = set(load.failures)
+        loaded = {profile.filename for profile in await nm.list_connections()}
+        for entry in result.report:
+            path = str(directory / entry["name"])
+            if entry["status"] == "removed":
+                entry["nm"] = "still loaded" if path in loaded else "unloaded"
+            elif entry["status"] in ("imported", "unchanged", "kept"):
+                if path in loaded:
+                    entry["nm"] = "loaded"
+                else:
+                    entry["nm"] = "failed: NetworkManager did not load it" + (
+                        " (LoadConnections reported it)" if path in failures else ""
+                    )
+                    result.problems.append(f"{entry['name']}: NetworkManager did not load it")
+
+    async def _dns(self, ctx: Context, result: StepResult) -> None:
+        dnsmasq = self.services.dnsmasq
+        servers = list(dns.effective_servers(ctx))
+        if dnsmasq.servers == servers and dnsmasq.attached:
+            return
+        try:
+            await dnsmasq.set_servers(servers)
+        except errors.ServiceUnavailable:
+            result.problems.append("dnsmasq is not running: its servers are set when it starts")
+
+    async def _logging(self, ctx: Context, result: StepResult) -> None:
+        journald = self.services.journald
+        if result.changes:
+            await journald.restart()
+            if ctx.config.persistent_logging:
+                await journald.flush()
+        try:
+            self._journal_usage = await journald.disk_usage()
+        except errors.BusError as exc:
+            log.debug("journal disk usage unknown: %s", exc)
+
+    async def _ntp(self, ctx: Context, result: StepResult) -> None:
+        chrony = self.services.chrony
+        if result.changes:
+            await chrony.reload_sources()
+        try:
+            tracking = await chrony.tracking()
+        except errors.BusError as exc:
+            log.debug("chrony tracking unknown: %s", exc)
+            return
+        self._tracking = {
+            "reference": tracking.reference,
+            "stratum": tracking.stratum,
+            "leapStatus": tracking.leap_status.value,
+            "synchronized": tracking.synchronized,
+            "systemTimeOffset": tracking.system_time_offset,
+        }
+
+    async def _devmode(self, ctx: Context, result: StepResult) -> None:
+        if not result.changes:
+            return  # only units whose input changed are touched
+        systemd = self.services.systemd
+        development = ctx.config.development_mode
+        for unit in DEVMODE_SWITCHED_UNITS:
+            if (await systemd.unit_state(unit)).load_state != "loaded":
+                continue
+            job = await (systemd.start_unit(unit) if development else systemd.stop_unit(unit))
+            if job.value != "done":
+                result.problems.append(f"{unit}: {'start' if development else 'stop'} job {job.value}")
+        for unit in DEVMODE_RESTARTED_UNITS:
+            if (await systemd.unit_state(unit)).load_state == "loaded":
+                await systemd.try_restart_unit(unit)
