@@ -101,6 +101,9 @@ class Daemon:
         bus.disconnect()
         return 0
 
+    def stop(self) -> None:
+        self._stop.set()
+
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
@@ -156,7 +159,6 @@ class Daemon:
             ctx = Context(loaded.config, self.layout, self.effects.facts())
             results = []
             for step in steps:
-                notify.notify(f"STATUS=Applying {step.NAME}")
                 [result] = engine.run(ctx, [step], apply=True)
                 started = time.monotonic()
                 await self.effects.after_step(ctx, result)
@@ -313,7 +315,7 @@ def admin_group_ids(names: list[str]) -> frozenset[int]:
     return frozenset(gids)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hostd", description="Converge the host to config.json and serve io.hostd1.")
     parser.add_argument("--root", default="/", help="device root directory (default /)")
     parser.add_argument("--bus", metavar="ADDRESS", help="D-Bus address (default: the system bus)")
@@ -324,7 +326,11 @@ def main(argv: list[str] | None = None) -> int:
         help="group whose members may call mutating methods (besides root)",
     )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     from hostd import logsetup
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from hostd.bus import errors
 from hostd.bus.services import Services
+from hostd.bus.systemd import unit_name_from_path
 from hostd.engine import StepResult
 from hostd.layout import Layout
 from hostd.steps import dns, state
@@ -109,6 +110,15 @@ class Effects:
         if not systemd.available:
             result.problems.append("systemd is not reachable: bind mounts not made")
             return
+        # A mount systemd already holds (an earlier run's) is converged, even where the kernel's
+        # table cannot be read (a root directory other than /).
+        units = await asyncio.gather(
+            *(systemd.unit_state(unit_name_from_path(str(self.layout.path(c.path)))) for c in mounts)
+        )
+        for change, unit in zip(list(mounts), units, strict=True):
+            if unit.active_state.value == "active":
+                result.pending.remove(change)
+                mounts.remove(change)
         # One job each, all at once: systemd runs them in parallel.
         jobs = await asyncio.gather(
             *(
@@ -201,18 +211,25 @@ class Effects:
     async def _logging(self, ctx: Context, result: StepResult) -> None:
         journald = self.services.journald
         if result.changes:
-            await journald.restart()
-            if ctx.config.persistent_logging:
-                await journald.flush()
+            await journald.restart()  # through systemd on the bus
+        if not self.layout.is_live:
+            return  # journalctl acts on the running system's journal, not on a root directory
+        if result.changes and ctx.config.persistent_logging:
+            await journald.flush()
         try:
             self._journal_usage = await journald.disk_usage()
         except errors.BusError as exc:
             log.debug("journal disk usage unknown: %s", exc)
 
     async def _ntp(self, ctx: Context, result: StepResult) -> None:
+        if not self.layout.is_live:
+            return  # chronyc talks to the running system's chronyd, not to a root directory
         chrony = self.services.chrony
         if result.changes:
-            await chrony.reload_sources()
+            try:
+                await chrony.reload_sources()
+            except errors.ServiceUnavailable:
+                return  # chronyd reads its sourcedir when it starts (at boot hostd runs before it)
         try:
             tracking = await chrony.tracking()
         except errors.BusError as exc:

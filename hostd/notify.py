@@ -15,7 +15,9 @@ def notify(state: str) -> bool:
         address = "\0" + address[1:]  # abstract namespace
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
         try:
-            sock.sendto(state.encode(), address)
+            # Never block the event loop on a full queue: a lost STATUS= is harmless, and a
+            # lost WATCHDOG=1 is sent again at the next tick.
+            sock.sendto(state.encode(), socket.MSG_DONTWAIT, address)
         except OSError:
             return False
     return True

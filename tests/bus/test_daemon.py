@@ -1,0 +1,305 @@
+"""The daemon on a private dbus-daemon, with fake services: the io.hostd1 contract and reconcile."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from dbus_fast import Message, MessageType
+from dbus_fast.aio import MessageBus
+
+from hostd import api
+from hostd.daemon import Daemon
+from hostd.layout import Layout
+
+from .fakes.dnsmasq import FakeDnsmasq
+from .fakes.systemd import FakeSystemd
+from .support import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+UUID = "0123456789abcdef0123456789abcdef"
+
+
+def make_root(tmp_path: Path, config: dict[str, Any]) -> Layout:
+    root = tmp_path / "root"
+    for directory in ("mnt/boot/system-connections", "mnt/state", "mnt/data", "etc"):
+        (root / directory).mkdir(parents=True)
+    (root / "etc/hostname").write_text("")
+    layout = Layout(root)
+    layout.config_json.write_text(json.dumps(config, indent=2))
+    return layout
+
+
+@asynccontextmanager
+async def running_daemon(layout: Layout, address: str) -> AsyncIterator[Daemon]:
+    daemon = Daemon(layout, address, poll_interval=0.05)
+    task = asyncio.create_task(daemon.run())
+    async with client(address) as bus:
+        while not await name_has_owner(bus):
+            if task.done():
+                task.result()  # raises what stopped the daemon
+            await asyncio.sleep(0.01)
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        assert await asyncio.wait_for(task, 10) == 0
+
+
+async def name_has_owner(bus: MessageBus) -> bool:
+    reply = await call(
+        bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "NameHasOwner", "s", api.BUS_NAME
+    )
+    return bool(reply.body[0])
+
+
+@asynccontextmanager
+async def client(address: str) -> AsyncIterator[MessageBus]:
+    bus = await MessageBus(bus_address=address).connect()
+    try:
+        yield bus
+    finally:
+        bus.disconnect()
+
+
+async def call(
+    bus: MessageBus, destination: str, path: str, interface: str, member: str, signature: str = "", *body: Any
+) -> Message:
+    reply = await bus.call(
+        Message(
+            destination=destination, path=path, interface=interface, member=member, signature=signature, body=list(body)
+        )
+    )
+    assert reply is not None
+    return reply
+
+
+async def hostd_call(bus: MessageBus, member: str, signature: str = "", *body: Any) -> Message:
+    return await call(bus, api.BUS_NAME, api.OBJECT_PATH, api.INTERFACE, member, signature, *body)
+
+
+async def get_all(bus: MessageBus) -> dict[str, Any]:
+    reply = await call(bus, api.BUS_NAME, api.OBJECT_PATH, api.PROPERTIES_INTERFACE, "GetAll", "s", api.INTERFACE)
+    return reply.body[0]
+
+
+async def test_api_contract(tmp_path: Path, bus_address: str) -> None:
+    layout = make_root(tmp_path, {"uuid": UUID, "hostname": "kitchen", "dnsServers": "1.1.1.1"})
+    async with running_daemon(layout, bus_address), client(bus_address) as bus:
+        properties = await get_all(bus)
+        assert set(properties) == set(api.PROPERTIES)
+        for name, variant in properties.items():
+            assert variant.signature == api.PROPERTIES[name], name
+        assert properties["StaticHostname"].value == "kitchen"
+        assert properties["DnsServers"].value == ["1.1.1.1"]
+        assert properties["Variant"].value == "production"
+        assert properties["ConfigError"].value == ""
+        assert [step[0] for step in properties["Steps"].value][:3] == ["identity", "state", "hostname"]
+
+        describe = json.loads((await hostd_call(bus, "Describe")).body[0])
+        assert describe["staticHostname"] == "kitchen"
+        assert describe["dns"] == {"mode": "append", "servers": ["1.1.1.1"]}
+        assert {step["name"] for step in describe["steps"]} >= {"hostname", "dns", "connections"}
+
+        plan = json.loads((await hostd_call(bus, "Plan")).body[0])
+        assert all(not step["changes"] for step in plan["steps"])  # converged
+
+        bad = await hostd_call(bus, "SetHostname", "s", "-nope-")
+        assert bad.message_type == MessageType.ERROR
+        assert bad.error_name == "org.freedesktop.DBus.Error.InvalidArgs" and "'-nope-'" in bad.body[0]
+        wrong_signature = await hostd_call(bus, "SetHostname", "i", 5)
+        assert wrong_signature.error_name == "org.freedesktop.DBus.Error.InvalidArgs"
+        read_only = await call(
+            bus,
+            api.BUS_NAME,
+            api.OBJECT_PATH,
+            api.PROPERTIES_INTERFACE,
+            "Set",
+            "ssv",
+            api.INTERFACE,
+            "Hostname",
+            __import__("dbus_fast").Variant("s", "x"),
+        )
+        assert read_only.message_type == MessageType.ERROR
+
+
+async def test_introspection_matches_committed_xml(tmp_path: Path, bus_address: str) -> None:
+    layout = make_root(tmp_path, {"uuid": UUID})
+    committed = (REPO / "packaging/io.hostd1.Manager.xml").read_text()
+    interface = re.search(r'  <interface name="io.hostd1.Manager">.*?</interface>\n', committed, re.S)
+    assert interface is not None
+    async with running_daemon(layout, bus_address), client(bus_address) as bus:
+        live = await call(bus, api.BUS_NAME, api.OBJECT_PATH, "org.freedesktop.DBus.Introspectable", "Introspect")
+        assert interface.group(0) in live.body[0]
+        # every method of the committed contract answers (reads) or checks its caller (mutations)
+        for method in re.findall(r'<method name="(\w+)">', interface.group(0)):
+            spec = api.METHODS[method]
+            args = {"": [], "s": ["x"], "b": [True]}[spec.in_signature]
+            reply = await hostd_call(bus, method, spec.in_signature, *args)
+            assert reply.error_name != "org.freedesktop.DBus.Error.UnknownMethod", method
+
+
+async def test_set_hostname_writes_config_and_signals(tmp_path: Path, bus_address: str) -> None:
+    original = {"uuid": UUID, "apiKey": "keep-me", "hostname": "kitchen"}
+    layout = make_root(tmp_path, original)
+    async with running_daemon(layout, bus_address), client(bus_address) as bus:
+        changed: list[dict[str, Any]] = []
+        reconciled: list[Any] = []
+
+        def on_message(message: Message) -> None:
+            if message.message_type == MessageType.SIGNAL and message.path == api.OBJECT_PATH:
+                if message.member == "PropertiesChanged":
+                    changed.append(message.body[1])
+                elif message.member == "Reconciled":
+                    reconciled.append(message.body[0])
+
+        bus.add_message_handler(on_message)
+        await call(
+            bus,
+            "org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus",
+            "AddMatch",
+            "s",
+            f"type='signal',path='{api.OBJECT_PATH}'",
+        )
+        reply = await hostd_call(bus, "SetHostname", "s", "Garage")
+        assert reply.message_type == MessageType.METHOD_RETURN, reply.body
+        document = json.loads(layout.config_json.read_text())
+        assert document == {**original, "hostname": "garage"}
+        assert list(document) == list(original)  # no key reordered
+        assert layout.etc_hostname.read_text() == "garage\n"
+        await wait_until(lambda: any("StaticHostname" in c for c in changed) and reconciled)
+        assert next(c for c in changed if "StaticHostname" in c)["StaticHostname"].value == "garage"
+        # only the steps that depend on the changed key, plus the file-driven ones
+        assert [step[0] for step in reconciled[-1]] == ["state", "hostname", "connections", "dispatcher"]
+
+
+async def test_reconcile_restarts_only_what_changed(tmp_path: Path, bus_address: str) -> None:
+    layout = make_root(tmp_path, {"uuid": UUID, "dnsServers": "1.1.1.1"})
+    systemd, dnsmasq = FakeSystemd(bus_address), FakeDnsmasq(bus_address)
+    await systemd.start()
+    await dnsmasq.start()
+    async with running_daemon(layout, bus_address) as daemon, client(bus_address) as bus:
+        assert dnsmasq.dnsmasq.servers == [["1.1.1.1"]]
+        systemd.calls.clear()
+
+        layout.config_json.write_text(json.dumps({"uuid": UUID, "dnsServers": "9.9.9.9"}))
+        await hostd_call(bus, "Reload")
+        assert dnsmasq.dnsmasq.servers == [["9.9.9.9"]]
+        assert systemd.calls_to("RestartUnit") == [] and systemd.calls_to("TryRestartUnit") == []
+
+        layout.config_json.write_text(json.dumps({"uuid": UUID, "dnsServers": "9.9.9.9", "persistentLogging": True}))
+        await hostd_call(bus, "Reload")
+        assert [body[0] for body in systemd.calls_to("RestartUnit")] == ["systemd-journald.service"]
+        assert "Storage=persistent" in layout.journald_dropin.read_text()
+
+        systemd.calls.clear()
+        results = await daemon.reconcile()  # what Reload runs; nothing changed: nothing restarted or written
+        assert [r.name for r in results] == ["state", "connections", "dispatcher"]
+        assert all(not r.changes for r in results)
+        assert [member for _, member, _ in systemd.calls if member != "ListUnitsByNames"] == []  # reads only
+    await systemd.stop()
+    await dnsmasq.stop()
+
+
+async def test_invalid_config_at_runtime_changes_nothing(tmp_path: Path, bus_address: str) -> None:
+    layout = make_root(tmp_path, {"uuid": UUID, "hostname": "kitchen"})
+    async with running_daemon(layout, bus_address), client(bus_address) as bus:
+        before = layout.etc_hostname.stat().st_mtime_ns
+        layout.config_json.write_text('{"uuid": "' + UUID + '", "hostname": "bad name"}')
+        await hostd_call(bus, "Reload")
+        properties = await get_all(bus)
+        assert "/hostname: 'bad name' is not a valid hostname" in properties["ConfigError"].value
+        assert properties["StaticHostname"].value == "kitchen"
+        assert layout.etc_hostname.stat().st_mtime_ns == before
+        refused = await hostd_call(bus, "SetPersistentLogging", "b", True)
+        assert refused.error_name == "io.hostd1.Error.ConfigInvalid"
+
+        layout.config_json.write_text(json.dumps({"uuid": UUID, "hostname": "fixed"}))
+        await wait_until(lambda: layout.etc_hostname.read_text() == "fixed\n")  # the watch picked it up
+        assert (await get_all(bus))["ConfigError"].value == ""
+
+
+async def test_watchdog_and_ready_notifications(tmp_path: Path, bus_address: str, monkeypatch) -> None:
+    layout = make_root(tmp_path, {"uuid": UUID})
+    notify_socket = tmp_path / "notify"
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(notify_socket))
+    receiver.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(notify_socket))
+    monkeypatch.setenv("WATCHDOG_USEC", "100000")
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    messages: list[str] = []
+
+    async def receive() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            messages.append((await loop.sock_recv(receiver, 4096)).decode())
+
+    reader = asyncio.create_task(receive())
+    async with running_daemon(layout, bus_address):
+        await wait_until(lambda: sum(m == "WATCHDOG=1" for m in messages) >= 3, timeout=2)
+    reader.cancel()
+    receiver.close()
+    assert any(m.startswith("READY=1") for m in messages)
+    assert any(m.startswith("STATUS=") for m in messages)
+    assert sum(m == "WATCHDOG=1" for m in messages) >= 3
+
+
+def test_sigterm_exits_cleanly(tmp_path: Path, bus_address: str) -> None:
+    layout = make_root(tmp_path, {"uuid": UUID})
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from hostd.daemon import main; sys.exit(main())",
+            "--root",
+            str(layout.root),
+            "--bus",
+            bus_address,
+        ],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        for _ in range(500):  # until hostd owns its name, i.e. is serving
+            owned = subprocess.run(
+                [
+                    "busctl",
+                    f"--address={bus_address}",
+                    "call",
+                    "org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus",
+                    "NameHasOwner",
+                    "s",
+                    api.BUS_NAME,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if owned.stdout.strip() == "b true" or process.poll() is not None:
+                break
+            time.sleep(0.02)
+        process.terminate()
+        _, stderr = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert all(line.startswith("<") for line in stderr.splitlines()), stderr  # <N> priority prefixes
