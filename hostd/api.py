@@ -52,6 +52,11 @@ PROPERTIES: dict[str, str] = {
     "ConfigError": "s",
     "Steps": "a(sssdd)",
     "Degraded": "as",
+    "Generation": "s",
+    "GoodGeneration": "s",
+    "Transaction": "s",
+    "NotApplied": "s",
+    "LastRollback": "(dsss)",
 }
 
 
@@ -70,8 +75,11 @@ METHODS: dict[str, MethodSpec] = {
     "Reload": MethodSpec("", "", True),
     "SetHostname": MethodSpec("s", "", True, in_names=("hostname",)),
     "SetPersistentLogging": MethodSpec("b", "", True, in_names=("enabled",)),
+    "Try": MethodSpec("u", "", True, in_names=("timeout",)),
+    "Confirm": MethodSpec("", "", True),
 }
-SIGNALS: dict[str, tuple[str, tuple[str, ...]]] = {"Reconciled": ("a(sssdd)", ("steps",))}
+# outcome: applied, probing, trying, kept, rolled-back, re-applied
+SIGNALS: dict[str, tuple[str, tuple[str, ...]]] = {"Reconciled": ("a(sssdd)s", ("steps", "outcome"))}
 
 
 class ApiError(Exception):
@@ -94,6 +102,8 @@ class Host(Protocol):
     async def reload(self) -> None: ...
     async def set_hostname(self, name: str) -> None: ...
     async def set_persistent_logging(self, enabled: bool) -> None: ...
+    async def try_apply(self, timeout: int) -> None: ...
+    async def confirm(self) -> None: ...
 
 
 def introspection_xml() -> str:
@@ -212,8 +222,9 @@ class Api:
     def value(self, name: str) -> Any:
         return self._values[name]
 
-    def emit_reconciled(self, steps: list[tuple[str, str, str, float, float]]) -> None:
-        self._bus.send(Message.new_signal(OBJECT_PATH, INTERFACE, "Reconciled", SIGNALS["Reconciled"][0], [steps]))
+    def emit_reconciled(self, steps: list[tuple[str, str, str, float, float]], outcome: str) -> None:
+        signature = SIGNALS["Reconciled"][0]
+        self._bus.send(Message.new_signal(OBJECT_PATH, INTERFACE, "Reconciled", signature, [steps, outcome]))
 
     def describe(self) -> str:
         if self._describe_cache is None:
@@ -277,6 +288,10 @@ class Api:
             return lambda: self._host.set_hostname(body[0])
         if member == "SetPersistentLogging":
             return lambda: self._host.set_persistent_logging(body[0])
+        if member == "Try":
+            return lambda: self._host.try_apply(body[0])
+        if member == "Confirm":
+            return self._host.confirm
         raise AssertionError(member)
 
     async def _authorize(self, msg: Message) -> None:

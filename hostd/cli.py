@@ -36,13 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--root", default="/", help="device root directory (default /)")
     plan.add_argument("--json", action="store_true", help="machine-readable output")
 
-    apply = commands.add_parser("apply", help="apply the configuration")
-    apply.add_argument(
-        "--offline",
-        action="store_true",
-        required=True,
-        help="apply the file-level effects with the engine alone, without the daemon",
+    apply = commands.add_parser("apply", help="apply the configuration (--offline, or --try through hostd)")
+    how = apply.add_mutually_exclusive_group(required=True)
+    how.add_argument(
+        "--offline", action="store_true", help="apply the file-level effects with the engine alone, without the daemon"
     )
+    how.add_argument(
+        "--try",
+        dest="try_",
+        action="store_true",
+        help="have hostd apply config.json now and roll it back unless `hostctl confirm` follows within --timeout",
+    )
+    apply.add_argument("--timeout", type=int, default=120, help="seconds to wait for `hostctl confirm` (default 120)")
     apply.add_argument("--root", default="/", help="device root directory (default /)")
     apply.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -50,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="the host's state: hostname, steps, degraded services, config errors")
     status.add_argument("--json", action="store_true", help="the daemon's Describe() document")
     commands.add_parser("reload", help="re-read config.json and apply what changed")
+    commands.add_parser("confirm", help="keep the change applied by `hostctl apply --try`")
     hostname = commands.add_parser("hostname", help="show the hostname, or set it in config.json and apply it")
     hostname.add_argument("name", nargs="?", help="new hostname ('' returns to the uuid-derived name)")
     logs = commands.add_parser("logs", help="journal storage")
@@ -77,7 +83,7 @@ def config_check(path_arg: str | None, as_json: bool) -> int:
 
     path = Path(path_arg) if path_arg else Layout().config_json
     try:
-        raw = path.read_bytes()
+        raw = config_model.read_config_bytes(path, follow_symlinks=True)
     except OSError as exc:
         message = f"{path}: cannot be read: {exc.strerror}"
         if as_json:
@@ -177,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         return config_check(args.path, args.json)
     if args.command == "plan":
         return run_engine(args.root, apply=False, as_json=args.json)
-    if args.command == "apply":
+    if args.command == "apply" and args.offline:
         return run_engine(args.root, apply=True, as_json=args.json)
     import asyncio
 
@@ -209,13 +215,22 @@ async def online(args: argparse.Namespace) -> int:
         elif command == "logs":
             await hostd.call("SetPersistentLogging", "b", args.state == "on")
             command = "status"
+        elif command == "apply":
+            await hostd.call("Try", "u", args.timeout)
+            print(f"applied; run `hostctl confirm` within {args.timeout} s to keep it, or it is rolled back")
+            command = "status"
+        elif command == "confirm":
+            await hostd.call("Confirm")
+            print("confirmed: the change is kept")
+            command = "status"
         state = json.loads((await hostd.call("Describe"))[0])
     if command == "status" and args.json:
         _print_json(state)
     else:
         print(RENDERERS[command](state))
     failed = any(step["status"] == "failed" for step in state["steps"])
-    return EXIT_INVALID if failed or state["config"]["error"] else EXIT_OK
+    not_applied = (state.get("generations") or {}).get("notApplied")
+    return EXIT_INVALID if failed or state["config"]["error"] or not_applied else EXIT_OK
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:
@@ -246,12 +261,28 @@ def render_status(state: dict[str, Any]) -> str:
         f"            NTP: {' '.join(state['time']['ntpServers']) or '(none)'}; "
         f"synchronized: {'yes' if state['time']['synchronized'] else 'no'}",
         f"       Degraded: {', '.join(f'{name} ({why})' for name, why in sorted(degraded.items())) or 'none'}",
+        render_generations(state.get("generations") or {}),
         f"        Version: {state['version']}",
         "",
     ]
     rows = [("STEP", "STATUS", "MS", "MESSAGE")]
     rows += [(s["name"], s["status"], f"{s['duration_ms']:.1f}", s["message"]) for s in state["steps"]]
     return "\n".join(lines) + _table(rows)
+
+
+def render_generations(generations: dict[str, Any]) -> str:
+    current, good = generations.get("current", ""), generations.get("good", "")
+    line = f"     Generation: {current or '-'}" + (" (last-known-good)" if current and current == good else "")
+    if generations.get("transaction"):
+        line += f", {generations['transaction']}; last-known-good is {good or '-'}"
+    if generations.get("notApplied"):
+        line += f"\n    NOT APPLIED: {generations['notApplied']}"
+    rollback = generations.get("lastRollback")
+    if rollback:
+        line += f"\n  Last rollback: {rollback['generation']}: {rollback['reason']}"
+        if rollback.get("evidence"):
+            line += f"\n                 {rollback['evidence']}"
+    return line
 
 
 def render_connections(state: dict[str, Any]) -> str:

@@ -8,10 +8,13 @@ config.json itself is then left exactly as it is.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
+import os
 import re
 import secrets
+import stat
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ DEFAULT_RUNTIME_MAX_USE = "8M"
 DEFAULT_SYSTEM_MAX_USE = "32M"
 DEFAULT_CONNECTIVITY_INTERVAL = 3600
 DNS_MODES = ("append", "exclusive")
+DEFAULT_SAFE_APPLY_TIMEOUT = 60
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _UUID = re.compile(r"^[0-9a-f]{32}$|^[0-9a-f]{62}$")
@@ -84,6 +88,8 @@ class Config:
     connectivity_response: str | None = field(default=None, metadata={"key": "os.network.connectivity.response"})
     wifi_random_mac_scan: bool | None = field(default=None, metadata={"key": "os.network.wifi.randomMacAddressScan"})
     udev_rules: tuple[tuple[str, str], ...] = field(default=(), metadata={"key": "os.udevRules"})
+    safe_apply_timeout: int = field(default=DEFAULT_SAFE_APPLY_TIMEOUT, metadata={"key": "os.safeApply.timeout"})
+    probe_name: str | None = field(default=None, metadata={"key": "os.safeApply.probeName"})
     # True when config.json had no uuid and one was generated: it is written back by the identity step.
     uuid_generated: bool = field(default=False, compare=False)
 
@@ -147,7 +153,15 @@ class _Validator:
 
     def check_parents(self) -> None:
         # A non-object where an object of owned keys must be (e.g. "os": "x") is itself an error.
-        for dotted in ("os", "os.network", "os.network.connectivity", "os.network.wifi", "os.dns", "os.journal"):
+        for dotted in (
+            "os",
+            "os.network",
+            "os.network.connectivity",
+            "os.network.wifi",
+            "os.dns",
+            "os.journal",
+            "os.safeApply",
+        ):
             present, value, pointer = self.lookup(dotted)
             if present and not isinstance(value, dict):
                 self.error(pointer, f"{_show(value)} is not an object")
@@ -344,6 +358,25 @@ def _validate(document: dict[str, Any]) -> tuple[Config, list[ConfigIssue]]:
     if scan is not None:
         values["wifi_random_mac_scan"] = scan
 
+    timeout, pointer = v.optional("os.safeApply.timeout", int, "a whole number of seconds")
+    if timeout is not None:
+        if 5 <= timeout <= 3600:
+            values["safe_apply_timeout"] = timeout
+        else:
+            v.error(pointer, f"{timeout} is outside 5..3600 seconds")
+
+    probe_name, pointer = v.optional("os.safeApply.probeName", str, "a host name")
+    if probe_name is not None:
+        if _is_fqdn(probe_name):
+            values["probe_name"] = probe_name.lower().rstrip(".")
+        else:
+            v.error(pointer, f"{_show(probe_name)} is not a host name")
+    elif (api := document.get("apiEndpoint")) and isinstance(api, str):
+        # The cloud the device must reach: the natural name to prove DNS still works.
+        host = re.sub(r"^https?://", "", api).split("/")[0].split(":")[0]
+        if _is_fqdn(host):
+            values["probe_name"] = host.lower()
+
     rules, pointer = v.optional("os.udevRules", dict, "an object of rule name -> rule text")
     if rules is not None:
         good_rules: list[tuple[str, str]] = []
@@ -376,7 +409,7 @@ class LoadedConfig:
 def parse(raw: bytes, path: Path | str = "config.json") -> tuple[Config, dict[str, Any]]:
     """Parse and validate config.json bytes; raises ConfigError naming every problem."""
     if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(path, [ConfigIssue("", f"file is {len(raw)} bytes, more than {MAX_CONFIG_BYTES}")])
+        raise ConfigError(path, [ConfigIssue("", f"file is more than {MAX_CONFIG_BYTES} bytes")])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -405,13 +438,34 @@ def _init_values(config: Config) -> dict[str, Any]:
     return {f.name: getattr(config, f.name) for f in fields(config)}
 
 
+def read_config_bytes(path: Path, *, follow_symlinks: bool = False) -> bytes:
+    """The bytes of a config file, at most one over the size limit; OSError when it is not a regular file.
+
+    The type is checked before opening: a FIFO would hang the boot and opening a device can
+    have effects of its own (a watchdog starts ticking).
+    """
+    st = os.stat(path, follow_symlinks=follow_symlinks)
+    if stat.S_ISLNK(st.st_mode):
+        raise OSError(errno.ELOOP, "is a symbolic link, not a file", str(path))
+    if not stat.S_ISREG(st.st_mode):
+        kind = "is a directory" if stat.S_ISDIR(st.st_mode) else "is not a regular file"
+        raise OSError(errno.EINVAL, kind, str(path))
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow_symlinks else os.O_NOFOLLOW)
+    with os.fdopen(os.open(path, flags), "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):  # swapped since the check
+            raise OSError(errno.EINVAL, "is not a regular file", str(path))
+        return file.read(MAX_CONFIG_BYTES + 1)
+
+
 def load(layout: Layout) -> LoadedConfig:
     """config.json, or the last-known-good copy when it cannot be used, or the defaults."""
     path = layout.config_json
     error: ConfigError | None = None
     raw: bytes | None = None
     try:
-        raw = path.read_bytes()
+        if link := layout.symlink_in(path):
+            raise OSError(errno.ELOOP, f"{link} is a symbolic link; hostd does not read through it", str(path))
+        raw = read_config_bytes(path)
     except FileNotFoundError:
         error = ConfigError(path, [ConfigIssue("", "file is missing")])
     except OSError as exc:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hostd import __version__, engine, notify
+from hostd import __version__, engine, generations, notify, probe
 from hostd import config as config_model
 from hostd.api import Api, ApiError, InvalidArgument
 from hostd.engine import StepResult
@@ -29,6 +29,30 @@ from hostd.steps.base import Context
 log = logging.getLogger("hostd")
 
 CONFIG_POLL_SECONDS = 1.0
+DEFAULT_PROBE_RESOLVER = ("127.0.0.2", 53)  # dnsmasq, as balenaOS runs it
+# A change to these keys (or to the boot partition's profiles and scripts) can cut the device
+# off its network: it is kept only once the connectivity probe passes.
+NETWORK_KEYS = frozenset(
+    {
+        "hostname",
+        "dnsServers",
+        "os.dns.mode",
+        "ntpServers",
+        "os.network.connectivity.uri",
+        "os.network.connectivity.interval",
+        "os.network.connectivity.response",
+        "os.network.wifi.randomMacAddressScan",
+    }
+)
+
+
+def _config_of(inputs: generations.Inputs | None) -> config_model.Config | None:
+    if inputs is None:
+        return None
+    try:
+        return config_model.parse(inputs.config)[0]
+    except config_model.ConfigError:
+        return None
 
 
 class Daemon:
@@ -39,8 +63,19 @@ class Daemon:
         *,
         admin_gids: frozenset[int] = frozenset(),
         poll_interval: float = CONFIG_POLL_SECONDS,
+        probe_resolver: tuple[str, int] = DEFAULT_PROBE_RESOLVER,
     ) -> None:
         self.layout = layout
+        self.probe_resolver = probe_resolver
+        self.store = generations.GenerationStore(layout)
+        self.applied_layout = layout  # the boot partition, or a restored generation
+        self.applied_inputs: generations.Inputs | None = None
+        self.applied_id = ""
+        self.not_applied = ""  # why config.json is not what the device runs
+        self.transaction = ""  # "", "probing" or "awaiting-confirm"
+        self.last_rollback: tuple[float, str, str, str] = (0.0, "", "", "")
+        self._trial_task: asyncio.Task[None] | None = None
+        self._confirmed = asyncio.Event()
         self.bus_address = bus_address
         self.admin_gids = admin_gids
         self.poll_interval = poll_interval
@@ -139,39 +174,180 @@ class Daemon:
                 await self.reconcile()
 
     async def reconcile(self, *, full: bool = False, only: tuple[str, ...] | None = None) -> list[StepResult]:
-        """Re-read config.json and apply what changed (everything when ``full``, or the named steps)."""
+        """Re-read config.json and apply what changed (everything when ``full``, or the named steps).
+
+        A change that affects connectivity is a transaction: applied, then kept only once the
+        probe passes (or ``Confirm()`` comes, for ``Try()``); otherwise the last-known-good
+        generation is restored.  config.json itself is never rewritten by a rollback.
+        """
         async with self._lock:
-            loaded = config_model.load(self.layout)
-            self.loaded = loaded
-            self.config_error = str(loaded.error) if loaded.error else ""
-            if loaded.error is not None:
-                log.error("%s", loaded.error)
-            if loaded.error is not None and self.applied is not None:
+            if only is not None:
+                if self.applied is None:
+                    return []
+                return await self._run_steps(
+                    Context(self.applied, self.applied_layout, self.effects.facts()),
+                    tuple(STEPS_BY_NAME[name] for name in only),
+                    "re-applied",
+                )
+            return await self._reconcile(full=full, trial=None)
+
+    async def _reconcile(self, *, full: bool, trial: str | None, trial_timeout: float = 0) -> list[StepResult]:
+        loaded = config_model.load(self.layout)
+        self.loaded = loaded
+        self.config_error = str(loaded.error) if loaded.error else ""
+        if loaded.error is not None:
+            log.error("%s", loaded.error)
+            if self.applied is not None:
                 # At runtime an unusable config changes nothing; the device keeps what it runs.
                 self._publish()
                 return []
-            if only is not None:
-                steps = tuple(STEPS_BY_NAME[name] for name in only)
-            elif full or self.applied is None:
-                steps = ALL_STEPS
-            else:
-                steps = engine.steps_for_keys(config_model.changed_keys(self.applied, loaded.config))
-            ctx = Context(loaded.config, self.layout, self.effects.facts())
-            results = []
-            for step in steps:
-                [result] = engine.run(ctx, [step], apply=True)
-                started = time.monotonic()
-                await self.effects.after_step(ctx, result)
-                result.duration += time.monotonic() - started
-                self.results[step.NAME] = result
-                results.append(result)
-            engine.keep_last_known_good(loaded, ctx)
-            self.applied = loaded.config
+            good = self.store.good()
+            if good is not None:  # at boot: the last generation known to work
+                return await self._restore(good, "config.json is unusable")
+            return await self._apply(loaded.config, self.layout, ALL_STEPS, None, "applied")
+
+        assert loaded.raw is not None
+        inputs = generations.read_inputs(self.layout, loaded.raw)
+        candidate = inputs.id
+        rejected = self.store.rejected().get(candidate)
+        if rejected is not None and trial is None:
+            self.not_applied = (
+                f"config.json (generation {candidate}) is not applied: it cut the device off at "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(rejected['when']))} ({rejected['reason']}); "
+                "change it to try again"
+            )
+            if self.applied is None and (good := self.store.good()) is not None:
+                return await self._restore(good, "the boot partition holds a rejected generation")
             self._publish()
-            if self.api is not None:
-                self.api.emit_reconciled(self._step_tuples(results))
-            notify.notify("STATUS=" + self._status_line())
-            return results
+            return []
+        self.not_applied = ""
+        if candidate == self.applied_id and not full and trial is None:
+            self._publish()
+            return []
+
+        good = self.store.good()
+        baseline = self.applied_inputs if self.applied is not None else (good and self.store.load(good))
+        baseline_config = self.applied if self.applied is not None else _config_of(baseline)
+        if self.applied is None or full:
+            steps = ALL_STEPS
+        else:
+            steps = engine.steps_for_keys(config_model.changed_keys(self.applied, loaded.config))
+        risky = (
+            baseline_config is None
+            or bool(NETWORK_KEYS & config_model.changed_keys(baseline_config, loaded.config))
+            or inputs.files_differ(baseline)
+        )
+        if self._trial_task is not None:
+            self._trial_task.cancel()  # superseded: the new candidate is judged against the same good one
+            self._trial_task = None
+        self.store.save(inputs)
+        needs_trial = trial is not None or (risky and good is not None and good != candidate)
+        outcome = ("trying" if trial else "probing") if needs_trial else "applied"
+        results = await self._apply(loaded.config, self.layout, steps, inputs, outcome)
+        if needs_trial:
+            self.transaction = "awaiting-confirm" if trial else "probing"
+            self._trial_task = asyncio.get_running_loop().create_task(
+                self._judge(
+                    candidate,
+                    loaded,
+                    trial_timeout if trial else loaded.config.safe_apply_timeout,
+                    confirm=trial is not None,
+                )
+            )
+        else:
+            self._promote(candidate, loaded)
+        self._publish()
+        return results
+
+    async def _apply(
+        self,
+        config: config_model.Config,
+        layout: Layout,
+        steps: tuple[Any, ...],
+        inputs: generations.Inputs | None,
+        outcome: str,
+    ) -> list[StepResult]:
+        results = await self._run_steps(Context(config, layout, self.effects.facts()), steps, outcome)
+        self.applied, self.applied_layout = config, layout
+        self.applied_inputs = inputs
+        self.applied_id = inputs.id if inputs is not None else ""
+        return results
+
+    async def _run_steps(self, ctx: Context, steps: tuple[Any, ...], outcome: str) -> list[StepResult]:
+        results = []
+        for step in steps:
+            [result] = engine.run(ctx, [step], apply=True)
+            started = time.monotonic()
+            await self.effects.after_step(ctx, result)
+            result.duration += time.monotonic() - started
+            self.results[step.NAME] = result
+            results.append(result)
+        self._publish()
+        if self.api is not None:
+            self.api.emit_reconciled(self._step_tuples(results), outcome)
+        notify.notify("STATUS=" + self._status_line())
+        return results
+
+    def _promote(self, candidate: str, loaded: config_model.LoadedConfig) -> None:
+        self.store.promote(candidate)
+        engine.keep_last_known_good(loaded, Context(loaded.config, self.layout))
+
+    async def _judge(self, candidate: str, loaded: config_model.LoadedConfig, timeout: float, *, confirm: bool) -> None:
+        """Keep the candidate if it passes (probe or confirmation) within ``timeout``, else roll back."""
+        if confirm:
+            self._confirmed.clear()
+            try:
+                await asyncio.wait_for(self._confirmed.wait(), timeout)
+                passed, reason, evidence = True, "", []
+            except TimeoutError:
+                passed, reason, evidence = False, f"not confirmed within {timeout:g} s", []
+        else:
+            result = await probe.probe(
+                self.effects.services.networkmanager, self._probe_settings(loaded.config), timeout
+            )
+            passed, evidence = result.ok, result.evidence
+            reason = f"connectivity probe failed for {result.seconds:.0f} s ({result.attempts} attempts)"
+        async with self._lock:
+            if self.applied_id != candidate:
+                return  # superseded while being judged
+            self._trial_task = None
+            self.transaction = ""
+            if passed:
+                log.info("generation %s passed its %s: kept", candidate, "confirmation" if confirm else "probe")
+                self._promote(candidate, loaded)
+                self._publish()
+                if self.api is not None:
+                    self.api.emit_reconciled([], "kept")
+                return
+            good = self.store.good()
+            record = self.store.reject(candidate, reason, evidence)
+            self.last_rollback = (record["when"], candidate, reason, "; ".join(evidence))
+            log.error("generation %s rejected: %s; %s; restoring %s", candidate, reason, "; ".join(evidence), good)
+            self.not_applied = f"config.json (generation {candidate}) was rolled back: {reason}"
+            if good is not None:
+                await self._restore(good, reason)
+
+    async def _restore(self, good: str, why: str) -> list[StepResult]:
+        layout = self.store.layout_of(good)
+        restored = config_model.load(layout)
+        log.warning("restoring last-known-good generation %s: %s", good, why)
+        results = await self._apply(restored.config, layout, ALL_STEPS, self.store.load(good), "rolled-back")
+        self._publish()
+        return results
+
+    def _probe_settings(self, config: config_model.Config) -> probe.ProbeSettings:
+        return probe.ProbeSettings(config.probe_name, self.probe_resolver, config.connectivity_uri)
+
+    async def confirm(self) -> None:
+        if self.transaction != "awaiting-confirm":
+            raise ApiError("NothingToConfirm", "no change is waiting for confirmation")
+        self._confirmed.set()
+
+    async def try_apply(self, timeout: int) -> None:
+        if not 5 <= timeout <= 3600:
+            raise InvalidArgument(f"timeout {timeout} is outside 5..3600 seconds")
+        async with self._lock:
+            await self._reconcile(full=False, trial="try", trial_timeout=timeout)
 
     async def _on_service_event(self, steps: tuple[str, ...]) -> None:
         """A service (re)appeared or its state changed: re-apply the steps that depend on it."""
@@ -194,6 +370,10 @@ class Daemon:
             parts.append("degraded: " + ", ".join(sorted(degraded)))
         if self.config_error:
             parts.append("config.json invalid")
+        if self.transaction:
+            parts.append(self.transaction)
+        if self.not_applied:
+            parts.append("config.json not applied")
         return "; ".join(parts)
 
     @staticmethod
@@ -231,6 +411,11 @@ class Daemon:
             "ConfigError": self.config_error,
             "Steps": self._step_tuples(self._ordered_results()),
             "Degraded": sorted(self.effects.degraded()),
+            "Generation": self.applied_id,
+            "GoodGeneration": self.store.good() or "",
+            "Transaction": self.transaction,
+            "NotApplied": self.not_applied,
+            "LastRollback": self.last_rollback,
         }
 
     def _publish(self) -> None:
@@ -263,6 +448,15 @@ class Daemon:
             "steps": [result.as_dict() for result in self._ordered_results()],
             "degraded": self.effects.degraded(),
             "mdns": live.get("mdns", {}),
+            "generations": {
+                "current": props["Generation"],
+                "good": props["GoodGeneration"],
+                "transaction": props["Transaction"],
+                "notApplied": props["NotApplied"],
+                "lastRollback": dict(zip(("when", "generation", "reason", "evidence"), self.last_rollback, strict=True))
+                if self.last_rollback[1]
+                else None,
+            },
         }
 
     def plan(self) -> dict[str, Any]:
@@ -325,6 +519,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=["hostd-admin"],
         help="group whose members may call mutating methods (besides root)",
     )
+    parser.add_argument(
+        "--probe-resolver",
+        metavar="HOST:PORT",
+        default="127.0.0.2:53",
+        help="the device's resolver, queried by the connectivity probe (default 127.0.0.2:53)",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -335,7 +535,13 @@ def main(argv: list[str] | None = None) -> int:
     from hostd import logsetup
 
     logsetup.setup(args.verbose)
-    daemon = Daemon(Layout(Path(args.root)), args.bus, admin_gids=admin_group_ids(args.admin_group))
+    host, _, port = args.probe_resolver.rpartition(":")
+    daemon = Daemon(
+        Layout(Path(args.root)),
+        args.bus,
+        admin_gids=admin_group_ids(args.admin_group),
+        probe_resolver=(host.strip("[]"), int(port)),
+    )
     try:
         return asyncio.run(daemon.run())
     except Exception:

@@ -6,10 +6,13 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hostd import config as config_model
-from hostd.steps import ALL_STEPS
+from hostd import fsutil
+from hostd.layout import Layout
+from hostd.steps import ALL_STEPS, state
 from hostd.steps.base import Change, Context, Step
 
 log = logging.getLogger("hostd.engine")
@@ -56,7 +59,46 @@ def steps_for_keys(keys: Iterable[str]) -> tuple[Step, ...]:
     return tuple(step for step in ALL_STEPS if not step.KEYS or step.KEYS & changed)
 
 
+def written_dirs(layout: Layout) -> set[Path]:
+    """Every directory the steps write files into: where a crash may have left a temp file."""
+    files = (
+        layout.config_json,
+        layout.last_known_good,
+        layout.etc_hostname,
+        layout.authorized_keys,
+        layout.journald_dropin,
+        layout.nm_dropin,
+        layout.chrony_sources,
+        layout.dnsmasq_servers,
+        layout.devmode_env,
+    )
+    dirs = {path.parent for path in files} | {layout.nm_connections, layout.nm_dispatcher, layout.udev_rules}
+    dirs |= {layout.state, layout.data} | {source.parent for source, _ in state.bind_mounts(layout)}
+    return dirs
+
+
+def remove_stale_temp_files(layout: Layout) -> None:
+    """Drop the temp files of writes a crash interrupted (their targets are intact)."""
+    for directory in sorted(written_dirs(layout)):
+        if layout.symlink_in(directory):
+            continue
+        try:
+            fsutil.remove_stale_temp_files(directory)
+        except OSError as exc:  # e.g. a read-only boot partition: the writes there fail and say so
+            log.warning("%s: stale temp files not removed: %s", directory, exc.strerror)
+
+
+def _refusal(layout: Layout, change: Change) -> str | None:
+    """Why a change must not be made: its directory is reached through a symbolic link."""
+    link = layout.symlink_in(layout.path(change.path).parent)
+    if link is None:
+        return None
+    return f"{change.path}: not changed: {layout.device_path(link)} is a symbolic link; hostd does not write through it"
+
+
 def run(ctx: Context, steps: Iterable[Step] = ALL_STEPS, *, apply: bool) -> list[StepResult]:
+    if apply:
+        remove_stale_temp_files(ctx.layout)
     results = []
     for step in steps:
         started = time.monotonic()
@@ -64,9 +106,13 @@ def run(ctx: Context, steps: Iterable[Step] = ALL_STEPS, *, apply: bool) -> list
         try:
             plan = step.plan(ctx)
             result.problems, result.report = plan.problems, plan.report
+            refused = False
             for change in plan.changes:
                 if change.action is None:
                     result.pending.append(change)
+                elif refusal := _refusal(ctx.layout, change):
+                    result.problems.append(refusal)
+                    refused = True
                 elif apply:
                     change.action()
                     result.changes.append(change)
@@ -74,6 +120,12 @@ def run(ctx: Context, steps: Iterable[Step] = ALL_STEPS, *, apply: bool) -> list
                     result.changes.append(change)
             if result.changes:
                 result.status = "changed" if apply else "planned"
+            if refused:
+                result.status = "failed"
+        except OSError as exc:  # the device's state (read-only, full, a directory in the way): no bug
+            log.error("step %s failed: %s", step.NAME, exc)
+            result.status = "failed"
+            result.problems.append(f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # one step's failure must not stop the others
             log.exception("step %s failed", step.NAME)
             result.status = "failed"
@@ -96,6 +148,9 @@ def apply_loaded(
 def keep_last_known_good(loaded: config_model.LoadedConfig, ctx: Context) -> None:
     """Save config.json on the state partition once it has been applied (nothing written if unchanged)."""
     if loaded.source == "config.json":
+        if link := ctx.layout.symlink_in(ctx.layout.last_known_good.parent):
+            log.warning("last-known-good config not saved: %s is a symbolic link", link)
+            return
         try:
             raw = loaded.raw
             if loaded.config.uuid_generated or raw is None:

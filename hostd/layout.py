@@ -14,6 +14,8 @@ from pathlib import Path
 @dataclass(frozen=True)
 class Layout:
     root: Path = Path("/")
+    # Where the inputs come from when not the boot partition: a saved generation being restored.
+    boot_dir: Path | None = None
 
     def path(self, device_path: str) -> Path:
         """The host path of an absolute device path."""
@@ -23,6 +25,19 @@ class Layout:
         """The device path of a host path under the root (for reports)."""
         return "/" + str(host_path.relative_to(self.root)).removeprefix(".")
 
+    def symlink_in(self, path: Path) -> Path | None:
+        """The first of ``path`` and its parents below the root that is a symbolic link, or None.
+
+        hostd neither reads its inputs nor writes its targets through one: under a root other
+        than ``/``, an absolute link (an image's ``/etc/...``) would lead to the host's files.
+        """
+        current = self.root
+        for part in path.relative_to(self.root).parts:
+            current = current / part
+            if current.is_symlink():
+                return current
+        return None
+
     @property
     def is_live(self) -> bool:
         """True when the root is the running system: only then may hostd touch processes or mounts."""
@@ -31,7 +46,7 @@ class Layout:
     # boot partition (FAT, user-editable)
     @property
     def boot(self) -> Path:
-        return self.path("/mnt/boot")
+        return self.boot_dir or self.path("/mnt/boot")
 
     @property
     def config_json(self) -> Path:

@@ -76,7 +76,9 @@ def plan_file(
     differs = fsutil.file_differs(path, content, mode, uid, gid)
     if differs is None:
         return
-    if differs == "metadata":
+    # A file with other hard links (one outside the root, say) is replaced, not chmodded: that
+    # would change the other name's file too.
+    if differs == "metadata" and path.lstat().st_nlink == 1:
         plan.changes.append(
             Change("chmod", device_path, f"{mode:04o}", lambda: fsutil.set_metadata(path, mode, uid, gid))
         )

@@ -26,6 +26,12 @@ def _ignored_by_nm(name: str) -> str | None:
 def plan(ctx: Context) -> Plan:
     result = Plan()
     layout = ctx.layout
+    if link := layout.symlink_in(layout.boot_connections):
+        result.problems.append(
+            f"{layout.device_path(link)}: is a symbolic link; hostd does not read through it, "
+            "imported profiles are left as they are"
+        )
+        return result
     files = read_boot_dir(
         layout.boot_connections, keyfile.MAX_KEYFILE_BYTES, keyfile.check_name, result.report, _ignored_by_nm
     )

@@ -14,6 +14,12 @@ MAX_SCRIPT_BYTES = 1024 * 1024
 def plan(ctx: Context) -> Plan:
     result = Plan()
     layout = ctx.layout
+    if link := layout.symlink_in(layout.boot_dispatcher):
+        result.problems.append(
+            f"{layout.device_path(link)}: is a symbolic link; hostd does not read through it, "
+            "imported scripts are left as they are"
+        )
+        return result
     files = read_boot_dir(layout.boot_dispatcher, MAX_SCRIPT_BYTES, keyfile.check_name, result.report)
     if files is None:
         result.problems.append(f"{layout.boot_dispatcher}: cannot be read; imported scripts are left as they are")

@@ -67,14 +67,24 @@ def read_boot_dir(
             continue
         try:
             check_name(name)
-            files.append(BootFile(name, _read_plain_file(Path(entry.path), max_bytes)))
+            files.append(BootFile(name, read_plain_file(Path(entry.path), max_bytes)))
         except ValueError as exc:
             report.append({"name": name, "status": "rejected", "reason": str(exc)})
     return files
 
 
-def _read_plain_file(path: Path, max_bytes: int) -> bytes:
-    # O_NOFOLLOW: never read through a symlink; O_NONBLOCK: a FIFO must not hang the boot.
+def read_plain_file(path: Path, max_bytes: int) -> bytes:
+    # Only a regular file is opened: opening a device can have effects of its own (a watchdog
+    # starts ticking).  O_NOFOLLOW and O_NONBLOCK guard against a swap since: never read through
+    # a symlink, never hang the boot on a FIFO.
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read: {exc.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise ValueError(f"{path}: is a symbolic link, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{path}: is {'a directory' if stat.S_ISDIR(st.st_mode) else 'not a regular file'}")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
@@ -108,7 +118,12 @@ def load_manifest(path: Path) -> dict[str, str]:
         return {}
     if not isinstance(manifest, dict):
         return {}
-    return {name: digest for name, digest in manifest.items() if isinstance(digest, str)}
+    # A name that is not a plain file name ("../x", "/etc/x") would lead out of the target directory.
+    return {name: digest for name, digest in manifest.items() if isinstance(digest, str) and _is_plain_name(name)}
+
+
+def _is_plain_name(name: str) -> bool:
+    return bool(name) and "/" not in name and "\0" not in name and name not in (".", "..")
 
 
 def plan_import(

@@ -8,7 +8,6 @@ systemd by the daemon; offline they are reported as pending.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from hostd import fsutil
@@ -62,7 +61,7 @@ def mounted_targets() -> set[str]:
 def _reset(overlay: Path, flag: Path) -> None:
     # Wipe first, flag last: a power cut in between wipes again at the next boot.
     if overlay.is_dir():
-        shutil.rmtree(overlay)
+        fsutil.remove_tree(overlay)
     fsutil.ensure_dir(overlay)
     fsutil.atomic_write(flag, b"", 0o644)
 

@@ -1,0 +1,160 @@
+"""NetworkManager: connection profiles on disk, overall state and connectivity, the DNS servers it uses.
+
+Profiles are read through GetSettings, which never carries secrets; even so only id, uuid and type
+are kept from it, and nothing from a profile is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dbus_fast.aio import MessageBus
+
+from hostd.bus import errors, names
+from hostd.bus.base import DEFAULT_TIMEOUT, BusAdapter, Callbacks, TolerantIntEnum, properties_changed_rule
+
+CONNECTIVITY_CHECK_TIMEOUT = 30.0
+"""CheckConnectivity answers after NetworkManager's own HTTP probe, which can take many seconds."""
+
+
+class NMState(TolerantIntEnum):
+    UNKNOWN = 0
+    ASLEEP = 10
+    DISCONNECTED = 20
+    DISCONNECTING = 30
+    CONNECTING = 40
+    CONNECTED_LOCAL = 50
+    CONNECTED_SITE = 60
+    CONNECTED_GLOBAL = 70
+
+
+class Connectivity(TolerantIntEnum):
+    UNKNOWN = 0
+    NONE = 1
+    PORTAL = 2
+    LIMITED = 3
+    FULL = 4
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    ok: bool
+    failures: list[str]
+    """Files NetworkManager could not load."""
+
+
+@dataclass(frozen=True)
+class ConnectionProfile:
+    path: str
+    filename: str
+    """The keyfile the profile lives in; empty for profiles only in memory."""
+    uuid: str
+    id: str
+    type: str
+    unsaved: bool
+
+
+class NetworkManagerAdapter(BusAdapter):
+    key = "networkmanager"
+    bus_name = names.NM_NAME
+    signal_rules = (
+        properties_changed_rule(path=names.NM_PATH),
+        properties_changed_rule(path=names.NM_DNS_MANAGER_PATH),
+    )
+
+    def __init__(self, bus: MessageBus, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        super().__init__(bus, timeout=timeout)
+        self._dns_servers_callbacks = Callbacks(self._log, "DNS servers changed")
+        self._notified_dns_servers: list[str] | None = None
+
+    @property
+    def state(self) -> NMState:
+        return NMState(self._cached(names.NM_PATH, names.NM_INTERFACE).get("State", NMState.UNKNOWN))
+
+    @property
+    def connectivity(self) -> Connectivity:
+        value = self._cached(names.NM_PATH, names.NM_INTERFACE).get("Connectivity", Connectivity.UNKNOWN)
+        return Connectivity(value)
+
+    @property
+    def dns_servers(self) -> list[str]:
+        """Upstream nameservers NetworkManager uses now, most preferred first, without duplicates."""
+        dns_manager = self._cached(names.NM_DNS_MANAGER_PATH, names.NM_DNS_MANAGER_INTERFACE)
+        servers: list[str] = []
+        for entry in dns_manager.get("Configuration", []):
+            servers.extend(server for server in entry.get("nameservers", []) if server not in servers)
+        return servers
+
+    def on_dns_servers_changed(self, callback: Callable[[list[str]], Awaitable[None]]) -> None:
+        """Register a callback that gets the new dns_servers whenever NetworkManager changes them."""
+        self._dns_servers_callbacks.add(callback)
+
+    async def load_connections(self, filenames: Sequence[str]) -> LoadResult:
+        """Load or reload these keyfiles without restarting NetworkManager."""
+        ok, failures = await self._settings("LoadConnections", "as", list(filenames))
+        return LoadResult(ok, failures)
+
+    async def reload_connections(self) -> bool:
+        """Re-read every profile from disk."""
+        (ok,) = await self._settings("ReloadConnections")
+        return ok
+
+    async def list_connections(self) -> list[ConnectionProfile]:
+        (paths,) = await self._settings("ListConnections")
+        profiles = await asyncio.gather(*(self._profile(path) for path in paths))
+        return [profile for profile in profiles if profile is not None]
+
+    async def delete_connection_by_filename(self, filename: str) -> bool:
+        """Delete the profile stored in filename; False if NetworkManager has none from that file."""
+        wanted = os.path.normpath(filename)
+        for profile in await self.list_connections():
+            if profile.filename and os.path.normpath(profile.filename) == wanted:
+                await self._call(profile.path, names.NM_CONNECTION_INTERFACE, "Delete")
+                return True
+        return False
+
+    async def check_connectivity(self, *, timeout: float = CONNECTIVITY_CHECK_TIMEOUT) -> Connectivity:
+        (value,) = await self._call(names.NM_PATH, names.NM_INTERFACE, "CheckConnectivity", timeout=timeout)
+        return Connectivity(value)
+
+    async def _settings(self, method: str, signature: str = "", *body: Any) -> list[Any]:
+        return await self._call(names.NM_SETTINGS_PATH, names.NM_SETTINGS_INTERFACE, method, signature, *body)
+
+    async def _profile(self, path: str) -> ConnectionProfile | None:
+        try:
+            (properties,), (settings,) = await asyncio.gather(
+                self._call(path, names.PROPERTIES_INTERFACE, "GetAll", "s", names.NM_CONNECTION_INTERFACE),
+                self._call(path, names.NM_CONNECTION_INTERFACE, "GetSettings"),
+            )
+        except errors.NoSuchObject:
+            return None  # deleted while we listed
+        connection = settings.get("connection", {})
+        return ConnectionProfile(
+            path=path,
+            filename=properties.get("Filename", ""),
+            uuid=connection.get("uuid", ""),
+            id=connection.get("id", ""),
+            type=connection.get("type", ""),
+            unsaved=bool(properties.get("Unsaved", False)),
+        )
+
+    async def _on_attached(self) -> None:
+        await asyncio.gather(
+            self._fetch_properties(names.NM_PATH, names.NM_INTERFACE),
+            self._fetch_properties(names.NM_DNS_MANAGER_PATH, names.NM_DNS_MANAGER_INTERFACE),
+        )
+        self._notify_dns_servers()
+
+    def _on_properties_changed(self, path: str, interface: str, changed: set[str]) -> None:
+        if interface == names.NM_DNS_MANAGER_INTERFACE and "Configuration" in changed:
+            self._notify_dns_servers()
+
+    def _notify_dns_servers(self) -> None:
+        servers = self.dns_servers
+        if servers != self._notified_dns_servers:
+            self._notified_dns_servers = servers
+            self._dns_servers_callbacks.fire(servers)

@@ -1,0 +1,217 @@
+"""systemd's Manager: unit jobs that are waited for, unit state, transient bind mounts, unit files, reload."""
+
+from __future__ import annotations
+
+import asyncio
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dbus_fast import Message, Variant
+from dbus_fast.aio import MessageBus
+
+from hostd.bus import errors, names
+from hostd.bus.base import DEFAULT_TIMEOUT, BusAdapter, TolerantStrEnum
+
+DEFAULT_JOB_TIMEOUT = 90.0
+"""Seconds to wait for a job to finish; systemd's own default start timeout is 90 s."""
+DAEMON_RELOAD_TIMEOUT = 30.0
+"""systemd answers Reload only once the reload is done, which takes seconds on a small board."""
+
+_JOB_MODE = "replace"
+_UNIT_NAME_MAX = 255
+_UNESCAPED = frozenset(string.ascii_letters + string.digits + ":_.")
+
+
+class JobResult(TolerantStrEnum):
+    DONE = "done"
+    CANCELED = "canceled"
+    TIMEOUT = "timeout"
+    FAILED = "failed"
+    DEPENDENCY = "dependency"
+    SKIPPED = "skipped"
+    INVALID = "invalid"
+    ASSERT = "assert"
+    UNSUPPORTED = "unsupported"
+    COLLECTED = "collected"
+    ONCE = "once"
+    UNKNOWN = "unknown"
+
+
+class ActiveState(TolerantStrEnum):
+    ACTIVE = "active"
+    RELOADING = "reloading"
+    INACTIVE = "inactive"
+    FAILED = "failed"
+    ACTIVATING = "activating"
+    DEACTIVATING = "deactivating"
+    MAINTENANCE = "maintenance"
+    REFRESHING = "refreshing"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class UnitState:
+    name: str
+    load_state: str
+    """"loaded", "not-found", "masked", …; a unit that does not exist is "not-found", not an error."""
+    active_state: ActiveState
+    sub_state: str
+
+
+@dataclass(frozen=True)
+class UnitFileChange:
+    kind: str
+    """"symlink" or "unlink"."""
+    path: str
+    destination: str
+
+
+def unit_name_from_path(path: str, suffix: str = ".mount") -> str:
+    """The unit name systemd requires for a path, as `systemd-escape --path --suffix=…` prints it."""
+    if not path.startswith("/"):
+        raise ValueError(f"not an absolute path: {path!r}")
+    components = [part for part in path.split("/") if part not in ("", ".")]
+    if ".." in components:
+        raise ValueError(f"not a normalized path: {path!r}")
+    escaped = _escape("/".join(components)) if components else "-"
+    name = escaped + suffix
+    if len(name) > _UNIT_NAME_MAX:
+        raise ValueError(f"unit name for {path!r} would exceed {_UNIT_NAME_MAX} characters")
+    return name
+
+
+def _escape(relative_path: str) -> str:
+    escaped = []
+    for position, byte in enumerate(relative_path.encode()):
+        char = chr(byte)
+        if char == "/":
+            escaped.append("-")
+        elif char in _UNESCAPED and not (position == 0 and char == "."):
+            # A leading dot is escaped so "/.dir" does not become a hidden unit file.
+            escaped.append(char)
+        else:
+            escaped.append(f"\\x{byte:02x}")
+    return "".join(escaped)
+
+
+class SystemdAdapter(BusAdapter):
+    key = "systemd"
+    bus_name = names.SYSTEMD_NAME
+    signal_rules = ({"path": names.SYSTEMD_PATH, "interface": names.SYSTEMD_MANAGER_INTERFACE, "member": "JobRemoved"},)
+
+    def __init__(
+        self,
+        bus: MessageBus,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        job_timeout: float = DEFAULT_JOB_TIMEOUT,
+    ) -> None:
+        super().__init__(bus, timeout=timeout)
+        self.job_timeout = job_timeout
+        self._job_calls_in_flight = 0
+        # JobRemoved can be read before the coroutine that created the job resumes with the job's path.
+        self._finished_before_awaited: dict[str, str] = {}
+        self._job_waiters: dict[str, asyncio.Future[str]] = {}
+
+    async def start_unit(self, name: str, *, job_timeout: float | None = None) -> JobResult:
+        return await self._run_job("StartUnit", "ss", name, _JOB_MODE, job_timeout=job_timeout)
+
+    async def stop_unit(self, name: str, *, job_timeout: float | None = None) -> JobResult:
+        return await self._run_job("StopUnit", "ss", name, _JOB_MODE, job_timeout=job_timeout)
+
+    async def restart_unit(self, name: str, *, job_timeout: float | None = None) -> JobResult:
+        return await self._run_job("RestartUnit", "ss", name, _JOB_MODE, job_timeout=job_timeout)
+
+    async def try_restart_unit(self, name: str, *, job_timeout: float | None = None) -> JobResult:
+        """Restart the unit only if it is running."""
+        return await self._run_job("TryRestartUnit", "ss", name, _JOB_MODE, job_timeout=job_timeout)
+
+    async def unit_state(self, name: str) -> UnitState:
+        (units,) = await self._manager("ListUnitsByNames", "as", [name])
+        if not units:
+            raise errors.NoSuchObject(f"systemd returned nothing for {name}")
+        unit_name, _description, load_state, active_state, sub_state, *_ = units[0]
+        return UnitState(unit_name, load_state, ActiveState(active_state), sub_state)
+
+    async def start_transient_mount(
+        self, what: str, where: str, options: str = "bind", *, job_timeout: float | None = None
+    ) -> JobResult:
+        """Mount what on where through a transient unit, so systemd tracks and orders the mount."""
+        unit = unit_name_from_path(where, ".mount")
+        properties = [
+            ["Description", Variant("s", f"hostd mount of {where}")],
+            ["What", Variant("s", what)],
+            ["Where", Variant("s", where)],
+            ["Options", Variant("s", options)],
+        ]
+        return await self._run_job(
+            "StartTransientUnit", "ssa(sv)a(sa(sv))", unit, _JOB_MODE, properties, [], job_timeout=job_timeout
+        )
+
+    async def enable_unit_files(
+        self, files: Sequence[str], *, runtime: bool, force: bool = False
+    ) -> list[UnitFileChange]:
+        """runtime=True links under /run (gone at reboot), the only choice on a read-only root."""
+        _carries_install_info, changes = await self._manager("EnableUnitFiles", "asbb", list(files), runtime, force)
+        return [UnitFileChange(*change) for change in changes]
+
+    async def disable_unit_files(self, files: Sequence[str], *, runtime: bool) -> list[UnitFileChange]:
+        (changes,) = await self._manager("DisableUnitFiles", "asb", list(files), runtime)
+        return [UnitFileChange(*change) for change in changes]
+
+    async def reload(self, *, timeout: float = DAEMON_RELOAD_TIMEOUT) -> None:
+        """daemon-reload; returns when systemd has finished reloading."""
+        await self._manager("Reload", timeout=timeout)
+
+    async def _manager(
+        self, method: str, signature: str = "", *body: object, timeout: float | None = None
+    ) -> list[Any]:
+        return await self._call(
+            names.SYSTEMD_PATH, names.SYSTEMD_MANAGER_INTERFACE, method, signature, *body, timeout=timeout
+        )
+
+    async def _run_job(self, method: str, signature: str, *body: object, job_timeout: float | None) -> JobResult:
+        self._job_calls_in_flight += 1
+        try:
+            (job,) = await self._manager(method, signature, *body)
+        finally:
+            self._job_calls_in_flight -= 1
+        result = self._finished_before_awaited.pop(job, None)
+        if self._job_calls_in_flight == 0:
+            self._finished_before_awaited.clear()
+        if result is None:
+            result = await self._wait_for_job(job, self.job_timeout if job_timeout is None else job_timeout)
+        return JobResult(result)
+
+    async def _wait_for_job(self, job: str, bound: float) -> str:
+        waiter = asyncio.get_running_loop().create_future()
+        self._job_waiters[job] = waiter
+        try:
+            return await asyncio.wait_for(waiter, bound)
+        except TimeoutError:
+            raise errors.Timeout(f"job {job} did not finish within {bound:g} s") from None
+        finally:
+            self._job_waiters.pop(job, None)
+
+    async def _on_attached(self) -> None:
+        # systemd only emits JobRemoved while someone is subscribed; a restarted systemd forgot us.
+        await self._manager("Subscribe")
+
+    def _on_detached(self) -> None:
+        for waiter in self._job_waiters.values():
+            if not waiter.done():
+                waiter.set_exception(errors.ServiceUnavailable("systemd went away while a job was running"))
+        self._finished_before_awaited.clear()
+
+    def _on_signal(self, message: Message) -> None:
+        if message.member != "JobRemoved":
+            return
+        _job_id, job, _unit, result = message.body
+        waiter = self._job_waiters.get(job)
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(result)
+        elif self._job_calls_in_flight:
+            self._finished_before_awaited[job] = result

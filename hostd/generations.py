@@ -1,0 +1,146 @@
+"""Generations: each configuration hostd applies, kept so that a bad one can be undone.
+
+A generation is what the boot partition held when hostd acted on it — config.json and the
+NetworkManager profiles and dispatcher scripts to import — saved on the state partition as a
+small directory laid out like a boot partition.  Restoring one is running the ordinary steps
+with that directory as their boot partition.  A generation becomes last-known-good only after
+its probe passed; a rejected one is remembered by hash and not tried again until the boot
+partition changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hostd import fsutil
+from hostd.layout import Layout
+from hostd.steps.imports import read_plain_file
+
+INPUT_DIRS = ("system-connections", "dispatcher.d")
+MAX_INPUT_BYTES = 1024 * 1024
+KEEP_GENERATIONS = 4  # the good one, the one on trial, and a little history
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The boot partition's content that hostd acts on, read once."""
+
+    config: bytes
+    files: dict[str, bytes] = field(default_factory=dict)  # "system-connections/name" -> content
+
+    @property
+    def id(self) -> str:
+        digest = hashlib.sha256(b"config.json\0" + self.config)
+        for name in sorted(self.files):
+            digest.update(b"\0" + name.encode() + b"\0" + hashlib.sha256(self.files[name]).digest())
+        return digest.hexdigest()[:16]
+
+    def files_differ(self, other: Inputs | None) -> bool:
+        return other is None or self.files != other.files
+
+
+def read_inputs(layout: Layout, config_raw: bytes) -> Inputs:
+    """The profiles and scripts in the boot partition, with the config.json bytes already read.
+
+    Only plain files are taken (the import steps validate and report the rest).
+    """
+    files: dict[str, bytes] = {}
+    for directory in INPUT_DIRS:
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(layout.boot / directory):
+                with contextlib.suppress(ValueError):
+                    files[f"{directory}/{entry.name}"] = read_plain_file(Path(entry.path), MAX_INPUT_BYTES)
+    return Inputs(config_raw, files)
+
+
+class GenerationStore:
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.directory = layout.hostd_state / "generations"
+        self._good_file = layout.hostd_state / "good-generation"
+        self._rejected_file = layout.hostd_state / "rejected-generations.json"
+
+    def path(self, generation_id: str) -> Path:
+        return self.directory / generation_id
+
+    def layout_of(self, generation_id: str) -> Layout:
+        """A layout whose boot partition is the saved generation."""
+        return Layout(self.layout.root, boot_dir=self.path(generation_id))
+
+    def load(self, generation_id: str) -> Inputs | None:
+        directory = self.path(generation_id)
+        config = fsutil.read_bytes(directory / "config.json")
+        if config is None:
+            return None
+        files = {}
+        for sub in INPUT_DIRS:
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(directory / sub):
+                    files[f"{sub}/{entry.name}"] = Path(entry.path).read_bytes()
+        return Inputs(config, files)
+
+    def save(self, inputs: Inputs) -> str:
+        """Keep a generation (nothing is written if it is kept already); returns its id."""
+        generation_id = inputs.id
+        target = self.path(generation_id)
+        if target.is_dir():
+            return generation_id
+        # Built aside and renamed into place: a power cut leaves no half-saved generation.
+        staging = self.directory / f".{generation_id}.hostd-tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        for name, content in {"config.json": inputs.config, **inputs.files}.items():
+            fsutil.atomic_write(staging / name, content, 0o600)
+        fsutil.ensure_dir(self.directory, 0o700)
+        os.rename(staging, target)
+        fsutil.fsync_dir(self.directory)
+        self._prune(keep={generation_id, self.good() or ""})
+        return generation_id
+
+    def good(self) -> str | None:
+        raw = fsutil.read_bytes(self._good_file)
+        good = raw.decode().strip() if raw else ""
+        return good if good and self.path(good).is_dir() else None
+
+    def promote(self, generation_id: str) -> bool:
+        """Make a generation last-known-good; True when that changed anything."""
+        content = f"{generation_id}\n".encode()
+        if fsutil.file_differs(self._good_file, content, 0o600) is None:
+            return False
+        fsutil.atomic_write(self._good_file, content, 0o600)
+        return True
+
+    def rejected(self) -> dict[str, dict[str, Any]]:
+        raw = fsutil.read_bytes(self._rejected_file)
+        try:
+            rejected = json.loads(raw) if raw else {}
+        except ValueError:
+            return {}
+        return rejected if isinstance(rejected, dict) else {}
+
+    def reject(self, generation_id: str, reason: str, evidence: list[str]) -> dict[str, Any]:
+        record = {"generation": generation_id, "when": time.time(), "reason": reason, "evidence": evidence}
+        # Only recent rejections matter: a boot partition that changes gets a new id anyway.
+        rejected = dict(list(self.rejected().items())[-(KEEP_GENERATIONS - 1) :])
+        rejected[generation_id] = record
+        fsutil.atomic_write(self._rejected_file, (json.dumps(rejected, indent=1) + "\n").encode(), 0o600)
+        return record
+
+    def _prune(self, keep: set[str]) -> None:
+        try:
+            entries = [
+                entry for entry in os.scandir(self.directory) if entry.is_dir() and not entry.name.startswith(".")
+            ]
+        except OSError:
+            return
+        entries.sort(key=lambda entry: entry.stat().st_mtime, reverse=True)
+        for entry in entries[KEEP_GENERATIONS:]:
+            if entry.name not in keep:
+                shutil.rmtree(entry.path, ignore_errors=True)

@@ -1,0 +1,115 @@
+"""Is the device still reachable?  The checks a network change must pass to be kept.
+
+- NetworkManager has a connection (state CONNECTED_LOCAL or better) — when it is running;
+- a configured name resolves through the device's own resolver (dnsmasq);
+- the connectivity URI balenaOS already uses answers 2xx — when one is configured.
+All checks pass at the same moment, or the probe retries until its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+
+from hostd.bus.networkmanager import NetworkManagerAdapter
+
+NM_CONNECTED_LOCAL = 50
+RETRY_SECONDS = 1.0
+DNS_TIMEOUT = 2.0
+HTTP_TIMEOUT = 5.0
+
+
+@dataclass
+class ProbeResult:
+    ok: bool
+    evidence: list[str] = field(default_factory=list)
+    attempts: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    name: str | None  # resolved through the device's resolver
+    resolver: tuple[str, int]
+    uri: str | None
+
+
+async def probe(nm: NetworkManagerAdapter, settings: ProbeSettings, timeout: float) -> ProbeResult:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    result = ProbeResult(False)
+    while True:
+        result.attempts += 1
+        result.evidence = await _check_once(nm, settings)
+        result.seconds = loop.time() - started
+        if not result.evidence:
+            result.ok = True
+            return result
+        if result.seconds + RETRY_SECONDS > timeout:
+            return result
+        await asyncio.sleep(RETRY_SECONDS)
+
+
+async def _check_once(nm: NetworkManagerAdapter, settings: ProbeSettings) -> list[str]:
+    failures: list[str] = []
+    if nm.attached and nm.state.value < NM_CONNECTED_LOCAL:
+        failures.append(f"NetworkManager state is {nm.state.name.lower()} ({nm.state.value})")
+    if settings.name:
+        answer = await resolve(settings.name, settings.resolver)
+        if answer is not None:
+            failures.append(f"{settings.name} does not resolve through {settings.resolver[0]}: {answer}")
+    if settings.uri:
+        answer = await asyncio.to_thread(_http_status, settings.uri)
+        if answer is not None:
+            failures.append(f"{settings.uri}: {answer}")
+    return failures
+
+
+async def resolve(name: str, resolver: tuple[str, int]) -> str | None:
+    """None when ``name`` has an A or AAAA record through ``resolver``, else why not."""
+    query_id = random.randrange(1 << 16)
+    qname = b"".join(bytes([len(label)]) + label.encode() for label in name.rstrip(".").split(".")) + b"\0"
+    loop = asyncio.get_running_loop()
+    answers: list[str] = []
+    for qtype in (1, 28):  # A, AAAA
+        packet = struct.pack("!6H", query_id, 0x0100, 1, 0, 0, 0) + qname + struct.pack("!2H", qtype, 1)
+        with socket.socket(socket.AF_INET6 if ":" in resolver[0] else socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            try:
+                await loop.sock_connect(sock, resolver)
+                await loop.sock_sendall(sock, packet)
+                reply = await asyncio.wait_for(loop.sock_recv(sock, 4096), DNS_TIMEOUT)
+            except TimeoutError:
+                answers.append("no answer")
+                continue
+            except OSError as exc:
+                answers.append(exc.strerror or str(exc))
+                continue
+        if len(reply) < 12 or struct.unpack("!H", reply[:2])[0] != query_id:
+            answers.append("malformed answer")
+            continue
+        flags, _, answer_count = struct.unpack("!3H", reply[2:8])
+        rcode = flags & 0xF
+        if rcode == 0 and answer_count:
+            return None
+        answers.append({0: "no record", 2: "SERVFAIL", 3: "NXDOMAIN", 5: "REFUSED"}.get(rcode, f"rcode {rcode}"))
+    return ", ".join(dict.fromkeys(answers))
+
+
+def _http_status(uri: str) -> str | None:
+    import urllib.error
+    import urllib.request
+
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(uri, timeout=HTTP_TIMEOUT) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (urllib.error.URLError, OSError) as exc:
+        return f"unreachable after {time.monotonic() - started:.1f} s ({getattr(exc, 'reason', exc)})"
+    return None if 200 <= status < 300 else f"HTTP {status}"

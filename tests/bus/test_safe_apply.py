@@ -1,0 +1,148 @@
+"""Safe apply on a private bus: a network change is kept only if the device stays reachable.
+
+The connectivity probe resolves a name through a small DNS server of the test's own (standing in
+for dnsmasq), so each scenario can make the device look reachable or cut off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from hostd.daemon import Daemon
+from hostd.layout import Layout
+
+from .support import wait_until
+from .test_daemon import UUID, client, get_all, hostd_call, make_root, name_has_owner
+
+PROBE_NAME = "probe.test"
+
+
+class Resolver(asyncio.DatagramProtocol):
+    """Answers A queries for PROBE_NAME while ``up``; NXDOMAIN otherwise."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        query_id, _, _, _, _, _ = struct.unpack("!6H", data[:12])
+        question = data[12:]
+        qtype = struct.unpack("!H", question[question.index(b"\0") + 1 : question.index(b"\0") + 3])[0]
+        answer = self.up and qtype == 1
+        header = struct.pack("!6H", query_id, 0x8180 if answer else 0x8183, 1, 1 if answer else 0, 0, 0)
+        record = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + bytes([10, 213, 0, 99]) if answer else b""
+        assert self.transport is not None
+        self.transport.sendto(header + question + record, addr)
+
+
+@asynccontextmanager
+async def resolver() -> AsyncIterator[tuple[Resolver, tuple[str, int]]]:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(Resolver, local_addr=("127.0.0.1", 0))
+    try:
+        yield protocol, transport.get_extra_info("sockname")
+    finally:
+        transport.close()
+
+
+@asynccontextmanager
+async def daemon_on(layout: Layout, address: str, dns: tuple[str, int]) -> AsyncIterator[Daemon]:
+    daemon = Daemon(layout, address, poll_interval=0.05, probe_resolver=dns)
+    task = asyncio.create_task(daemon.run())
+    async with client(address) as bus:
+        while not await name_has_owner(bus):
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 10)
+
+
+def config(**extra: Any) -> dict[str, Any]:
+    return {"uuid": UUID, "os": {"safeApply": {"timeout": 5, "probeName": PROBE_NAME}}, **extra}
+
+
+async def properties(address: str) -> dict[str, Any]:
+    async with client(address) as bus:
+        return {name: variant.value for name, variant in (await get_all(bus)).items()}
+
+
+async def test_first_boot_applies_without_probe_and_good_change_is_kept(tmp_path: Path, bus_address: str) -> None:
+    layout = make_root(tmp_path, config(dnsServers="1.1.1.1"))
+    async with resolver() as (dns, address), daemon_on(layout, bus_address, address) as daemon:
+        dns.up = False  # first boot: nothing to roll back to, so nothing is probed
+        first = await properties(bus_address)
+        assert first["GoodGeneration"] == first["Generation"] != ""
+        dns.up = True
+        layout.config_json.write_text(json.dumps(config(dnsServers="9.9.9.9")))
+        await wait_until(lambda: daemon.transaction == "probing", timeout=5)
+        await wait_until(lambda: daemon.transaction == "", timeout=5)
+        kept = await properties(bus_address)
+        assert kept["GoodGeneration"] == kept["Generation"] != first["Generation"]
+        assert kept["DnsServers"] == ["9.9.9.9"] and kept["NotApplied"] == ""
+
+
+async def test_cut_off_device_rolls_back_and_does_not_retry(tmp_path: Path, bus_address: str) -> None:
+    layout = make_root(tmp_path, config(dnsServers="1.1.1.1"))
+    bad = json.dumps(config(dnsServers="192.0.2.1", os_extra=1))
+    async with resolver() as (dns, address):
+        async with daemon_on(layout, bus_address, address) as daemon:
+            good = (await properties(bus_address))["GoodGeneration"]
+            dns.up = False  # the new servers cut name resolution off
+            layout.config_json.write_text(bad)
+            await wait_until(lambda: daemon.transaction == "probing", timeout=5)
+            await wait_until(lambda: daemon.transaction == "", timeout=10)
+            after = await properties(bus_address)
+            assert after["Generation"] == good == after["GoodGeneration"]
+            assert after["DnsServers"] == ["1.1.1.1"]
+            assert layout.dnsmasq_servers.read_text() == "server=1.1.1.1\n"
+            _when, rejected, reason, evidence = after["LastRollback"]
+            assert rejected != good and "probe failed" in reason and f"{PROBE_NAME} does not resolve" in evidence
+            assert "rolled back" in after["NotApplied"]
+            assert layout.config_json.read_text() == bad  # the user's file is never rewritten
+        # the next boot does not try the rejected generation again
+        dns.up = True
+        async with daemon_on(layout, bus_address, address):
+            again = await properties(bus_address)
+            assert again["Generation"] == good and again["DnsServers"] == ["1.1.1.1"]
+            assert "is not applied" in again["NotApplied"]
+            # ... until config.json changes
+            layout.config_json.write_text(json.dumps(config(dnsServers="192.0.2.1")))
+            await wait_until(lambda: layout.dnsmasq_servers.read_text() == "server=192.0.2.1\n", timeout=5)
+
+
+async def test_try_rolls_back_unless_confirmed(tmp_path: Path, bus_address: str) -> None:
+    layout = make_root(tmp_path, config(hostname="before"))
+    async with (
+        resolver() as (_, address),
+        daemon_on(layout, bus_address, address) as daemon,
+        client(bus_address) as bus,
+    ):
+        daemon.poll_interval = 3600  # only Try() applies the new file here
+        layout.config_json.write_text(json.dumps(config(hostname="unconfirmed")))
+        reply = await hostd_call(bus, "Try", "u", 5)
+        assert reply.body == [] and daemon.transaction == "awaiting-confirm"
+        assert layout.etc_hostname.read_text() == "unconfirmed\n"
+        await wait_until(lambda: daemon.transaction == "", timeout=8)
+        assert layout.etc_hostname.read_text() == "before\n"
+
+        layout.config_json.write_text(json.dumps(config(hostname="confirmed")))
+        await hostd_call(bus, "Try", "u", 5)
+        assert (await hostd_call(bus, "Confirm")).message_type.name == "METHOD_RETURN"
+        await wait_until(lambda: daemon.transaction == "", timeout=3)
+        await asyncio.sleep(0.1)
+        assert layout.etc_hostname.read_text() == "confirmed\n"
+        nothing = await hostd_call(bus, "Confirm")
+        assert nothing.error_name == "io.hostd1.Error.NothingToConfirm"
