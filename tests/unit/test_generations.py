@@ -1,0 +1,82 @@
+"""The generation store: power-safe, bounded, restorable through the ordinary steps."""
+
+from __future__ import annotations
+
+import json
+
+from hostd import config as cfg
+from hostd import engine, generations
+from hostd.steps.base import Context
+
+from .conftest import UUID
+from .test_engine import WIFI, WIRED
+
+
+def inputs_of(device) -> generations.Inputs:
+    return generations.read_inputs(device.layout, device.layout.config_json.read_bytes())
+
+
+def test_id_follows_config_and_profiles(device) -> None:
+    device.write_config({"uuid": UUID})
+    device.boot_profile("home", WIFI)
+    first = inputs_of(device)
+    assert first.id == inputs_of(device).id
+    device.boot_profile("home", WIRED)
+    assert inputs_of(device).id != first.id
+    assert inputs_of(device).files_differ(first)
+    device.write_config({"uuid": UUID, "hostname": "x"})
+    assert inputs_of(device).id != first.id
+
+
+def test_save_is_idempotent_and_restorable(device) -> None:
+    device.write_config({"uuid": UUID, "hostname": "saved"})
+    device.boot_profile("home", WIFI)
+    store = generations.GenerationStore(device.layout)
+    generation = store.save(inputs_of(device))
+    before = device.snapshot()
+    assert store.save(inputs_of(device)) == generation
+    assert device.snapshot() == before  # nothing written the second time
+    assert store.load(generation) == inputs_of(device)
+    assert not list(store.directory.glob(".*"))  # no staging left behind
+
+    # the boot partition moves on; restoring the generation runs the steps on the saved inputs
+    device.write_config({"uuid": UUID, "hostname": "moved-on"})
+    (device.layout.boot_connections / "home").unlink()
+    layout = store.layout_of(generation)
+    loaded = cfg.load(layout)
+    engine.run(Context(loaded.config, layout), apply=True)
+    assert device.layout.etc_hostname.read_text() == "saved\n"
+    assert (device.layout.nm_connections / "home").read_text() == WIFI
+    assert json.loads(device.layout.config_json.read_text())["hostname"] == "moved-on"  # never rewritten
+
+
+def test_store_is_bounded_and_keeps_the_good_one(device) -> None:
+    store = generations.GenerationStore(device.layout)
+    device.write_config({"uuid": UUID, "hostname": "good"})
+    good = store.save(inputs_of(device))
+    store.promote(good)
+    for index in range(10):
+        device.write_config({"uuid": UUID, "hostname": f"n{index}"})
+        store.save(inputs_of(device))
+    kept = [path.name for path in store.directory.iterdir()]
+    assert len(kept) <= generations.KEEP_GENERATIONS + 1 and good in kept
+    assert store.good() == good
+    assert not store.promote(good)  # unchanged: nothing written
+
+
+def test_rejections_are_remembered_and_bounded(device) -> None:
+    store = generations.GenerationStore(device.layout)
+    for index in range(10):
+        store.reject(f"{index:016x}", "probe failed", ["x"])
+    rejected = store.rejected()
+    assert len(rejected) < generations.KEEP_GENERATIONS + 1
+    assert rejected[f"{9:016x}"]["reason"] == "probe failed"
+
+
+def test_corrupt_state_files_are_ignored(device) -> None:
+    store = generations.GenerationStore(device.layout)
+    device.layout.hostd_state.mkdir(parents=True)
+    (device.layout.hostd_state / "rejected-generations.json").write_text("{not json")
+    (device.layout.hostd_state / "good-generation").write_text("does-not-exist\n")
+    assert store.rejected() == {}
+    assert store.good() is None
