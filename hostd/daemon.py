@@ -127,14 +127,22 @@ class Daemon:
         interval = notify.watchdog_interval()
         if interval:
             self._spawn(self._watchdog(interval))
-        await self._stop.wait()
+        # Adapters do not reconnect a lost bus: exit, and systemd starts hostd again.
+        stop = asyncio.ensure_future(self._stop.wait())
+        lost = asyncio.ensure_future(bus.wait_for_disconnect())
+        await asyncio.wait({stop, lost}, return_when=asyncio.FIRST_COMPLETED)
+        if lost.done():
+            log.error("lost the system bus; exiting so that systemd restarts hostd")
+        for waiter in (stop, lost):
+            waiter.cancel()
 
         notify.notify("STOPPING=1")
         for task in list(self._tasks):
             task.cancel()
-        await services.close()
-        bus.disconnect()
-        return 0
+        if bus.connected:
+            await services.close()
+            bus.disconnect()
+        return 1 if lost.done() and not lost.cancelled() else 0
 
     def stop(self) -> None:
         self._stop.set()

@@ -230,6 +230,8 @@ class Effects:
                 await chrony.reload_sources()
             except errors.ServiceUnavailable:
                 return  # chronyd reads its sourcedir when it starts (at boot hostd runs before it)
+        if self.services.timedate1.available:
+            await self.services.timedate1.refresh()  # timedated never signals NTPSynchronized
         try:
             tracking = await chrony.tracking()
         except errors.BusError as exc:

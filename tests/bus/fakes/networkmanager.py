@@ -1,0 +1,174 @@
+"""A fake NetworkManager: state, connectivity, DnsManager, Settings with keyfile-backed profiles."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from typing import Annotated, Any
+
+from dbus_fast import Variant
+from dbus_fast.annotations import DBusSignature
+from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_method, dbus_property
+
+from hostd.bus import names
+
+from .base import FakeService
+
+UInt = Annotated[int, DBusSignature("u")]
+Bool = Annotated[bool, DBusSignature("b")]
+Str = Annotated[str, DBusSignature("s")]
+PathList = Annotated[list[str], DBusSignature("ao")]
+StrList = Annotated[list[str], DBusSignature("as")]
+LoadReply = Annotated[tuple[bool, list[str]], DBusSignature("bas")]
+ConnectionSettings = Annotated[dict[str, dict[str, Variant]], DBusSignature("a{sa{sv}}")]
+DnsConfiguration = Annotated[list[dict[str, Variant]], DBusSignature("aa{sv}")]
+
+NM_STATE_CONNECTED_GLOBAL = 70
+NM_CONNECTIVITY_FULL = 4
+
+
+class NetworkManager(ServiceInterface):
+    def __init__(self) -> None:
+        super().__init__(names.NM_INTERFACE)
+        self.state = NM_STATE_CONNECTED_GLOBAL
+        self.connectivity = NM_CONNECTIVITY_FULL
+
+    @dbus_property(access=PropertyAccess.READ)
+    def State(self) -> UInt:
+        return self.state
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Connectivity(self) -> UInt:
+        return self.connectivity
+
+    @dbus_method()
+    def CheckConnectivity(self) -> UInt:
+        return self.connectivity
+
+    def change(self, **values: int) -> None:
+        """Change state/connectivity and signal it, as NetworkManager does."""
+        self.state = values.get("state", self.state)
+        self.connectivity = values.get("connectivity", self.connectivity)
+        self.emit_properties_changed({"State": self.state, "Connectivity": self.connectivity})
+
+
+class DnsManager(ServiceInterface):
+    def __init__(self) -> None:
+        super().__init__(names.NM_DNS_MANAGER_INTERFACE)
+        self.configuration: list[dict[str, Any]] = [
+            {"nameservers": ["192.168.1.1"], "interface": "eth0", "priority": 100, "vpn": False}
+        ]
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Mode(self) -> Str:
+        return "default"
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Configuration(self) -> DnsConfiguration:
+        return [_variants(entry) for entry in self.configuration]
+
+    def change(self, configuration: list[dict[str, Any]]) -> None:
+        self.configuration = configuration
+        self.emit_properties_changed({"Configuration": self.Configuration})
+
+
+def _variants(entry: dict[str, Any]) -> dict[str, Variant]:
+    signatures = {"nameservers": "as", "domains": "as", "interface": "s", "priority": "i", "vpn": "b"}
+    return {key: Variant(signatures[key], value) for key, value in entry.items()}
+
+
+class Connection(ServiceInterface):
+    def __init__(self, owner: FakeNetworkManager, path: str, filename: str, profile_id: str) -> None:
+        super().__init__(names.NM_CONNECTION_INTERFACE)
+        self.owner = owner
+        self.path = path
+        self.filename = filename
+        self.settings = {
+            "connection": {
+                "id": Variant("s", profile_id),
+                "uuid": Variant("s", str(uuidlib.uuid4())),
+                "type": Variant("s", "802-11-wireless"),
+            },
+            # NetworkManager never sends secrets in GetSettings; the fake does, to prove hostd drops them.
+            "802-11-wireless-security": {"psk": Variant("s", "hunter2-secret")},
+        }
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Filename(self) -> Str:
+        return self.filename
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Unsaved(self) -> Bool:
+        return False
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Flags(self) -> UInt:
+        return 0
+
+    @dbus_method()
+    def GetSettings(self) -> ConnectionSettings:
+        return self.settings
+
+    @dbus_method()
+    def Delete(self):  # no return annotation: dbus-fast reads it as "no reply body"
+        self.owner.remove_connection(self.path)
+
+
+class Settings(ServiceInterface):
+    def __init__(self, owner: FakeNetworkManager) -> None:
+        super().__init__(names.NM_SETTINGS_INTERFACE)
+        self.owner = owner
+
+    @dbus_method()
+    def ListConnections(self) -> PathList:
+        return list(self.owner.connections)
+
+    @dbus_method()
+    def LoadConnections(self, filenames: StrList) -> LoadReply:
+        failures = [name for name in filenames if name not in self.owner.loadable_files]
+        for name in filenames:
+            if name in self.owner.loadable_files and name not in self.owner.files_loaded():
+                self.owner.add_connection(name, self.owner.loadable_files[name])
+        return (not failures, failures)
+
+    @dbus_method()
+    def ReloadConnections(self) -> Bool:
+        return True
+
+
+class FakeNetworkManager(FakeService):
+    bus_name = names.NM_NAME
+
+    def __init__(self, address: str) -> None:
+        super().__init__(address)
+        self.manager = NetworkManager()
+        self.dns = DnsManager()
+        self.settings = Settings(self)
+        self.connections: dict[str, Connection] = {}
+        self.loadable_files: dict[str, str] = {}
+        """keyfile path -> profile id, the files LoadConnections accepts."""
+        self._next_connection = 0
+
+    def exports(self) -> list[tuple[str, ServiceInterface]]:
+        return [
+            (names.NM_PATH, self.manager),
+            (names.NM_DNS_MANAGER_PATH, self.dns),
+            (names.NM_SETTINGS_PATH, self.settings),
+            *((path, connection) for path, connection in self.connections.items()),
+        ]
+
+    def files_loaded(self) -> set[str]:
+        return {connection.filename for connection in self.connections.values()}
+
+    def add_connection(self, filename: str, profile_id: str) -> Connection:
+        self._next_connection += 1
+        path = f"{names.NM_SETTINGS_PATH}/{self._next_connection}"
+        connection = Connection(self, path, filename, profile_id)
+        self.connections[path] = connection
+        if self.bus is not None:
+            self.bus.export(path, connection)
+        return connection
+
+    def remove_connection(self, path: str) -> None:
+        del self.connections[path]
+        if self.bus is not None:
+            self.bus.unexport(path)
