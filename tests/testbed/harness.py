@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 
 HERE = Path(__file__).resolve().parent
 COMMAND = HERE / "testbed"
-DEFAULT_DIR = "/run/hostd-testbed"
+INSTANCE = int(os.environ.get("HOSTD_TESTBED_INSTANCE") or 0)  # see the testbed command
+DEFAULT_DIR = f"/run/hostd-testbed{INSTANCE or ''}"
 DEVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 T = TypeVar("T")

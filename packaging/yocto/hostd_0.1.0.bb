@@ -1,0 +1,64 @@
+SUMMARY = "hostd: host-services control plane for balenaOS-style devices"
+DESCRIPTION = "A daemon, started early at boot, that reads config.json from the boot partition \
+and converges the host to it (persistent bind mounts, NetworkManager profiles, hostname and mDNS, \
+dnsmasq upstreams, chrony sources, journald storage, SSH keys, development mode) and reports what \
+it did on D-Bus (io.hostd1); hostctl is its command-line tool."
+SECTION = "admin"
+LICENSE = "Apache-2.0"
+LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
+
+# Where to fetch hostd from, and which commit: set both in your layer (see README.md), e.g.
+#   HOSTD_GIT_URI = "git://git.example.com/hostd.git;protocol=https"
+#   SRCREV:pn-hostd = "<40-hex commit id>"
+# The placeholder SRCREV makes an unconfigured build stop at do_fetch instead of building an
+# unknown revision.
+HOSTD_GIT_URI ??= "git://git.invalid/hostd.git;protocol=https"
+HOSTD_GIT_BRANCH ??= "main"
+SRC_URI = "${HOSTD_GIT_URI};branch=${HOSTD_GIT_BRANCH};destsuffix=hostd-git"
+SRCREV ??= "INVALID"
+# UNPACKDIR exists from Yocto 5.1 (styhead) on; before, sources are unpacked into WORKDIR
+S = "${@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}/hostd-git"
+
+inherit python_setuptools_build_meta systemd
+
+SYSTEMD_SERVICE:${PN} = "hostd.service"
+SYSTEMD_AUTO_ENABLE:${PN} = "enable"
+
+# Every row of packaging/install-map, through the same script the Debian package uses; the
+# python_setuptools_build_meta class has already installed the Python package and the hostd and
+# hostctl console scripts.
+do_install:append() {
+    ${S}/packaging/install-files ${D}
+}
+
+# The standard-library parts hostd imports (OE splits python3 into packages; the unit tests map
+# each import to one of these), dbus-fast from meta-python, and the services hostd drives.
+RDEPENDS:${PN} += " \
+    python3-asyncio \
+    python3-core \
+    python3-crypt \
+    python3-dbus-fast \
+    python3-io \
+    python3-json \
+    python3-logging \
+    python3-math \
+    python3-netclient \
+    python3-shell \
+    python3-stringold \
+"
+RRECOMMENDS:${PN} += "avahi-daemon chrony dnsmasq modemmanager networkmanager"
+
+FILES:${PN} += " \
+    ${PYTHON_SITEPACKAGES_DIR}/hostd \
+    ${PYTHON_SITEPACKAGES_DIR}/hostd-${PV}.dist-info \
+    ${systemd_system_unitdir}/hostd.service \
+    ${datadir}/dbus-1/system.d/io.hostd1.conf \
+    ${datadir}/dbus-1/system-services/io.hostd1.service \
+    ${datadir}/dbus-1/interfaces/io.hostd1.Manager.xml \
+    ${nonarch_libdir}/tmpfiles.d/hostd.conf \
+    ${nonarch_libdir}/systemd/journald.conf.d/50-hostd-defaults.conf \
+    ${nonarch_libdir}/NetworkManager/conf.d/50-hostd.conf \
+    ${sysconfdir}/dnsmasq.d/50-hostd.conf \
+    ${datadir}/hostd/nm_connections \
+"
+CONFFILES:${PN} += "${sysconfdir}/dnsmasq.d/50-hostd.conf"
