@@ -543,7 +543,9 @@ class CommandFeature(Feature):
             self._degrade(f"{command_line!r} did not finish within {bound:g} s")
             raise errors.Timeout(f"{command_line!r} did not finish within {bound:g} s") from None
         if process.returncode != 0:
-            raise self._failure(command_line, process.returncode or 0, stderr.decode(errors="replace"))
+            # chronyc prints its errors ("506 Cannot talk to daemon") on stdout.
+            output = (stderr or stdout).decode(errors="replace")
+            raise self._failure(command_line, process.returncode or 0, output)
         self._recover()
         return stdout.decode(errors="replace")
 
