@@ -224,7 +224,7 @@ async def online(args: argparse.Namespace) -> int:
             print("confirmed: the change is kept")
             command = "status"
         state = json.loads((await hostd.call("Describe"))[0])
-    if command == "status" and args.json:
+    if command == "status" and getattr(args, "json", False):
         _print_json(state)
     else:
         print(RENDERERS[command](state))

@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,11 @@ DEFAULT_CONNECTIVITY_INTERVAL = 3600
 DNS_MODES = ("append", "exclusive")
 DEFAULT_SAFE_APPLY_TIMEOUT = 60
 
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_UUID = re.compile(r"^[0-9a-f]{32}$|^[0-9a-f]{62}$")
-_SIZE = re.compile(r"^([0-9]+)([KMGT]?)$")
+# \Z, not $: $ also matches before a final newline, and "kitchen\n" is not a hostname.
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+_UUID = re.compile(r"^[0-9a-f]{32}\Z|^[0-9a-f]{62}\Z")
+_SIZE = re.compile(r"^([0-9]+)([KMGT]?)\Z")
+_URI = re.compile(r"^https?://[^\s/]+[^\s]*\Z")
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SSH_KEY_TYPES = frozenset(
     {
@@ -46,7 +49,7 @@ _SSH_KEY_TYPES = frozenset(
         "sk-ecdsa-sha2-nistp256@openssh.com",
     }
 )
-_UDEV_RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,200}$")
+_UDEV_RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,200}\Z")
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class ConfigIssue:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.pointer or '/'}: {self.message}"
+        return _printable(f"{self.pointer or '/'}: {self.message}")
 
 
 class ConfigError(Exception):
@@ -64,7 +67,12 @@ class ConfigError(Exception):
     def __init__(self, path: Path | str, issues: list[ConfigIssue]) -> None:
         self.path = str(path)
         self.issues = issues
-        super().__init__("\n".join(f"{self.path}: {issue}" for issue in issues))
+        super().__init__("\n".join(_printable(f"{self.path}: {issue}") for issue in issues))
+
+
+def _printable(text: str) -> str:
+    """``text`` with lone surrogates (JSON allows "\\ud800" in keys and values) escaped: it can be printed."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -168,18 +176,31 @@ class _Validator:
 
 
 def _show(value: Any, limit: int = 60) -> str:
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
+    text = _printable(json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _server_list(v: _Validator, key: str, *, null_means: tuple[str, ...]) -> tuple[str, ...] | None:
-    """balenaOS's server lists: a space-separated string (the string "null" or "" = none) or an array."""
+def _is_plain_text(text: str) -> bool:
+    """No control characters and no lone surrogates: safe to write into a line of a config file."""
+    return text.isprintable()
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    # JSON allows "\ud800"; such a string cannot be written as UTF-8.
+    return any("\ud800" <= char <= "\udfff" for char in text)
+
+
+def _server_list(v: _Validator, key: str, valid: Callable[[str], bool], what: str) -> tuple[str, ...] | None:
+    """balenaOS's server lists: a space-separated string (the string "null" or "" = none) or an array.
+
+    None when absent or when an item is bad (each reported with its own pointer in an array).
+    """
     present, value, pointer = v.lookup(key)
     if not present or value is None:
         return None
     if isinstance(value, str):
         if value.strip() in ("", "null"):
-            return null_means
+            return ()
         items = [(f"{pointer}", item) for item in value.split()]
     elif isinstance(value, list):
         items = [(f"{pointer}/{index}", item) for index, item in enumerate(value)]
@@ -190,12 +211,19 @@ def _server_list(v: _Validator, key: str, *, null_means: tuple[str, ...]) -> tup
     for item_pointer, item in items:
         if not isinstance(item, str):
             v.error(item_pointer, f"{_show(item)} is not a string")
-            continue
-        result.append(item)
+        elif not valid(item):
+            v.error(item_pointer, f"{_show(item)} is not {what}")
+        else:
+            result.append(item)
+    if len(result) < len(items):
+        return None
     return tuple(dict.fromkeys(result))  # keep order, drop repeats
 
 
 def _is_ip(text: str) -> bool:
+    # ip_address() takes any IPv6 scope id ("fe80::1%a\nserver=x"): only an interface name will do.
+    if not (text.isascii() and text.isprintable()) or " " in text:
+        return False
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -227,6 +255,8 @@ def ssh_key_problem(line: str) -> str | None:
 
     if "\n" in line or "\r" in line:
         return "contains a line break"
+    if _has_lone_surrogate(line):
+        return "is not valid Unicode (a lone surrogate)"
     try:
         tokens = shlex.split(line, posix=True)
     except ValueError:
@@ -282,24 +312,20 @@ def _validate(document: dict[str, Any]) -> tuple[Config, list[ConfigIssue]]:
         size, pointer = v.optional(key, str, 'a size string such as "16M"')
         if size is None:
             continue
-        size = size.strip().upper()
+        given, size = size, size.strip().upper()
         try:
             size_bytes = size_in_bytes(size)
         except ValueError:
-            v.error(pointer, f'{_show(size)} is not a size such as "512K", "16M" or "1G"')
+            v.error(pointer, f'{_show(given)} is not a size such as "512K", "16M" or "1G"')
             continue
         if not (1 << 20) <= size_bytes <= (64 << 30):
-            v.error(pointer, f"{_show(size)} is outside 1M..64G")
+            v.error(pointer, f"{_show(given)} is outside 1M..64G")
             continue
         values[attribute] = size
 
-    dns = _server_list(v, "dnsServers", null_means=())
+    dns = _server_list(v, "dnsServers", _is_ip, "an IPv4 or IPv6 address")
     if dns is not None:
-        bad = [server for server in dns if not _is_ip(server)]
-        for server in bad:
-            v.error(v.lookup("dnsServers")[2], f"{_show(server)} is not an IPv4 or IPv6 address")
-        if not bad:
-            values["dns_servers"] = dns
+        values["dns_servers"] = dns
 
     mode, pointer = v.optional("os.dns.mode", str, "a string")
     if mode is not None:
@@ -308,13 +334,11 @@ def _validate(document: dict[str, Any]) -> tuple[Config, list[ConfigIssue]]:
         else:
             v.error(pointer, f"{_show(mode)} is not one of {', '.join(DNS_MODES)}")
 
-    ntp = _server_list(v, "ntpServers", null_means=())
+    ntp = _server_list(
+        v, "ntpServers", lambda server: _is_ip(server) or _is_fqdn(server), "a host name or an IP address"
+    )
     if ntp is not None:
-        bad = [server for server in ntp if not (_is_ip(server) or _is_fqdn(server))]
-        for server in bad:
-            v.error(v.lookup("ntpServers")[2], f"{_show(server)} is not a host name or an IP address")
-        if not bad:
-            values["ntp_servers"] = tuple(server.lower() for server in ntp)
+        values["ntp_servers"] = tuple(server.lower() for server in ntp)
 
     keys, pointer = v.optional("os.sshKeys", list, "an array of strings")
     if keys is not None:
@@ -323,21 +347,20 @@ def _validate(document: dict[str, Any]) -> tuple[Config, list[ConfigIssue]]:
             if not isinstance(line, str):
                 v.error(f"{pointer}/{index}", f"{_show(line)} is not a string")
                 continue
-            line = line.strip()
-            problem = ssh_key_problem(line)
+            problem = ssh_key_problem(line.strip())
             if problem:
                 v.error(f"{pointer}/{index}", f"{_show(line, 40)} is not an OpenSSH public key: {problem}")
             else:
-                good.append(line)
+                good.append(line.strip())
         values["ssh_keys"] = tuple(good)
 
     uri, pointer = v.optional("os.network.connectivity.uri", str, "a string")
     if uri is not None:
-        if re.match(r"^https?://[^\s/]+", uri):
+        if _URI.match(uri) and _is_plain_text(uri):
             values["connectivity_uri"] = uri
         else:
             v.error(pointer, f"{_show(uri)} is not an http:// or https:// URI")
-    elif (api := document.get("apiEndpoint")) and isinstance(api, str) and re.match(r"^https?://", api):
+    elif (api := document.get("apiEndpoint")) and isinstance(api, str) and _URI.match(api) and _is_plain_text(api):
         values["connectivity_uri"] = api.rstrip("/") + "/connectivity-check"
 
     interval, pointer = v.optional("os.network.connectivity.interval", int, "a whole number of seconds")
@@ -345,12 +368,12 @@ def _validate(document: dict[str, Any]) -> tuple[Config, list[ConfigIssue]]:
         if 0 <= interval <= 7 * 24 * 3600:
             values["connectivity_interval"] = interval
         else:
-            v.error(pointer, f"{interval} is outside 0..604800 seconds")
+            v.error(pointer, f"{_show(interval)} is outside 0..604800 seconds")
 
     response, pointer = v.optional("os.network.connectivity.response", str, "a string")
     if response is not None:
-        if "\n" in response:
-            v.error(pointer, f"{_show(response)} contains a line break")
+        if not _is_plain_text(response):
+            v.error(pointer, f"{_show(response)} contains a line break or another control character")
         else:
             values["connectivity_response"] = response
 
@@ -363,7 +386,7 @@ def _validate(document: dict[str, Any]) -> tuple[Config, list[ConfigIssue]]:
         if 5 <= timeout <= 3600:
             values["safe_apply_timeout"] = timeout
         else:
-            v.error(pointer, f"{timeout} is outside 5..3600 seconds")
+            v.error(pointer, f"{_show(timeout)} is outside 5..3600 seconds")
 
     probe_name, pointer = v.optional("os.safeApply.probeName", str, "a host name")
     if probe_name is not None:
@@ -386,6 +409,8 @@ def _validate(document: dict[str, Any]) -> tuple[Config, list[ConfigIssue]]:
                 v.error(rule_pointer, f"{_show(name)} is not a plain file name for a udev rule")
             elif not isinstance(text, str):
                 v.error(rule_pointer, f"{_show(text)} is not a string")
+            elif _has_lone_surrogate(text):
+                v.error(rule_pointer, f"{_show(text)} is not valid Unicode (a lone surrogate)")
             else:
                 good_rules.append((name, text))
         values["udev_rules"] = tuple(sorted(good_rules))
@@ -424,6 +449,8 @@ def parse(raw: bytes, path: Path | str = "config.json") -> tuple[Config, dict[st
         ) from None
     except RecursionError:
         raise ConfigError(path, [ConfigIssue("", "nested too deeply")]) from None
+    except ValueError:  # an integer of more than 4300 digits (sys.get_int_max_str_digits())
+        raise ConfigError(path, [ConfigIssue("", "a number in it is too long")]) from None
     if not isinstance(document, dict):
         raise ConfigError(path, [ConfigIssue("", f"top level is {type(document).__name__}, not an object")])
     config, issues = _validate(document)

@@ -355,6 +355,18 @@ class Daemon:
         if not 5 <= timeout <= 3600:
             raise InvalidArgument(f"timeout {timeout} is outside 5..3600 seconds")
         async with self._lock:
+            loaded, good = config_model.load(self.layout), self.store.good()
+            if (
+                loaded.raw is not None
+                and good is not None
+                and self.applied_id == good
+                and generations.read_inputs(self.layout, loaded.raw).id == good
+            ):
+                # Already kept (the config.json watcher probed it first): a trial would have nothing to
+                # roll back to, and would record the last-known-good generation as rejected.
+                raise ApiError(
+                    "NothingToTry", f"config.json (generation {good}) is applied and kept already; nothing to try"
+                )
             await self._reconcile(full=False, trial="try", trial_timeout=timeout)
 
     async def _on_service_event(self, steps: tuple[str, ...]) -> None:

@@ -15,9 +15,10 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from hostd import fsutil
 from hostd.bus import errors
 from hostd.bus.services import Services
-from hostd.bus.systemd import unit_name_from_path
+from hostd.bus.systemd import ActiveState, unit_name_from_path
 from hostd.engine import StepResult
 from hostd.layout import Layout
 from hostd.steps import dns, state
@@ -31,6 +32,7 @@ OnEvent = Callable[[tuple[str, ...]], Awaitable[None]]
 # when the environment file they read changed.  Units a device does not have are left alone.
 DEVMODE_SWITCHED_UNITS = ("getty@tty1.service", "serial-getty@ttyS0.service")
 DEVMODE_RESTARTED_UNITS = ("sshd.service", "balena-engine.service")
+CHRONY_UNITS = ("chronyd.service", "chrony.service")  # balenaOS's name, Debian's
 
 
 class Effects:
@@ -115,14 +117,19 @@ class Effects:
         units = await asyncio.gather(
             *(systemd.unit_state(unit_name_from_path(str(self.layout.path(c.path)))) for c in mounts)
         )
+        stopped = set()  # an earlier run's unit, unmounted since but still loaded: started again
         for change, unit in zip(list(mounts), units, strict=True):
             if unit.active_state.value == "active":
                 result.pending.remove(change)
                 mounts.remove(change)
+            elif unit.load_state == "loaded":
+                stopped.add(change)
         # One job each, all at once: systemd runs them in parallel.
         jobs = await asyncio.gather(
             *(
-                systemd.start_transient_mount(str(self.layout.path(c.detail)), str(self.layout.path(c.path)))
+                systemd.start_unit(unit_name_from_path(str(self.layout.path(c.path))))
+                if c in stopped
+                else systemd.start_transient_mount(str(self.layout.path(c.detail)), str(self.layout.path(c.path)))
                 for c in mounts
             ),
             return_exceptions=True,
@@ -146,10 +153,14 @@ class Effects:
         if name is None:
             return
         hostname1 = self.services.hostname1
+        # Decided on the real state, not on hostnamed's cached view (it exits when idle): the step
+        # wrote /etc/hostname already, which is hostnamed's static name; the kernel's name is ours.
+        static_written = fsutil.read_bytes(self.layout.etc_hostname) == f"{name}\n".encode()
+        current = socket.gethostname() if self.layout.is_live else hostname1.hostname
         try:
-            if hostname1.static_hostname != name:
+            if not static_written:
                 await hostname1.set_static_hostname(name)
-            if hostname1.hostname != name:
+            if current != name:
                 await hostname1.set_hostname(name)
         except errors.ServiceUnavailable:
             # No hostnamed: /etc/hostname is written already; set the kernel's name directly.
@@ -184,7 +195,7 @@ class Effects:
         if touched:
             load = await nm.load_connections(touched)
             failures = set(load.failures)
-        loaded = {profile.filename for profile in await nm.list_connections()}
+        loaded = await nm.connection_filenames()  # one call; a profile's settings only when needed below
         for entry in result.report:
             path = str(directory / entry["name"])
             if entry["status"] == "removed":
@@ -197,6 +208,40 @@ class Effects:
                         " (LoadConnections reported it)" if path in failures else ""
                     )
                     result.problems.append(f"{entry['name']}: NetworkManager did not load it")
+        written = {
+            str(self.layout.path(change.path))
+            for change in result.changes
+            if change.kind == "write" and self.layout.path(change.path).parent == directory
+        }
+        if written and self.layout.is_live:
+            profiles = await nm.list_connections()
+            await self._activate_written(nm, [p for p in profiles if p.filename in written], profiles, result)
+
+    async def _activate_written(self, nm: Any, written: list[Any], profiles: list[Any], result: StepResult) -> None:
+        """NetworkManager loads a new or changed profile but keeps a device on the profile it runs
+        until it reconnects (the next boot): the change would pass the safe-apply probe unused and
+        cut the device off at the next boot.  So a written autoconnect profile bound to a device is
+        activated now when NetworkManager would pick it there at boot (it is the device's active
+        profile, or ranks above it by autoconnect-priority), and is judged by the probe."""
+        best: dict[str, Any] = {}
+        for profile in written:
+            if profile.autoconnect and profile.interface_name:
+                other = best.get(profile.interface_name)
+                if other is None or profile.autoconnect_priority > other.autoconnect_priority:
+                    best[profile.interface_name] = profile
+        priority = {profile.path: profile.autoconnect_priority for profile in profiles}
+        for interface, profile in best.items():
+            name = profile.filename.rsplit("/", 1)[-1]
+            try:
+                active = await nm.active_profile_of(interface)
+                if active is None or (
+                    active and active != profile.path and priority.get(active, 0) >= profile.autoconnect_priority
+                ):
+                    continue  # no such device, or NetworkManager keeps the profile it runs
+                await nm.activate(profile.path, interface)
+                log.info("%s: activated on %s", name, interface)
+            except errors.BusError as exc:
+                result.problems.append(f"{name}: not activated on {interface}: {exc}")
 
     async def _dns(self, ctx: Context, result: StepResult) -> None:
         dnsmasq = self.services.dnsmasq
@@ -225,11 +270,13 @@ class Effects:
         if not self.layout.is_live:
             return  # chronyc talks to the running system's chronyd, not to a root directory
         chrony = self.services.chrony
+        if await self._chronyd_stopped():
+            return  # it reads its sourcedir when it starts (at boot hostd runs before it): nothing to ask
         if result.changes:
             try:
                 await chrony.reload_sources()
             except errors.ServiceUnavailable:
-                return  # chronyd reads its sourcedir when it starts (at boot hostd runs before it)
+                return  # stopped meanwhile: it reads its sourcedir when it starts
         if self.services.timedate1.available:
             await self.services.timedate1.refresh()  # timedated never signals NTPSynchronized
         try:
@@ -244,6 +291,15 @@ class Effects:
             "synchronized": tracking.synchronized,
             "systemTimeOffset": tracking.system_time_offset,
         }
+
+    async def _chronyd_stopped(self) -> bool:
+        """chronyd's unit exists and is not running: chronyc would fail and mark chrony degraded."""
+        systemd = self.services.systemd
+        if not systemd.available:
+            return False
+        states = [await systemd.unit_state(unit) for unit in CHRONY_UNITS]
+        loaded = [state.active_state for state in states if state.load_state == "loaded"]
+        return bool(loaded) and all(active in (ActiveState.INACTIVE, ActiveState.FAILED) for active in loaded)
 
     async def _devmode(self, ctx: Context, result: StepResult) -> None:
         if not result.changes:

@@ -107,17 +107,18 @@ def run(ctx: Context, steps: Iterable[Step] = ALL_STEPS, *, apply: bool) -> list
             plan = step.plan(ctx)
             result.problems, result.report = plan.problems, plan.report
             refused = False
-            for change in plan.changes:
-                if change.action is None:
-                    result.pending.append(change)
-                elif refusal := _refusal(ctx.layout, change):
-                    result.problems.append(refusal)
-                    refused = True
-                elif apply:
-                    change.action()
-                    result.changes.append(change)
-                else:
-                    result.changes.append(change)
+            with fsutil.batch():  # one flush for all the step's writes (a thousand profiles)
+                for change in plan.changes:
+                    if change.action is None:
+                        result.pending.append(change)
+                    elif refusal := _refusal(ctx.layout, change):
+                        result.problems.append(refusal)
+                        refused = True
+                    elif apply:
+                        change.action()
+                        result.changes.append(change)
+                    else:
+                        result.changes.append(change)
             if result.changes:
                 result.status = "changed" if apply else "planned"
             if refused:

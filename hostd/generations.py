@@ -96,8 +96,9 @@ class GenerationStore:
         # Built aside and renamed into place: a power cut leaves no half-saved generation.
         staging = self.directory / f".{generation_id}.hostd-tmp"
         shutil.rmtree(staging, ignore_errors=True)
-        for name, content in {"config.json": inputs.config, **inputs.files}.items():
-            fsutil.atomic_write(staging / name, content, 0o600)
+        with fsutil.batch():  # one flush for all the files
+            for name, content in {"config.json": inputs.config, **inputs.files}.items():
+                fsutil.atomic_write(staging / name, content, 0o600)
         fsutil.ensure_dir(self.directory, 0o700)
         os.rename(staging, target)
         fsutil.fsync_dir(self.directory)

@@ -213,12 +213,18 @@ def _check_encoding(name: str, group: str | None, line: str, number: int) -> Non
         return
     key, eq, value = line.lstrip(_WS).partition("=")
     key = key.rstrip(_WS)
-    if eq and key:
+    if eq and key and _is_clean(key):
         shown = "<secret>" if _is_secret_key(group, key) else _quote(value.lstrip(_WS))
         where = f"key {_quote(key)}" + (f" in [{group}]" if group else "")
         raise KeyfileError(name, f"{where} has a value that {problem}: {shown}", line=number)
-    shown = "<secret>" if _secret_context(group, line) else _quote(line)
-    raise KeyfileError(name, f"the line {problem}: {shown}", line=number)
+    # The bad byte may sit in what named a secret ("p\xffsk=..."): quote nothing, say where it is.
+    column = next(index for index, char in enumerate(line, 1) if not _is_clean(char))
+    raise KeyfileError(name, f"the line {problem} (at character {column})", line=number)
+
+
+def _is_clean(text: str) -> bool:
+    """No NUL and no byte that is not UTF-8 (decoded with surrogateescape)."""
+    return not any(char == "\0" or "\udc80" <= char <= "\udcff" for char in text)
 
 
 def _is_cntrl(char: str) -> bool:
@@ -371,4 +377,5 @@ def _secret_context(group: str | None, line: str) -> bool:
         or (group or "").startswith("wireguard-peer.")
         or any(word in lower for word in _SECRET_WORDS)
         or _is_secret_key(group, line.split("=", 1)[0])
+        or _is_secret_key(group, (line.split() or [""])[0])  # "pin 1234"
     )

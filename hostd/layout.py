@@ -110,7 +110,9 @@ class Layout:
 
     @property
     def chrony_sources(self) -> Path:
-        return self.path("/run/chrony/added_config.sources")
+        # Not chrony's own /run/chrony: systemd empties that when chrony stops, and hands it to
+        # chrony's user when it starts.  units/conf/chrony adds this sourcedir.
+        return self.path("/run/hostd/chrony/hostd.sources")
 
     @property
     def dnsmasq_servers(self) -> Path:

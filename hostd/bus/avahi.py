@@ -28,6 +28,10 @@ _DEFAULT_DOMAIN = ""
 _THIS_HOST = ""
 
 
+SETTLE_TIMEOUT = 5.0
+"""Longest wait for avahi to finish probing a name before it is renamed (probing takes ~1 s)."""
+
+
 class ServerState(TolerantIntEnum):
     UNKNOWN = -1
     INVALID = 0
@@ -127,6 +131,12 @@ class AvahiAdapter(BusAdapter):
         """
         previous, self._wanted_host_name = self._wanted_host_name, name
         self._next_retry_delay = self.reclaim_delay
+        if self._state is ServerState.REGISTERING:
+            # avahi 0.8 renamed while it still probes its current name drops the host's address
+            # record, and <name>.local never answers: rename once it has settled, without
+            # holding the caller up.
+            self._rename_when_settled()
+            return
         try:
             await self._apply_host_name()
         except errors.ServiceUnavailable:
@@ -162,6 +172,22 @@ class AvahiAdapter(BusAdapter):
         (state,) = await self._server("GetState")
         self._state = ServerState(state)
         return self._state
+
+    def _rename_when_settled(self) -> None:
+        async def rename() -> None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + SETTLE_TIMEOUT
+            while self._state is ServerState.REGISTERING and loop.time() < deadline:
+                await asyncio.sleep(0.05)  # StateChanged updates the state
+            try:
+                await self._apply_host_name()
+                await self._converge()
+            except errors.BusError as err:
+                self._log.warning("cannot rename the mDNS host to %s: %s", self._wanted_host_name, err)
+
+        task = asyncio.get_running_loop().create_task(rename())
+        self._converge_tasks.add(task)
+        task.add_done_callback(self._converge_tasks.discard)
 
     async def _server(self, method: str, signature: str = "", *body: Any) -> list[Any]:
         return await self._call(names.AVAHI_SERVER_PATH, names.AVAHI_SERVER_INTERFACE, method, signature, *body)

@@ -34,7 +34,11 @@ class Journald(CommandFeature):
         self._systemd = systemd
 
     async def restart(self) -> JobResult:
-        """Restart journald so it reads changed journald.conf drop-ins."""
+        """Restart journald so it reads changed journald.conf drop-ins.
+
+        Its start limit (5 in 10 s) must not turn a few quick logging changes into a dead journal.
+        """
+        await self._systemd.reset_failed_unit(JOURNALD_UNIT)
         return await self._systemd.restart_unit(JOURNALD_UNIT)
 
     async def flush(self, *, timeout: float = FLUSH_TIMEOUT) -> None:

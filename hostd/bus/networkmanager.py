@@ -1,7 +1,7 @@
 """NetworkManager: connection profiles on disk, overall state and connectivity, the DNS servers it uses.
 
-Profiles are read through GetSettings, which never carries secrets; even so only id, uuid and type
-are kept from it, and nothing from a profile is logged.
+Profiles are read through GetSettings, which never carries secrets; even so only id, uuid, type,
+interface name and autoconnect settings are kept from it, and nothing from a profile is logged.
 """
 
 from __future__ import annotations
@@ -17,8 +17,14 @@ from dbus_fast.aio import MessageBus
 from hostd.bus import errors, names
 from hostd.bus.base import DEFAULT_TIMEOUT, BusAdapter, Callbacks, TolerantIntEnum, properties_changed_rule
 
+NM_DEVICE_INTERFACE = "org.freedesktop.NetworkManager.Device"
+NM_ACTIVE_INTERFACE = "org.freedesktop.NetworkManager.Connection.Active"
+NM_OBJECT_MANAGER_PATH = "/org/freedesktop"
 CONNECTIVITY_CHECK_TIMEOUT = 30.0
 """CheckConnectivity answers after NetworkManager's own HTTP probe, which can take many seconds."""
+PROFILE_READS_IN_FLIGHT = 32
+"""GetSettings calls in flight at once when reading many profiles: a burst of thousands fills the bus
+socket (dbus-fast then drops the connection, and hostd exits) and is no faster than a few dozen."""
 
 
 class NMState(TolerantIntEnum):
@@ -56,6 +62,9 @@ class ConnectionProfile:
     id: str
     type: str
     unsaved: bool
+    interface_name: str = ""
+    autoconnect: bool = True
+    autoconnect_priority: int = 0
 
 
 class NetworkManagerAdapter(BusAdapter):
@@ -104,9 +113,47 @@ class NetworkManagerAdapter(BusAdapter):
         return ok
 
     async def list_connections(self) -> list[ConnectionProfile]:
-        (paths,) = await self._settings("ListConnections")
-        profiles = await asyncio.gather(*(self._profile(path) for path in paths))
+        slots = asyncio.Semaphore(PROFILE_READS_IN_FLIGHT)
+
+        async def profile(path: str, properties: dict[str, Any]) -> ConnectionProfile | None:
+            async with slots:
+                return await self._profile(path, properties)
+
+        found = await self._connection_properties()
+        profiles = await asyncio.gather(*(profile(path, properties) for path, properties in found.items()))
         return [profile for profile in profiles if profile is not None]
+
+    async def connection_filenames(self) -> set[str]:
+        """The files NetworkManager has loaded profiles from (one call, however many profiles)."""
+        found = await self._connection_properties()
+        return {properties["Filename"] for properties in found.values() if properties.get("Filename")}
+
+    async def _connection_properties(self) -> dict[str, dict[str, Any]]:
+        """Settings path -> Settings.Connection properties (Filename, Unsaved, ...) of every profile."""
+        try:
+            (objects,) = await self._call(NM_OBJECT_MANAGER_PATH, names.OBJECT_MANAGER_INTERFACE, "GetManagedObjects")
+            return {
+                path: interfaces[names.NM_CONNECTION_INTERFACE]
+                for path, interfaces in objects.items()
+                if names.NM_CONNECTION_INTERFACE in interfaces
+            }
+        except (errors.NotSupported, errors.NoSuchObject):  # no ObjectManager there: one GetAll per profile
+            pass
+        (paths,) = await self._settings("ListConnections")
+        slots = asyncio.Semaphore(PROFILE_READS_IN_FLIGHT)
+
+        async def properties(path: str) -> dict[str, Any] | None:
+            async with slots:
+                try:
+                    (values,) = await self._call(
+                        path, names.PROPERTIES_INTERFACE, "GetAll", "s", names.NM_CONNECTION_INTERFACE
+                    )
+                except errors.NoSuchObject:
+                    return None  # deleted while we listed
+                return values
+
+        found = await asyncio.gather(*(properties(path) for path in paths))
+        return {path: values for path, values in zip(paths, found, strict=True) if values is not None}
 
     async def delete_connection_by_filename(self, filename: str) -> bool:
         """Delete the profile stored in filename; False if NetworkManager has none from that file."""
@@ -117,6 +164,31 @@ class NetworkManagerAdapter(BusAdapter):
                 return True
         return False
 
+    async def active_profile_of(self, interface: str) -> str | None:
+        """Settings path of the profile active on the device named interface ("" when none); None
+        when NetworkManager has no such device."""
+        try:
+            (device,) = await self._call(names.NM_PATH, names.NM_INTERFACE, "GetDeviceByIpIface", "s", interface)
+        except errors.RemoteError:
+            return None  # org.freedesktop.NetworkManager.UnknownDevice
+        (active,) = await self._call(
+            device, names.PROPERTIES_INTERFACE, "Get", "ss", NM_DEVICE_INTERFACE, "ActiveConnection"
+        )
+        if active in ("", "/"):
+            return ""
+        try:
+            (profile,) = await self._call(
+                active, names.PROPERTIES_INTERFACE, "Get", "ss", NM_ACTIVE_INTERFACE, "Connection"
+            )
+        except errors.RemoteError:
+            return ""  # deactivated meanwhile
+        return str(profile)
+
+    async def activate(self, profile_path: str, interface: str) -> None:
+        """Activate a profile on the device named interface (as NetworkManager would at boot)."""
+        (device,) = await self._call(names.NM_PATH, names.NM_INTERFACE, "GetDeviceByIpIface", "s", interface)
+        await self._call(names.NM_PATH, names.NM_INTERFACE, "ActivateConnection", "ooo", profile_path, device, "/")
+
     async def check_connectivity(self, *, timeout: float = CONNECTIVITY_CHECK_TIMEOUT) -> Connectivity:
         (value,) = await self._call(names.NM_PATH, names.NM_INTERFACE, "CheckConnectivity", timeout=timeout)
         return Connectivity(value)
@@ -124,12 +196,9 @@ class NetworkManagerAdapter(BusAdapter):
     async def _settings(self, method: str, signature: str = "", *body: Any) -> list[Any]:
         return await self._call(names.NM_SETTINGS_PATH, names.NM_SETTINGS_INTERFACE, method, signature, *body)
 
-    async def _profile(self, path: str) -> ConnectionProfile | None:
+    async def _profile(self, path: str, properties: dict[str, Any]) -> ConnectionProfile | None:
         try:
-            (properties,), (settings,) = await asyncio.gather(
-                self._call(path, names.PROPERTIES_INTERFACE, "GetAll", "s", names.NM_CONNECTION_INTERFACE),
-                self._call(path, names.NM_CONNECTION_INTERFACE, "GetSettings"),
-            )
+            (settings,) = await self._call(path, names.NM_CONNECTION_INTERFACE, "GetSettings")
         except errors.NoSuchObject:
             return None  # deleted while we listed
         connection = settings.get("connection", {})
@@ -140,6 +209,9 @@ class NetworkManagerAdapter(BusAdapter):
             id=connection.get("id", ""),
             type=connection.get("type", ""),
             unsaved=bool(properties.get("Unsaved", False)),
+            interface_name=connection.get("interface-name", ""),
+            autoconnect=bool(connection.get("autoconnect", True)),
+            autoconnect_priority=int(connection.get("autoconnect-priority", 0)),
         )
 
     async def _on_attached(self) -> None:

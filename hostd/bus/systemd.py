@@ -128,6 +128,10 @@ class SystemdAdapter(BusAdapter):
         """Restart the unit only if it is running."""
         return await self._run_job("TryRestartUnit", "ss", name, _JOB_MODE, job_timeout=job_timeout)
 
+    async def reset_failed_unit(self, name: str) -> None:
+        """Forget a unit's failures and its start-rate count, so a deliberate restart is not refused."""
+        await self._manager("ResetFailedUnit", "s", name)
+
     async def unit_state(self, name: str) -> UnitState:
         (units,) = await self._manager("ListUnitsByNames", "as", [name])
         if not units:

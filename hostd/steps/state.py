@@ -2,12 +2,16 @@
 
 Also the first-boot / reset flag: when ``remove_me_to_reset`` is missing from a partition, its
 overlay is wiped and the flag recreated.  Missing bind sources are created with the type of
-their target (never by copying the root's content).  The mounts themselves are made through
-systemd by the daemon; offline they are reported as pending.
+their target, with its mode and owner, and empty: the image's content is not copied, except
+the CA certificates, without which nothing can use TLS.  The mounts themselves are made
+through systemd by the daemon; offline they are reported as pending.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
 from pathlib import Path
 
 from hostd import fsutil
@@ -37,6 +41,8 @@ STATE_BIND_PATHS = (
     "/var/lib/chrony",
 )
 DATA_BIND_PATHS = ("/var/log/journal",)
+# Bind sources first filled from the image: without them the device cannot work at all.
+SEEDED_FROM_IMAGE = ("/etc/ssl/certs",)
 
 
 def bind_mounts(layout: Layout) -> list[tuple[Path, Path]]:
@@ -56,6 +62,25 @@ def mounted_targets() -> set[str]:
             # Field 5 is the mount point, with spaces and the like octal-escaped.
             points.add(line.split()[4].encode().decode("unicode_escape"))
     return points
+
+
+def _create_source(source: Path, target: Path, copy_content: bool) -> None:
+    """A bind source of the target's type, mode and owner; never the image's content, except where
+    an empty directory would break the device (no CA certificates: no TLS)."""
+    st = target.stat()
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISDIR(st.st_mode):
+        fsutil.ensure_dir(source.parent)
+        if copy_content:
+            shutil.copytree(target, source, symlinks=True)
+        else:
+            source.mkdir()
+        os.chmod(source, mode)
+        if os.geteuid() == 0:
+            os.chown(source, st.st_uid, st.st_gid)
+        fsutil.fsync_dir(source.parent)
+    else:
+        fsutil.atomic_write(source, b"", mode, st.st_uid, st.st_gid)
 
 
 def _reset(overlay: Path, flag: Path) -> None:
@@ -96,19 +121,15 @@ def plan(ctx: Context) -> Plan:
             continue
         source_missing = any(source.is_relative_to(o) for o in wiping) or not source.exists()
         if source_missing:
-            if target.is_dir():
-                result.changes.append(
-                    Change("mkdir", layout.device_path(source), action=lambda s=source: fsutil.ensure_dir(s))
+            kind = "mkdir" if target.is_dir() else "write"
+            result.changes.append(
+                Change(
+                    kind,
+                    layout.device_path(source),
+                    "like its target",
+                    lambda s=source, t=target: _create_source(s, t, layout.device_path(t) in SEEDED_FROM_IMAGE),
                 )
-            else:
-                result.changes.append(
-                    Change(
-                        "write",
-                        layout.device_path(source),
-                        "empty file",
-                        lambda s=source: fsutil.atomic_write(s, b"", 0o644),
-                    )
-                )
+            )
         elif source.is_dir() != target.is_dir():
             result.problems.append(
                 f"{layout.device_path(source)}: is a {'directory' if source.is_dir() else 'file'} but "

@@ -91,6 +91,10 @@ class Manager(ServiceInterface):
         return [["unlink", f"{where}/systemd/system/multi-user.target.wants/{f}", ""] for f in files]
 
     @dbus_method()
+    def ResetFailedUnit(self, name: Str):  # no return annotation: no reply body
+        pass
+
+    @dbus_method()
     def Reload(self):  # no return annotation: dbus-fast reads it as "no reply body"
         pass
 
