@@ -75,7 +75,7 @@ METHODS: dict[str, MethodSpec] = {
     "Reload": MethodSpec("", "", True),
     "SetHostname": MethodSpec("s", "", True, in_names=("hostname",)),
     "SetPersistentLogging": MethodSpec("b", "", True, in_names=("enabled",)),
-    "Try": MethodSpec("u", "", True, in_names=("timeout",)),
+    "Try": MethodSpec("su", "", True, in_names=("config", "timeout")),
     "Confirm": MethodSpec("", "", True),
 }
 # outcome: applied, probing, trying, kept, rolled-back, re-applied
@@ -102,7 +102,7 @@ class Host(Protocol):
     async def reload(self) -> None: ...
     async def set_hostname(self, name: str) -> None: ...
     async def set_persistent_logging(self, enabled: bool) -> None: ...
-    async def try_apply(self, timeout: int) -> None: ...
+    async def try_apply(self, config: str, timeout: int) -> None: ...
     async def confirm(self) -> None: ...
 
 
@@ -289,7 +289,7 @@ class Api:
         if member == "SetPersistentLogging":
             return lambda: self._host.set_persistent_logging(body[0])
         if member == "Try":
-            return lambda: self._host.try_apply(body[0])
+            return lambda: self._host.try_apply(body[0], body[1])
         if member == "Confirm":
             return self._host.confirm
         raise AssertionError(member)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 EXIT_OK = 0
@@ -48,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="have hostd apply config.json now and roll it back unless `hostctl confirm` follows within --timeout",
     )
     apply.add_argument("--timeout", type=int, default=120, help="seconds to wait for `hostctl confirm` (default 120)")
+    apply.add_argument(
+        "config",
+        nargs="?",
+        help="with --try: the new config.json (hostd validates it and writes it itself); default: config.json as it is",
+    )
     apply.add_argument("--root", default="/", help="device root directory (default /)")
     apply.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -78,6 +82,8 @@ def _print_json(document: Any) -> None:
 
 
 def config_check(path_arg: str | None, as_json: bool) -> int:
+    from pathlib import Path  # here, not at the top: `hostctl status` starts without it
+
     from hostd import config as config_model
     from hostd.layout import Layout
 
@@ -128,6 +134,8 @@ def config_check(path_arg: str | None, as_json: bool) -> int:
 
 
 def run_engine(root: str, *, apply: bool, as_json: bool) -> int:
+    from pathlib import Path
+
     from hostd import config as config_model
     from hostd import engine
     from hostd.layout import Layout
@@ -216,7 +224,14 @@ async def online(args: argparse.Namespace) -> int:
             await hostd.call("SetPersistentLogging", "b", args.state == "on")
             command = "status"
         elif command == "apply":
-            await hostd.call("Try", "u", args.timeout)
+            new_config = ""
+            if args.config:
+                try:
+                    with open(args.config, encoding="utf-8") as file:
+                        new_config = file.read()
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise client.Failed(f"{args.config}: cannot be read: {exc}") from None
+            await hostd.call("Try", "su", new_config, args.timeout)
             print(f"applied; run `hostctl confirm` within {args.timeout} s to keep it, or it is rolled back")
             command = "status"
         elif command == "confirm":

@@ -13,7 +13,6 @@ import ipaddress
 import json
 import os
 import re
-import secrets
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -457,6 +456,8 @@ def parse(raw: bytes, path: Path | str = "config.json") -> tuple[Config, dict[st
     if issues:
         raise ConfigError(path, issues)
     if config.uuid is None:
+        import secrets  # first boot only
+
         config = Config(**{**_init_values(config), "uuid": secrets.token_hex(16), "uuid_generated": True})
     return config, document
 

@@ -8,7 +8,6 @@ service's steps when it (re)appears, and exit cleanly on SIGTERM.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import grp
 import logging
@@ -16,9 +15,9 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hostd import __version__, engine, generations, notify, probe
+from hostd import __version__, engine, fsutil, generations, notify
 from hostd import config as config_model
 from hostd.api import Api, ApiError, InvalidArgument
 from hostd.engine import StepResult
@@ -26,9 +25,19 @@ from hostd.layout import Layout
 from hostd.steps import ALL_STEPS, STEPS_BY_NAME, dns
 from hostd.steps.base import Context
 
+if TYPE_CHECKING:
+    import argparse
+
+    from hostd import probe
+
 log = logging.getLogger("hostd")
 
 CONFIG_POLL_SECONDS = 1.0
+# At boot (before io.hostd1 is exported: nobody watches the steps go by) a step's live effect
+# runs while the next steps write their files, each effect on its own service, and READY=1 waits
+# for all of them.  These are awaited at once: the later steps write through the state step's
+# bind mounts.  At runtime every effect is awaited in turn, as observers expect.
+AWAITED_EFFECTS = frozenset({"state"})
 DEFAULT_PROBE_RESOLVER = ("127.0.0.2", 53)  # dnsmasq, as balenaOS runs it
 # A change to these keys (or to the boot partition's profiles and scripts) can cut the device
 # off its network: it is kept only once the connectivity probe passes.
@@ -200,7 +209,7 @@ class Daemon:
             return await self._reconcile(full=full, trial=None)
 
     async def _reconcile(self, *, full: bool, trial: str | None, trial_timeout: float = 0) -> list[StepResult]:
-        loaded = config_model.load(self.layout)
+        loaded = await asyncio.to_thread(config_model.load, self.layout)
         self.loaded = loaded
         self.config_error = str(loaded.error) if loaded.error else ""
         if loaded.error is not None:
@@ -215,7 +224,7 @@ class Daemon:
             return await self._apply(loaded.config, self.layout, ALL_STEPS, None, "applied")
 
         assert loaded.raw is not None
-        inputs = generations.read_inputs(self.layout, loaded.raw)
+        inputs = await asyncio.to_thread(generations.read_inputs, self.layout, loaded.raw)
         candidate = inputs.id
         rejected = self.store.rejected().get(candidate)
         if rejected is not None and trial is None:
@@ -282,19 +291,30 @@ class Daemon:
         return results
 
     async def _run_steps(self, ctx: Context, steps: tuple[Any, ...], outcome: str) -> list[StepResult]:
+        # The steps' file work (reads, fsyncs) runs in a worker thread: the event loop keeps
+        # answering the API and pinging the watchdog meanwhile.
+        await asyncio.to_thread(engine.remove_stale_temp_files, ctx.layout)  # once per reconcile
         results = []
+        effects = []
         for step in steps:
-            [result] = engine.run(ctx, [step], apply=True)
-            started = time.monotonic()
-            await self.effects.after_step(ctx, result)
-            result.duration += time.monotonic() - started
+            [result] = await asyncio.to_thread(engine.run, ctx, [step], apply=True, clean=False)
             self.results[step.NAME] = result
             results.append(result)
+            if self.api is None and step.NAME not in AWAITED_EFFECTS:
+                effects.append(asyncio.ensure_future(self._effect(ctx, result)))
+            else:
+                await self._effect(ctx, result)
+        await asyncio.gather(*effects)
         self._publish()
         if self.api is not None:
             self.api.emit_reconciled(self._step_tuples(results), outcome)
         notify.notify("STATUS=" + self._status_line())
         return results
+
+    async def _effect(self, ctx: Context, result: StepResult) -> None:
+        started = time.monotonic()
+        await self.effects.after_step(ctx, result)
+        result.duration += time.monotonic() - started
 
     def _promote(self, candidate: str, loaded: config_model.LoadedConfig) -> None:
         self.store.promote(candidate)
@@ -310,6 +330,8 @@ class Daemon:
             except TimeoutError:
                 passed, reason, evidence = False, f"not confirmed within {timeout:g} s", []
         else:
+            from hostd import probe  # only when a change is on trial
+
             result = await probe.probe(
                 self.effects.services.networkmanager, self._probe_settings(loaded.config), timeout
             )
@@ -319,9 +341,9 @@ class Daemon:
             if self.applied_id != candidate:
                 return  # superseded while being judged
             self._trial_task = None
-            self.transaction = ""
             if passed:
                 log.info("generation %s passed its %s: kept", candidate, "confirmation" if confirm else "probe")
+                self.transaction = ""
                 self._promote(candidate, loaded)
                 self._publish()
                 if self.api is not None:
@@ -334,6 +356,8 @@ class Daemon:
             self.not_applied = f"config.json (generation {candidate}) was rolled back: {reason}"
             if good is not None:
                 await self._restore(good, reason)
+            self.transaction = ""  # the trial ends once the good generation is back
+            self._publish()
 
     async def _restore(self, good: str, why: str) -> list[StepResult]:
         layout = self.store.layout_of(good)
@@ -344,6 +368,8 @@ class Daemon:
         return results
 
     def _probe_settings(self, config: config_model.Config) -> probe.ProbeSettings:
+        from hostd import probe
+
         return probe.ProbeSettings(config.probe_name, self.probe_resolver, config.connectivity_uri)
 
     async def confirm(self) -> None:
@@ -351,10 +377,24 @@ class Daemon:
             raise ApiError("NothingToConfirm", "no change is waiting for confirmation")
         self._confirmed.set()
 
-    async def try_apply(self, timeout: int) -> None:
+    async def try_apply(self, config: str, timeout: int) -> None:
+        """Apply ``config`` (written as config.json first; "" = config.json as it is), and roll it back
+        unless Confirm() comes within ``timeout`` seconds.  Taking the new file here, under the
+        lock, means the config.json watcher cannot apply and keep it before the trial starts."""
         if not 5 <= timeout <= 3600:
             raise InvalidArgument(f"timeout {timeout} is outside 5..3600 seconds")
         async with self._lock:
+            if config:
+                path = self.layout.config_json
+                raw = config.encode()
+                try:
+                    config_model.parse(raw, "the config given to Try")
+                except config_model.ConfigError as exc:
+                    raise InvalidArgument(str(exc)) from None
+                mode = os.stat(path).st_mode & 0o777 if path.exists() else 0o644
+                if fsutil.read_bytes(path) != raw:
+                    fsutil.atomic_write(path, raw, mode)
+                self._watch_stamp = self._stamp()
             loaded, good = config_model.load(self.layout), self.store.good()
             if (
                 loaded.raw is not None
@@ -501,8 +541,6 @@ class Daemon:
         await self._set_config_key("persistentLogging", bool(enabled))
 
     async def _set_config_key(self, key: str, value: Any) -> None:
-        from hostd import fsutil
-
         path = self.layout.config_json
         async with self._lock:
             try:
@@ -529,7 +567,21 @@ def admin_group_ids(names: list[str]) -> frozenset[int]:
     return frozenset(gids)
 
 
+# What build_parser() gives for no arguments, how systemd starts hostd: then no parser is built,
+# which would load argparse and, through its help formatter, shutil and the compression modules
+# (1 MiB of resident memory for the daemon's whole life).  A unit test holds the two equal.
+DEFAULT_ARGS = {
+    "root": "/",
+    "bus": None,
+    "admin_group": ["hostd-admin"],
+    "probe_resolver": "127.0.0.2:53",
+    "verbose": False,
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(prog="hostd", description="Converge the host to config.json and serve io.hostd1.")
     parser.add_argument("--root", default="/", help="device root directory (default /)")
     parser.add_argument("--bus", metavar="ADDRESS", help="D-Bus address (default: the system bus)")
@@ -550,7 +602,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    import sys
+    from types import SimpleNamespace
+
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv) if argv else SimpleNamespace(**DEFAULT_ARGS)
 
     from hostd import logsetup
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from hostd import fsutil
 from hostd.bus import errors
+from hostd.bus.chrony import CHRONY_UNITS
 from hostd.bus.services import Services
 from hostd.bus.systemd import ActiveState, unit_name_from_path
 from hostd.engine import StepResult
@@ -32,7 +33,6 @@ OnEvent = Callable[[tuple[str, ...]], Awaitable[None]]
 # when the environment file they read changed.  Units a device does not have are left alone.
 DEVMODE_SWITCHED_UNITS = ("getty@tty1.service", "serial-getty@ttyS0.service")
 DEVMODE_RESTARTED_UNITS = ("sshd.service", "balena-engine.service")
-CHRONY_UNITS = ("chronyd.service", "chrony.service")  # balenaOS's name, Debian's
 
 
 class Effects:
@@ -52,6 +52,18 @@ class Effects:
         for feature in (nm, services.dnsmasq, services.avahi, services.modemmanager, services.systemd):
             feature.on_detach(lambda: on_event(()))
         services.systemd.on_attach(lambda: on_event(("state",)))
+        services.systemd.on_unit_state_changed(self._unit_state_changed)
+        self._on_event = on_event
+
+    async def _unit_state_changed(self, unit: str, state: ActiveState) -> None:
+        """chronyd and journald have no bus name to watch: their units are followed instead.  Down,
+        they show in Degraded; back, they get what they need again."""
+        feature, steps = (
+            (self.services.chrony, ("ntp",)) if unit in CHRONY_UNITS else (self.services.journald, ("logging",))
+        )
+        was_available = feature.available
+        feature.follow_unit(unit, state.value)
+        await self._on_event(steps if feature.available and not was_available else ())
 
     def facts(self) -> Facts:
         nm = self.services.networkmanager
@@ -64,7 +76,11 @@ class Effects:
         services = self.services
         avahi = services.avahi
         return {
-            "hostname": services.hostname1.hostname if services.hostname1.available else "",
+            # The kernel's own answer on the device: hostnamed's cached one goes stale when the name is
+            # set without it (hostnamed gone or not startable, see _hostname).
+            "hostname": socket.gethostname()
+            if self.layout.is_live
+            else (services.hostname1.hostname if services.hostname1.available else ""),
             "journal_usage": self._journal_usage,
             "time_synchronized": services.timedate1.ntp_synchronized if services.timedate1.available else False,
             "tracking": self._tracking,
@@ -114,9 +130,7 @@ class Effects:
             return
         # A mount systemd already holds (an earlier run's) is converged, even where the kernel's
         # table cannot be read (a root directory other than /).
-        units = await asyncio.gather(
-            *(systemd.unit_state(unit_name_from_path(str(self.layout.path(c.path)))) for c in mounts)
-        )
+        units = await systemd.unit_states([unit_name_from_path(str(self.layout.path(c.path))) for c in mounts])
         stopped = set()  # an earlier run's unit, unmounted since but still loaded: started again
         for change, unit in zip(list(mounts), units, strict=True):
             if unit.active_state.value == "active":
@@ -162,8 +176,11 @@ class Effects:
                 await hostname1.set_static_hostname(name)
             if current != name:
                 await hostname1.set_hostname(name)
-        except errors.ServiceUnavailable:
-            # No hostnamed: /etc/hostname is written already; set the kernel's name directly.
+        except errors.BusError as exc:
+            # No hostnamed, or it cannot be started (masked, start limit hit after crashes, no reply):
+            # /etc/hostname is written already; set the kernel's name directly.
+            if not isinstance(exc, errors.ServiceUnavailable):
+                result.problems.append(f"hostnamed not used ({exc}); the kernel's name is set directly")
             if self.layout.is_live and socket.gethostname() != name:
                 socket.sethostname(name)
         avahi = self.services.avahi
@@ -270,7 +287,7 @@ class Effects:
         if not self.layout.is_live:
             return  # chronyc talks to the running system's chronyd, not to a root directory
         chrony = self.services.chrony
-        if await self._chronyd_stopped():
+        if self._chronyd_stopped():
             return  # it reads its sourcedir when it starts (at boot hostd runs before it): nothing to ask
         if result.changes:
             try:
@@ -292,14 +309,11 @@ class Effects:
             "systemTimeOffset": tracking.system_time_offset,
         }
 
-    async def _chronyd_stopped(self) -> bool:
-        """chronyd's unit exists and is not running: chronyc would fail and mark chrony degraded."""
-        systemd = self.services.systemd
-        if not systemd.available:
-            return False
-        states = [await systemd.unit_state(unit) for unit in CHRONY_UNITS]
-        loaded = [state.active_state for state in states if state.load_state == "loaded"]
-        return bool(loaded) and all(active in (ActiveState.INACTIVE, ActiveState.FAILED) for active in loaded)
+    def _chronyd_stopped(self) -> bool:
+        """chronyd's unit exists and is not running (followed from systemd's signals)."""
+        states = [self.services.systemd.followed_unit_state(unit) for unit in CHRONY_UNITS]
+        known = [state for state in states if state is not None]
+        return bool(known) and all(state in (ActiveState.INACTIVE, ActiveState.FAILED) for state in known)
 
     async def _devmode(self, ctx: Context, result: StepResult) -> None:
         if not result.changes:

@@ -96,8 +96,10 @@ def _refusal(layout: Layout, change: Change) -> str | None:
     return f"{change.path}: not changed: {layout.device_path(link)} is a symbolic link; hostd does not write through it"
 
 
-def run(ctx: Context, steps: Iterable[Step] = ALL_STEPS, *, apply: bool) -> list[StepResult]:
-    if apply:
+def run(ctx: Context, steps: Iterable[Step] = ALL_STEPS, *, apply: bool, clean: bool = True) -> list[StepResult]:
+    """Plan each step, and with ``apply`` make its changes; ``clean``: drop stale temp files first
+    (a caller running the steps one at a time does that once, not once per step)."""
+    if apply and clean:
         remove_stale_temp_files(ctx.layout)
     results = []
     for step in steps:

@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +93,8 @@ class GenerationStore:
         if target.is_dir():
             return generation_id
         # Built aside and renamed into place: a power cut leaves no half-saved generation.
+        import shutil  # not at the top: a boot that changes nothing does not load it
+
         staging = self.directory / f".{generation_id}.hostd-tmp"
         shutil.rmtree(staging, ignore_errors=True)
         with fsutil.batch():  # one flush for all the files
@@ -142,6 +143,8 @@ class GenerationStore:
         except OSError:
             return
         entries.sort(key=lambda entry: entry.stat().st_mtime, reverse=True)
+        import shutil
+
         for entry in entries[KEEP_GENERATIONS:]:
             if entry.name not in keep:
                 shutil.rmtree(entry.path, ignore_errors=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-import uuid as uuidlib
 from dataclasses import dataclass
 
 MAX_KEYFILE_BYTES = 64 * 1024
@@ -55,7 +54,7 @@ _LOCALE_CATEGORIES = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo", "Nd", "Nl", "No"})
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _UUID_LEGACY_CHARS = frozenset("0123456789abcdefABCDEF-")
 # NM hashes pre-1.0 style UUIDs into a v5 UUID in this namespace (nm_uuid_is_valid_nm()).
-_UUID_LEGACY_NS = uuidlib.UUID("4e72f709-ca95-4405-9053-1f43294a618c")
+_UUID_LEGACY_NS = "4e72f709-ca95-4405-9053-1f43294a618c"
 _MKSTEMP_SUFFIX_RE = re.compile(r"\.[A-Za-z0-9]{6}\Z")
 
 # Groups whose malformed lines are never quoted: any of their lines may carry a secret.
@@ -341,7 +340,9 @@ def _normalise_uuid(value: str) -> str | None:
         return value.lower()
     dashes = value.count("-")
     if set(value) <= _UUID_LEGACY_CHARS and (dashes, len(value)) in ((4, 36), (0, 40)):
-        return str(uuidlib.uuid5(_UUID_LEGACY_NS, value.lower()))
+        import uuid  # rare: not imported (half a MiB with its platform module) unless needed
+
+        return str(uuid.uuid5(uuid.UUID(_UUID_LEGACY_NS), value.lower()))
     return None
 
 
@@ -360,8 +361,13 @@ def _show_char(char: str) -> str:
     return char if char.isprintable() else repr(char)[1:-1]
 
 
+def _visible(text: str) -> str:
+    # An invisible character (a stray byte order mark, a zero-width space) must not hide "psk".
+    return "".join(char for char in text if char.isprintable())
+
+
 def _is_secret_key(group: str | None, key: str) -> bool:
-    base = key.partition("[")[0].strip(_WS).lower()
+    base = _visible(key.partition("[")[0]).strip(_WS).lower()
     if group == "vpn-secrets":
         return True
     if base.endswith("-flags"):
@@ -371,7 +377,7 @@ def _is_secret_key(group: str | None, key: str) -> bool:
 
 def _secret_context(group: str | None, line: str) -> bool:
     """Whether a malformed line might hold a secret, so that it must not be quoted."""
-    lower = line.lower()
+    lower = _visible(line).lower()
     return (
         group in _SECRET_GROUPS
         or (group or "").startswith("wireguard-peer.")

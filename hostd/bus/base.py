@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
+import os
 from collections.abc import Awaitable, Callable, Iterable
 from enum import IntEnum, StrEnum
 from typing import Any, ClassVar, Self
@@ -22,9 +22,10 @@ from hostd.bus import errors, names
 
 DEFAULT_TIMEOUT = 5.0
 """Seconds any single call may take before it raises errors.Timeout."""
-ATTACH_RETRY_DELAY = 1.0
+ATTACH_RETRY_DELAY = 0.1
 ATTACH_RETRY_MAX_DELAY = 60.0
-"""A failed attach (a busy service at boot, objects not exported yet) is retried with backoff."""
+"""A failed attach (a busy service at boot; NetworkManager owns its name ~0.1 s before it exports its
+objects) is retried soon, then with backoff."""
 
 Callback = Callable[..., Awaitable[None]]
 
@@ -175,6 +176,13 @@ class Feature:
         if not self._degradation_logged:
             self._degradation_logged = True
             self._log.warning("%s: %s; its features are off until it returns", self.key, reason)
+
+    def follow_unit(self, unit: str, state: str) -> None:
+        """Track the systemd unit behind a feature that has no bus name of its own."""
+        if state in ("inactive", "failed"):
+            self._degrade(f"{unit} is {state}")
+        elif state == "active":
+            self._recover()
 
     def _recover(self) -> None:
         if self._degradation_logged:
@@ -505,6 +513,15 @@ class BusAdapter(Feature):
         await self._attach_callbacks.run()
 
 
+def _which(command: str) -> str | None:
+    """shutil.which(), without importing shutil (and the compression modules it loads) into hostd."""
+    if os.sep in command:
+        candidates = [command]
+    else:
+        candidates = [os.path.join(path, command) for path in os.environ.get("PATH", os.defpath).split(os.pathsep)]
+    return next((c for c in candidates if os.access(c, os.X_OK) and not os.path.isdir(c)), None)
+
+
 class CommandFeature(Feature):
     """A service driven through its command-line client (chronyc, journalctl), each run bounded."""
 
@@ -515,7 +532,7 @@ class CommandFeature(Feature):
 
     async def start(self) -> None:
         """Check the client is installed; a missing one turns the feature off with one log line."""
-        if shutil.which(self.command) is None:
+        if _which(self.command) is None:
             self._degrade(f"{self.command} is not installed")
         else:
             self._recover()

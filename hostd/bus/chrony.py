@@ -8,6 +8,7 @@ from hostd.bus import errors
 from hostd.bus.base import DEFAULT_TIMEOUT, CommandFeature, TolerantStrEnum
 
 _NOT_RUNNING_MARKER = "Cannot talk to daemon"
+CHRONY_UNITS = ("chronyd.service", "chrony.service")  # balenaOS's name, Debian's
 _SOURCE_FIELDS = 10
 _TRACKING_FIELDS = 14
 

@@ -8,10 +8,10 @@ from dbus_fast.aio import MessageBus
 
 from hostd.bus.avahi import AvahiAdapter
 from hostd.bus.base import DEFAULT_TIMEOUT, Feature
-from hostd.bus.chrony import Chrony
+from hostd.bus.chrony import CHRONY_UNITS, Chrony
 from hostd.bus.dnsmasq import DnsmasqAdapter
 from hostd.bus.hostname1 import Hostname1Adapter
-from hostd.bus.journald import Journald
+from hostd.bus.journald import JOURNALD_UNIT, Journald
 from hostd.bus.modemmanager import ModemManagerAdapter
 from hostd.bus.networkmanager import NetworkManagerAdapter
 from hostd.bus.systemd import SystemdAdapter
@@ -23,7 +23,7 @@ class Services:
     missing service: each one that is missing turns its own feature off and shows in degraded()."""
 
     def __init__(self, bus: MessageBus, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.systemd = SystemdAdapter(bus, timeout=timeout)
+        self.systemd = SystemdAdapter(bus, timeout=timeout, followed_units=(*CHRONY_UNITS, JOURNALD_UNIT))
         self.networkmanager = NetworkManagerAdapter(bus, timeout=timeout)
         self.modemmanager = ModemManagerAdapter(bus, timeout=timeout)
         self.hostname1 = Hostname1Adapter(bus, timeout=timeout)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import string
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,13 +12,21 @@ from dbus_fast import Message, Variant
 from dbus_fast.aio import MessageBus
 
 from hostd.bus import errors, names
-from hostd.bus.base import DEFAULT_TIMEOUT, BusAdapter, TolerantStrEnum
+from hostd.bus.base import (
+    DEFAULT_TIMEOUT,
+    BusAdapter,
+    Callbacks,
+    TolerantStrEnum,
+    properties_changed_rule,
+    unwrap,
+)
 
 DEFAULT_JOB_TIMEOUT = 90.0
 """Seconds to wait for a job to finish; systemd's own default start timeout is 90 s."""
 DAEMON_RELOAD_TIMEOUT = 30.0
 """systemd answers Reload only once the reload is done, which takes seconds on a small board."""
 
+UNIT_INTERFACE = "org.freedesktop.systemd1.Unit"
 _JOB_MODE = "replace"
 _UNIT_NAME_MAX = 255
 _UNESCAPED = frozenset(string.ascii_letters + string.digits + ":_.")
@@ -68,6 +76,12 @@ class UnitFileChange:
     destination: str
 
 
+def unit_object_path(unit: str) -> str:
+    """The object path systemd gives a unit (sd_bus_path_encode: each byte outside [A-Za-z0-9] as _xx)."""
+    encoded = "".join(c if c.isascii() and c.isalnum() else "".join(f"_{b:02x}" for b in c.encode()) for c in unit)
+    return f"{names.SYSTEMD_PATH}/unit/{encoded}"
+
+
 def unit_name_from_path(path: str, suffix: str = ".mount") -> str:
     """The unit name systemd requires for a path, as `systemd-escape --path --suffix=…` prints it."""
     if not path.startswith("/"):
@@ -107,9 +121,18 @@ class SystemdAdapter(BusAdapter):
         *,
         timeout: float = DEFAULT_TIMEOUT,
         job_timeout: float = DEFAULT_JOB_TIMEOUT,
+        followed_units: tuple[str, ...] = (),
     ) -> None:
         super().__init__(bus, timeout=timeout)
         self.job_timeout = job_timeout
+        # Units whose ActiveState is followed from PropertiesChanged (services with no bus name of
+        # their own, such as chronyd and journald): one narrow match rule each.
+        self._followed = {unit_object_path(unit): unit for unit in followed_units}
+        self.signal_rules = (
+            *type(self).signal_rules,
+            *(properties_changed_rule(path=path, arg0=UNIT_INTERFACE) for path in self._followed),
+        )
+        self._unit_state_callbacks = Callbacks(self._log, "unit state changed")
         self._job_calls_in_flight = 0
         # JobRemoved can be read before the coroutine that created the job resumes with the job's path.
         self._finished_before_awaited: dict[str, str] = {}
@@ -133,11 +156,17 @@ class SystemdAdapter(BusAdapter):
         await self._manager("ResetFailedUnit", "s", name)
 
     async def unit_state(self, name: str) -> UnitState:
-        (units,) = await self._manager("ListUnitsByNames", "as", [name])
-        if not units:
-            raise errors.NoSuchObject(f"systemd returned nothing for {name}")
-        unit_name, _description, load_state, active_state, sub_state, *_ = units[0]
-        return UnitState(unit_name, load_state, ActiveState(active_state), sub_state)
+        return (await self.unit_states([name]))[0]
+
+    async def unit_states(self, names: Sequence[str]) -> list[UnitState]:
+        """The state of each unit, in order, in one call."""
+        (units,) = await self._manager("ListUnitsByNames", "as", list(names))
+        if len(units) != len(names):
+            raise errors.NoSuchObject(f"systemd returned {len(units)} units for {len(names)} names")
+        return [
+            UnitState(unit_name, load_state, ActiveState(active_state), sub_state)
+            for unit_name, _description, load_state, active_state, sub_state, *_ in units
+        ]
 
     async def start_transient_mount(
         self, what: str, where: str, options: str = "bind", *, job_timeout: float | None = None
@@ -199,9 +228,38 @@ class SystemdAdapter(BusAdapter):
         finally:
             self._job_waiters.pop(job, None)
 
+    def followed_unit_state(self, name: str) -> ActiveState | None:
+        """The ActiveState of a followed unit (None: not known, e.g. the unit does not exist)."""
+        if self._cached(unit_object_path(name), UNIT_INTERFACE).get("LoadState") != "loaded":
+            return None
+        return ActiveState(self._cached(unit_object_path(name), UNIT_INTERFACE).get("ActiveState", "unknown"))
+
+    def on_unit_state_changed(self, callback: Callable[[str, ActiveState], Awaitable[None]]) -> None:
+        """Register a callback that gets (unit, ActiveState) whenever a followed unit's state changes."""
+        self._unit_state_callbacks.add(callback)
+
     async def _on_attached(self) -> None:
         # systemd only emits JobRemoved while someone is subscribed; a restarted systemd forgot us.
         await self._manager("Subscribe")
+        for path, unit in self._followed.items():
+            try:
+                await self._manager("LoadUnit", "s", unit)  # its object exists only once loaded
+                active = await self._call_message(
+                    path, names.PROPERTIES_INTERFACE, "Get", "ss", UNIT_INTERFACE, "ActiveState"
+                )
+                (load,) = await self._call(path, names.PROPERTIES_INTERFACE, "Get", "ss", UNIT_INTERFACE, "LoadState")
+            except errors.RemoteError as err:
+                self._log.debug("cannot follow %s: %s", unit, err)
+                continue
+            values = {"ActiveState": unwrap(active.body[0]), "LoadState": load}
+            self._store_properties(path, UNIT_INTERFACE, values, active.serial)
+
+    def _on_properties_changed(self, path: str, interface: str, changed: set[str]) -> None:
+        unit = self._followed.get(path)
+        if unit is not None and "ActiveState" in changed:
+            state = self.followed_unit_state(unit)
+            if state is not None:
+                self._unit_state_callbacks.fire(unit, state)
 
     def _on_detached(self) -> None:
         for waiter in self._job_waiters.values():

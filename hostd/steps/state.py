@@ -10,7 +10,6 @@ through systemd by the daemon; offline they are reported as pending.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from pathlib import Path
 
@@ -69,18 +68,26 @@ def _create_source(source: Path, target: Path, copy_content: bool) -> None:
     an empty directory would break the device (no CA certificates: no TLS)."""
     st = target.stat()
     mode = stat.S_IMODE(st.st_mode)
-    if stat.S_ISDIR(st.st_mode):
-        fsutil.ensure_dir(source.parent)
-        if copy_content:
-            shutil.copytree(target, source, symlinks=True)
-        else:
-            source.mkdir()
-        os.chmod(source, mode)
-        if os.geteuid() == 0:
-            os.chown(source, st.st_uid, st.st_gid)
-        fsutil.fsync_dir(source.parent)
-    else:
+    if not stat.S_ISDIR(st.st_mode):
         fsutil.atomic_write(source, b"", mode, st.st_uid, st.st_gid)
+        return
+    # Built aside and renamed into place: a crash must not leave a source half copied or with the
+    # wrong mode or owner, which the next run would take as done since it exists.
+    fsutil.ensure_dir(source.parent)
+    staging = fsutil.temp_path(source)
+    if staging.is_dir():
+        fsutil.remove_tree(staging)
+    if copy_content:
+        import shutil  # first boot only
+
+        shutil.copytree(target, staging, symlinks=True)
+    else:
+        staging.mkdir()
+    os.chmod(staging, mode)
+    if os.geteuid() == 0:
+        os.chown(staging, st.st_uid, st.st_gid)
+    os.rename(staging, source)
+    fsutil.fsync_dir(source.parent)
 
 
 def _reset(overlay: Path, flag: Path) -> None:

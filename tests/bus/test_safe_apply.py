@@ -87,8 +87,9 @@ async def test_first_boot_applies_without_probe_and_good_change_is_kept(tmp_path
         assert first["GoodGeneration"] == first["Generation"] != ""
         dns.up = True
         layout.config_json.write_text(json.dumps(config(dnsServers="9.9.9.9")))
-        await wait_until(lambda: daemon.transaction == "probing", timeout=5)
-        await wait_until(lambda: daemon.transaction == "", timeout=5)
+        # a network change: probed (the resolver answers at once), then kept
+        await wait_until(lambda: daemon.applied_id not in ("", first["Generation"]), timeout=5)
+        await wait_until(lambda: daemon.store.good() == daemon.applied_id and daemon.transaction == "", timeout=5)
         kept = await properties(bus_address)
         assert kept["GoodGeneration"] == kept["Generation"] != first["Generation"]
         assert kept["DnsServers"] == ["9.9.9.9"] and kept["NotApplied"] == ""
@@ -130,16 +131,16 @@ async def test_try_rolls_back_unless_confirmed(tmp_path: Path, bus_address: str)
         daemon_on(layout, bus_address, address) as daemon,
         client(bus_address) as bus,
     ):
-        daemon.poll_interval = 3600  # only Try() applies the new file here
-        layout.config_json.write_text(json.dumps(config(hostname="unconfirmed")))
-        reply = await hostd_call(bus, "Try", "u", 5)
+        reply = await hostd_call(bus, "Try", "su", json.dumps(config(hostname="unconfirmed")), 5)
         assert reply.body == [] and daemon.transaction == "awaiting-confirm"
         assert layout.etc_hostname.read_text() == "unconfirmed\n"
         await wait_until(lambda: daemon.transaction == "", timeout=8)
         assert layout.etc_hostname.read_text() == "before\n"
 
-        layout.config_json.write_text(json.dumps(config(hostname="confirmed")))
-        await hostd_call(bus, "Try", "u", 5)
+        invalid = await hostd_call(bus, "Try", "su", '{"hostname": "no good"}', 5)
+        assert invalid.error_name == "org.freedesktop.DBus.Error.InvalidArgs" and "'no good'" in invalid.body[0]
+        assert json.loads(layout.config_json.read_text())["hostname"] == "unconfirmed"  # not written
+        await hostd_call(bus, "Try", "su", json.dumps(config(hostname="confirmed")), 5)
         assert (await hostd_call(bus, "Confirm")).message_type.name == "METHOD_RETURN"
         await wait_until(lambda: daemon.transaction == "", timeout=3)
         await asyncio.sleep(0.1)

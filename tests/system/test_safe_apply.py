@@ -1,0 +1,270 @@
+"""Safe apply on the real device: a change that cuts the device off is rolled back within its
+deadline and not tried again (not even after a reboot), a good one is kept, and `hostctl apply
+--try` rolls back unless `hostctl confirm` follows.
+
+Each test first makes a last-known-good generation with `os.safeApply` (probe name: the name the
+peer's resolver answers, through the device's dnsmasq; a short timeout), so that the change under
+test is probed.  Every config carries a fresh `systestNonce` (a key hostd does not own): rejected
+generations are remembered by content, so a re-run on a kept device (HOSTD_TESTBED_KEEP=1) never
+meets a generation rejected by an earlier run.  Figures are printed (pytest -s).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from .device import Hostd
+
+pytestmark = pytest.mark.system
+
+PROBE_TIMEOUT = 10  # os.safeApply.timeout, seconds
+# The probe's last attempt may start just before the deadline and wait 2 x 2 s for dnsmasq (A and
+# AAAA); the restore itself takes well under a second.
+ROLLBACK_SLACK = 6
+NM_DIR = "/etc/NetworkManager/system-connections"
+CUTOFF = "systest-cutoff.nmconnection"
+
+
+def sibling(address: str, last: int) -> str:
+    """The address with its last octet replaced (on the testbed's link, derived from the harness)."""
+    return f"{address.rsplit('.', 1)[0]}.{last}"
+
+
+def other_subnet(address: str) -> str:
+    """The address moved to a /24 that is no testbed instance's (third octet + 128, instances are 0..99)."""
+    a, b, c, d = address.split(".")
+    return f"{a}.{b}.{(int(c) + 128) % 256}.{d}"
+
+
+def cutoff_profile(interface: str, address: str) -> bytes:
+    """A profile that takes the uplink over (same interface, higher autoconnect-priority than the
+    testbed's own profile) with an address on another subnet: the device is cut off its peer."""
+    return (
+        "[connection]\nid=systest-cutoff\nuuid=6c1d2e3f-4a5b-4c6d-8e7f-90a1b2c3d4e5\ntype=ethernet\n"
+        f"interface-name={interface}\nautoconnect=true\nautoconnect-priority=100\n\n[ethernet]\n\n"
+        f"[ipv4]\nmethod=manual\naddress1={address}/24\nnever-default=true\n\n[ipv6]\nmethod=ignore\n"
+    ).encode()
+
+
+def generations(hostd: Hostd) -> dict[str, Any]:
+    return hostd.describe()["generations"]
+
+
+def with_safe_apply(hostd: Hostd, cfg: dict[str, Any]) -> dict[str, Any]:
+    """cfg with a short safe-apply probe through the peer's resolver, and a fresh nonce."""
+    cfg = json.loads(json.dumps(cfg))
+    cfg.setdefault("os", {})["safeApply"] = {"timeout": PROBE_TIMEOUT, "probeName": hostd.tb.probe_name}
+    cfg["systestNonce"] = uuid.uuid4().hex
+    return cfg
+
+
+def make_good_baseline(hostd: Hostd) -> dict[str, Any]:
+    """Write config.json with the safe-apply settings (not a network key: applied and kept at once)
+    and wait until it is the last-known-good generation; returns that config."""
+    before = generations(hostd)["current"]
+    cfg = with_safe_apply(hostd, hostd.tb.read_config())
+    hostd.tb.write_config(cfg)
+    hostd.wait_describe(
+        lambda d: (
+            d["generations"]["current"] not in ("", before)
+            and d["generations"]["current"] == d["generations"]["good"]
+            and d["generations"]["transaction"] == ""
+        ),
+        what="the safe-apply baseline kept",
+    )
+    return cfg
+
+
+def wait_rolled_back(hostd: Hostd, good: str, since: float) -> tuple[dict[str, Any], float]:
+    """Wait for the rollback to `good`; returns the Describe document and the seconds since `since`."""
+    doc = hostd.wait_describe(
+        lambda d: (
+            d["generations"]["transaction"] == ""
+            and d["generations"]["current"] == good
+            and (d["generations"]["lastRollback"] or {}).get("generation") not in (None, good)
+        ),
+        timeout=PROBE_TIMEOUT + ROLLBACK_SLACK + 5,
+        what=f"rolled back to {good}",
+    )
+    return doc, time.monotonic() - since
+
+
+def peer_reaches_device(hostd: Hostd) -> bool:
+    """The peer asks the device's dnsmasq (on its uplink address) for the probe name, and gets the answer
+    (which the device fetched from the peer's resolver): reachable both ways."""
+    tb = hostd.tb
+    answer = hostd.dns(f"q{time.monotonic_ns()}.{tb.probe_name}", server=tb.device_ip, from_peer=True)
+    return answer.ok and answer.addrs == (tb.probe_addr,)
+
+
+def host0_profile(hostd: Hostd) -> str:
+    """The connection NetworkManager runs on the uplink ("" while none)."""
+    out = hostd.tb.exec(["nmcli", "-g", "GENERAL.CONNECTION", "device", "show", hostd.tb.device_if], check=False)
+    return out.stdout.strip()
+
+
+def dnsmasq_upstreams(hostd: Hostd) -> list[str]:
+    name, path = "uk.org.thekelleys.dnsmasq", "/uk/org/thekelleys/dnsmasq"
+    [metrics] = hostd.busctl_json("call", name, path, name, "GetServerMetrics")
+    return [m["address"] for m in metrics]
+
+
+def rejected_ids(hostd: Hostd) -> set[str]:
+    path = hostd.tb.state_dir / "hostd" / "rejected-generations.json"
+    return set(json.loads(path.read_text())) if path.exists() else set()
+
+
+def test_profile_that_cuts_the_uplink_is_rolled_back_and_not_retried_after_reboot(boot: Hostd) -> None:
+    """A boot-partition profile that takes host0 over with an address on another subnet: NetworkManager
+    runs it (hostd activates a changed profile it would pick at boot), the probe fails, and within the
+    deadline the good generation is back: the imported profile removed, NetworkManager on the testbed's
+    own profile again, the device answering the peer.  After a reboot the rejected profile is still in
+    the boot partition and still not imported; NotApplied says so."""
+    tb = boot.tb
+    make_good_baseline(boot)
+    good = generations(boot)["good"]
+    assert host0_profile(boot) == "testbed-host0" and peer_reaches_device(boot)
+    wrong = other_subnet(tb.device_ip)
+
+    started = time.monotonic()
+    (tb.boot_dir / "system-connections" / CUTOFF).write_bytes(cutoff_profile(tb.device_if, wrong))
+    doc = boot.wait_describe(lambda d: d["generations"]["transaction"] == "probing", what="probing the profile")
+    candidate = doc["generations"]["current"]
+    assert candidate != good
+    # the device is really cut off while the probe runs
+    tb.wait_for(lambda: host0_profile(boot) == "systest-cutoff", 5, "NetworkManager runs the new profile")
+    assert f"inet {wrong}/24" in tb.exec(["ip", "-4", "addr", "show", tb.device_if]).stdout
+    assert not peer_reaches_device(boot)
+    cut_off_at = time.monotonic() - started
+
+    doc, rolled_back_after = wait_rolled_back(boot, good, started)
+    tb.wait_for(lambda: peer_reaches_device(boot), ROLLBACK_SLACK, "the peer reaches the device again")
+    answers_after = time.monotonic() - started
+    print(
+        f"\n[safe-apply profile] cut off after {cut_off_at:.1f} s, rolled back after {rolled_back_after:.1f} s, "
+        f"answering the peer after {answers_after:.1f} s (timeout {PROBE_TIMEOUT} s)"
+    )
+    assert rolled_back_after <= PROBE_TIMEOUT + ROLLBACK_SLACK
+    assert answers_after <= PROBE_TIMEOUT + ROLLBACK_SLACK
+    gens = doc["generations"]
+    assert gens["good"] == good and gens["lastRollback"]["generation"] == candidate
+    assert "probe failed" in gens["lastRollback"]["reason"]
+    assert f"{tb.probe_name} does not resolve" in gens["lastRollback"]["evidence"]
+    assert "rolled back" in gens["notApplied"] and candidate in gens["notApplied"]
+    assert host0_profile(boot) == "testbed-host0"
+    assert f"{NM_DIR}/{CUTOFF}" not in boot.nm_profiles()
+    assert (tb.boot_dir / "system-connections" / CUTOFF).exists()  # the user's files are left alone
+    status = boot.hostctl("status")
+    assert status.returncode == 1 and "NOT APPLIED" in status.stdout, status.stdout
+
+    tb.reboot()
+    boot.wait_ready()
+    gens = generations(boot)
+    assert (gens["current"], gens["good"], gens["transaction"]) == (good, good, ""), gens
+    assert "is not applied" in gens["notApplied"] and candidate in gens["notApplied"], gens
+    assert f"{NM_DIR}/{CUTOFF}" not in boot.nm_profiles()
+    tb.wait_for(lambda: host0_profile(boot) == "testbed-host0", 10, "host0 on the testbed's profile")
+    tb.wait_for(lambda: peer_reaches_device(boot), 10, "the peer reaches the device after the reboot")
+    assert candidate in rejected_ids(boot) and good not in rejected_ids(boot)
+
+
+def test_exclusive_silent_dns_server_is_rolled_back(boot: Hostd) -> None:
+    """dnsServers = one server that never answers, exclusive: nothing resolves, the probe fails, and the
+    good generation's servers are back in dnsmasq within the deadline; config.json is left as written."""
+    tb = boot.tb
+    cfg = make_good_baseline(boot)
+    good = generations(boot)["good"]
+    silent = sibling(tb.peer_ip, 250)  # on the link, nobody there
+
+    bad = {**cfg, "dnsServers": silent, "os": {**cfg["os"], "dns": {"mode": "exclusive"}}}
+    started = time.monotonic()
+    tb.write_config(bad)
+    boot.wait_describe(lambda d: d["generations"]["transaction"] == "probing", what="probing")
+    assert dnsmasq_upstreams(boot) == [silent]
+    assert not boot.probe().ok
+    doc, rolled_back_after = wait_rolled_back(boot, good, started)
+    print(f"\n[safe-apply dns] rolled back after {rolled_back_after:.1f} s (timeout {PROBE_TIMEOUT} s)")
+    assert rolled_back_after <= PROBE_TIMEOUT + ROLLBACK_SLACK
+    assert doc["dns"] == {"mode": "append", "servers": [tb.peer_ip]}
+    assert dnsmasq_upstreams(boot) == [tb.peer_ip]
+    tb.wait_for(lambda: boot.probe().ok, 5, "resolution through dnsmasq again")
+    assert f"{tb.probe_name} does not resolve" in doc["generations"]["lastRollback"]["evidence"]
+    assert tb.read_config() == bad
+
+
+def test_good_network_change_is_probed_and_kept(boot: Hostd) -> None:
+    """A network change that keeps the device reachable passes its probe and becomes last-known-good."""
+    tb = boot.tb
+    cfg = make_good_baseline(boot)
+    good = generations(boot)["good"]
+    since = int(time.time()) - 1
+    servers = [tb.peer_ip, sibling(tb.peer_ip, 250)]
+    started = time.monotonic()
+    tb.write_config({**cfg, "dnsServers": " ".join(servers)})
+    doc = boot.wait_describe(
+        lambda d: (
+            d["generations"]["current"] not in (good, "")
+            and d["generations"]["current"] == d["generations"]["good"]
+            and d["generations"]["transaction"] == ""
+        ),
+        what="the change kept",
+    )
+    print(f"\n[safe-apply good] kept after {time.monotonic() - started:.1f} s")
+    gens = doc["generations"]
+    assert gens["notApplied"] == "" and doc["dns"]["servers"] == servers
+    assert dnsmasq_upstreams(boot) == servers
+    log = tb.exec(["journalctl", "--no-pager", "-o", "cat", "-u", "hostd", f"--since=@{since}"]).stdout
+    assert f"generation {gens['current']} passed its probe: kept" in log, log
+    assert boot.prop("GoodGeneration") == boot.prop("Generation") == gens["current"]
+
+
+def write_and_try(hostd: Hostd, cfg: dict[str, Any], timeout: int) -> str:
+    """`hostctl apply --try --timeout S NEW.json`: hostd writes the new config.json itself and puts it
+    on trial at once (the config.json watcher cannot keep it first); returns the generation on trial."""
+    hostd.tb.exec(["sh", "-c", "cat > /tmp/try.json"], input=json.dumps(cfg, indent=2) + "\n")
+    r = hostd.hostctl("apply", "--try", "--timeout", str(timeout), "/tmp/try.json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"run `hostctl confirm` within {timeout} s" in r.stdout, r.stdout
+    gens = generations(hostd)
+    assert gens["transaction"] == "awaiting-confirm", gens
+    return gens["current"]
+
+
+def test_try_rolls_back_unless_confirmed(boot: Hostd) -> None:
+    """`hostctl apply --try --timeout S`: without `hostctl confirm` the change is rolled back after S s;
+    with it, the change is kept (and stays kept past S).  Try on what is kept already is refused."""
+    tb = boot.tb
+    cfg = make_good_baseline(boot)
+    good = generations(boot)["good"]
+    timeout = 5
+
+    started = time.monotonic()
+    trial = write_and_try(boot, {**cfg, "ntpServers": sibling(tb.peer_ip, 251)}, timeout)
+    assert boot.describe()["time"]["ntpServers"] == [sibling(tb.peer_ip, 251)]
+    doc, rolled_back_after = wait_rolled_back(boot, good, started)
+    print(f"\n[try] unconfirmed trial rolled back after {rolled_back_after:.1f} s (timeout {timeout} s)")
+    assert timeout - 1 <= rolled_back_after <= timeout + 3
+    assert doc["generations"]["lastRollback"]["generation"] == trial
+    assert doc["generations"]["lastRollback"]["reason"] == f"not confirmed within {timeout} s"
+    assert doc["time"]["ntpServers"] == cfg.get("ntpServers", "").split()
+
+    trial = write_and_try(boot, {**cfg, "ntpServers": sibling(tb.peer_ip, 252)}, timeout)
+    r = boot.hostctl("confirm")
+    assert r.returncode == 0 and "confirmed: the change is kept" in r.stdout, r.stdout + r.stderr
+    gens = generations(boot)
+    assert (gens["current"], gens["good"], gens["transaction"], gens["notApplied"]) == (trial, trial, "", "")
+    time.sleep(timeout + 1)
+    doc = boot.describe()
+    assert doc["generations"]["current"] == doc["generations"]["good"] == trial
+    assert doc["time"]["ntpServers"] == [sibling(tb.peer_ip, 252)]
+
+    again = boot.hostctl("apply", "--try", "--timeout", str(timeout))  # config.json is what is kept
+    assert again.returncode == 1 and "io.hostd1.Error.NothingToTry" in again.stderr, again.stdout + again.stderr
+    nothing = boot.hostctl("confirm")
+    assert nothing.returncode == 1 and "io.hostd1.Error.NothingToConfirm" in nothing.stderr, nothing.stderr
+    assert generations(boot)["good"] == trial and trial not in rejected_ids(boot)
