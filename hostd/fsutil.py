@@ -19,6 +19,7 @@ import hashlib
 import os
 import signal
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,7 +85,7 @@ class _Batch:
         self.dirs: dict[Path, None] = {}  # directories to fsync, in the order first touched
 
 
-_batch: _Batch | None = None
+_local = threading.local()  # .batch: each thread's own (the daemon applies steps in a worker thread)
 PARALLEL_FSYNC_MIN_FILES = 8  # fewer pending files are fsynced one by one
 FSYNC_THREADS = 16
 
@@ -92,19 +93,21 @@ FSYNC_THREADS = 16
 @contextlib.contextmanager
 def batch() -> Iterator[None]:
     """Defer the flushes of the writes inside to one per file system at the end (see above)."""
-    global _batch
-    if _batch is not None:  # nested: the outer batch commits
+    if _pending() is not None:  # nested: the outer batch commits
         yield
         return
-    _batch = current = _Batch()
+    _local.batch = current = _Batch()
     try:
         yield
     finally:
         _commit(current)
 
 
+def _pending() -> _Batch | None:
+    return getattr(_local, "batch", None)
+
+
 def _commit(current: _Batch) -> None:
-    global _batch
     failure: OSError | None = None
     try:
         if current.writes:
@@ -115,7 +118,7 @@ def _commit(current: _Batch) -> None:
             except OSError as exc:  # the others are still installed; the first failure is raised
                 failure = failure or exc
     finally:
-        _batch = None
+        _local.batch = None
     for directory in current.dirs:
         with contextlib.suppress(FileNotFoundError):  # removed since (a wiped overlay)
             fsync_dir(directory)
@@ -161,8 +164,8 @@ def _fsync_file(path: Path) -> None:
 
 
 def fsync_dir(path: Path) -> None:
-    if _batch is not None:
-        _batch.dirs.setdefault(path, None)
+    if (pending := _pending()) is not None:
+        pending.dirs.setdefault(path, None)
         return
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -205,7 +208,8 @@ def atomic_write(path: Path, content: bytes, mode: int = 0o644, uid: int = ROOT_
         if _can_chown():
             os.fchown(fd, uid, gid)
             _fault_point()
-        if _batch is None:
+        pending = _pending()
+        if pending is None:
             os.fsync(fd)
             _fault_point()
     except BaseException:
@@ -214,9 +218,9 @@ def atomic_write(path: Path, content: bytes, mode: int = 0o644, uid: int = ROOT_
             tmp.unlink()
         raise
     os.close(fd)
-    if _batch is not None:
-        _batch.writes.pop(tmp, None)  # written twice in one batch: the last content, in its place
-        _batch.writes[tmp] = (path, content, mode, uid, gid)
+    if pending is not None:
+        pending.writes.pop(tmp, None)  # written twice in one batch: the last content, in its place
+        pending.writes[tmp] = (path, content, mode, uid, gid)
         return
     _install(tmp, path, content, mode, uid, gid)
 

@@ -1,0 +1,1 @@
+"""hostd's benchmarks (not tests): `sudo python3 -m bench`; see BENCHMARKS.md."""

@@ -1,0 +1,466 @@
+"""The part of the benchmarks that runs inside the device: `python3 -c <this file> COMMAND JSON`.
+
+It runs on the device's own python3, with the standard library (and the device's hostd and
+dbus-fast where a floor needs them); it prints one JSON document.  One process per measurement
+series, so that nothing from the host (nsenter, a Python start) lands between the steps it times.
+
+Commands:
+    boot      {"runs": N, "chain": "<script text>", "machine": NAME}
+              rounds of: reset (cold, warm, restart), start hostd, read systemd's timestamps and
+              hostd's per-step durations; the balenaOS-style shell chain, `hostctl apply --offline`
+              into a scratch root and the interpreter + imports floor, each timed by systemd the
+              same way; and systemd's bind mounts for a minimal client (timed by that client)
+    prepare   {"mode": M, "machine": NAME}      reset only (for the flash benchmark)
+    start     {}                                start hostd, report its start time, PID, io
+    procstat  {"pid": P}                        VmRSS/VmHWM and /proc/PID/io of a process
+    cli       {"runs": N}                       hostctl status vs hostnamectl wall times
+    floor     {}                                RSS of a python with asyncio + dbus-fast connected
+    nmload    {"count": N}                      NetworkManager LoadConnections of N files alone
+    echo-start, echo-stop                       the API floor: a minimal dbus-fast server
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+HOSTD_PYTHON = "/usr/lib/hostd/python"
+RUN_FILES = (  # what hostd writes under /run: gone at every reboot
+    "/run/systemd/journald.conf.d/hostd.conf",
+    "/run/NetworkManager/conf.d/hostd.conf",
+    "/run/hostd/chrony/hostd.sources",
+    "/run/hostd/development-features.env",
+)
+DNSMASQ_SERVERS = "/run/dnsmasq.servers"  # created empty by tmpfiles at boot
+SHELL_ROOT = "/run/bench-shell"
+OFFLINE_ROOT = "/run/bench-offline"
+MOUNT_RATELIMIT_S = 1.2
+
+
+def _run(*argv: str, check: bool = True) -> str:
+    import subprocess
+
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: rc={result.returncode}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _show(unit: str, *props: str) -> dict[str, str]:
+    out = _run("systemctl", "show", unit, *(f"--property={p}" for p in props))
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def _hostd_mount_units() -> list[str]:
+    out = _run("systemctl", "list-units", "--type=mount", "--plain", "--no-legend", "--no-pager")
+    units = []
+    for line in out.splitlines():
+        parts = line.split(None, 4)
+        if len(parts) == 5 and parts[4].startswith(("hostd mount of ", "bench mount of ")):
+            units.append(parts[0])
+    return units
+
+
+def _wipe(directory: str) -> None:
+    import shutil
+
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+
+def reset(mode: str, machine: str) -> None:
+    """Put the device where a boot of this kind finds it, hostd stopped.
+
+    restart: hostd stopped, everything else as it was (a converged device).
+    warm:    as after a reboot with the same config: hostd's bind mounts gone, /run empty of its
+             files, the kernel hostname the image's, hostnamed and timedated (bus-activated) not
+             running; the state partition kept.
+    cold:    warm, and the state and data partitions empty (first boot); NetworkManager forgets
+             the profiles hostd imported (their files went with the bind mount).
+    """
+    _run("systemctl", "stop", "hostd.service")
+    # Boots come faster here than on a device: clear systemd's start rate limits (hostd restarts
+    # journald when its drop-in is new, and remounts its bind mounts, at every boot).
+    _run("systemctl", "reset-failed")
+    if mode == "restart":
+        return
+    units = _hostd_mount_units()
+    if units:
+        # Only the mounts: the services that require them (journald, logind, chrony) keep running.
+        _run("systemctl", "stop", "--job-mode=ignore-dependencies", *units)
+        # systemd reads the mount table at most 5 times a second: let the window of these
+        # unmounts pass, or the next mounts wait for it (a device boots with no such backlog).
+        import time
+
+        time.sleep(MOUNT_RATELIMIT_S)
+    for path in RUN_FILES:
+        if os.path.lexists(path):
+            os.unlink(path)
+    with open(DNSMASQ_SERVERS, "w"):
+        pass
+    import socket
+
+    socket.sethostname(machine)
+    # Bus-activated, so not running when a device boots: hostd's start brings them up.
+    _run("systemctl", "stop", "systemd-hostnamed.service", "systemd-timedated.service")
+    if mode == "cold":
+        _wipe("/mnt/state")
+        _wipe("/mnt/data")
+        _run("nmcli", "connection", "reload")
+
+
+def start_hostd() -> dict[str, float]:
+    _run("systemctl", "reset-failed", "hostd.service", check=False)  # systemd's start rate limit
+    _run("systemctl", "start", "hostd.service")
+    props = _show("hostd.service", "ExecMainStartTimestampMonotonic", "ActiveEnterTimestampMonotonic", "MainPID")
+    start, ready = int(props["ExecMainStartTimestampMonotonic"]), int(props["ActiveEnterTimestampMonotonic"])
+    if ready <= start:
+        raise RuntimeError(f"hostd did not become ready after its start: {props}")
+    pid = int(props["MainPID"])
+    return {"ms": (ready - start) / 1000, "pid": pid, "io": _io(pid)}
+
+
+def oneshot_ms(argv: list[str], env: dict[str, str] | None = None) -> float:
+    """Run argv as a transient oneshot service; its exec -> exit time by systemd's clock, in ms."""
+    global _oneshots
+    _oneshots += 1
+    unit = f"bench-oneshot-{os.getpid()}-{_oneshots}.service"
+    setenv = [f"--setenv={k}={v}" for k, v in (env or {}).items()]
+    _run(
+        "systemd-run",
+        "--quiet",
+        f"--unit={unit}",
+        "--property=Type=oneshot",
+        "--property=RemainAfterExit=yes",
+        *setenv,
+        *argv,
+    )
+    props = _show(unit, "ExecMainStartTimestampMonotonic", "ExecMainExitTimestampMonotonic", "ExecMainStatus")
+    _run("systemctl", "stop", unit)
+    if props.get("ExecMainStatus") != "0":
+        raise RuntimeError(f"{' '.join(argv)} failed: {props}")
+    return (int(props["ExecMainExitTimestampMonotonic"]) - int(props["ExecMainStartTimestampMonotonic"])) / 1000
+
+
+_oneshots = 0
+
+
+def shell_chain(script: str) -> float:
+    """One run of the balenaOS-style chain into an empty scratch root (a first boot)."""
+    import shutil
+
+    shutil.rmtree(SHELL_ROOT, ignore_errors=True)
+    os.makedirs(SHELL_ROOT + "/root")
+    with open(SHELL_ROOT + "/chain.sh", "w") as f:
+        f.write(script)
+    return oneshot_ms(["/bin/bash", SHELL_ROOT + "/chain.sh"], {"ROOT": SHELL_ROOT + "/root"})
+
+
+def offline_apply() -> float:
+    """hostd's engine doing the file work alone (no D-Bus): `hostctl apply --offline` into a
+    scratch root holding a copy of the boot partition and empty state/data partitions."""
+    import shutil
+
+    sys.path.insert(0, HOSTD_PYTHON)
+    from hostd.steps.state import DATA_BIND_PATHS, STATE_BIND_PATHS
+
+    root = OFFLINE_ROOT + "/root"
+    shutil.rmtree(OFFLINE_ROOT, ignore_errors=True)
+    shutil.copytree("/mnt/boot", root + "/mnt/boot")
+    for partition in ("/mnt/state", "/mnt/data"):
+        os.makedirs(root + partition)
+    for path in STATE_BIND_PATHS + DATA_BIND_PATHS:  # the image's bind targets
+        if os.path.isdir(path):
+            os.makedirs(root + path, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(root + path), exist_ok=True)
+            open(root + path, "w").close()
+    return oneshot_ms(["/usr/bin/hostctl", "apply", "--offline", "--root", root])
+
+
+IMPORT_FLOOR = f"import sys; sys.path.insert(0, {HOSTD_PYTHON!r}); import asyncio; import dbus_fast.aio"
+MOUNT_FLOOR = """
+import asyncio, sys, time
+sys.path.insert(0, %(python)r)
+from dbus_fast import BusType, Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
+
+PAIRS = %(pairs)r
+SD = dict(destination="org.freedesktop.systemd1", path="/org/freedesktop/systemd1",
+          interface="org.freedesktop.systemd1.Manager")
+
+async def main():
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    await bus.call(Message(**SD, member="Subscribe"))
+    await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                           interface="org.freedesktop.DBus", member="AddMatch", signature="s",
+                           body=["type='signal',interface='org.freedesktop.systemd1.Manager',member='JobRemoved'"]))
+    removed, jobs, event = {}, set(), asyncio.Event()
+    def on_message(message):
+        if message.message_type == MessageType.SIGNAL and message.member == "JobRemoved":
+            removed[message.body[1]] = message.body[3]
+            if jobs and jobs <= set(removed):
+                event.set()
+    bus.add_message_handler(on_message)
+    started = time.monotonic()
+    names = [unit for unit, _, _ in PAIRS]
+    (units,) = (await bus.call(Message(**SD, member="ListUnitsByNames", signature="as", body=[names]))).body
+    loaded = {unit[0] for unit in units if unit[2] == "loaded"}
+    def start(unit, what, where):
+        if unit in loaded:
+            return Message(**SD, member="StartUnit", signature="ss", body=[unit, "replace"])
+        properties = [["Description", Variant("s", "bench mount of " + where)], ["What", Variant("s", what)],
+                      ["Where", Variant("s", where)], ["Options", Variant("s", "bind")]]
+        return Message(**SD, member="StartTransientUnit", signature="ssa(sv)a(sa(sv))",
+                       body=[unit, "replace", properties, []])
+    replies = await asyncio.gather(*(bus.call(start(*pair)) for pair in PAIRS))
+    for reply in replies:
+        if reply.message_type == MessageType.ERROR:
+            raise SystemExit(f"mount failed: {reply.body}")
+        jobs.add(reply.body[0])
+    if not jobs <= set(removed):
+        await asyncio.wait_for(event.wait(), 30)
+    bad = {result for job, result in removed.items() if job in jobs} - {"done"}
+    if bad:
+        raise SystemExit(f"mount jobs: {bad}")
+    print((time.monotonic() - started) * 1000)
+
+asyncio.run(main())
+"""
+
+
+def mount_floor() -> float:
+    """systemd making hostd's bind mounts for a minimal client (one ListUnitsByNames, one job per
+    mount, all in parallel), from the first call to the last job's end; undone afterwards, and
+    the mount table's rate-limit window waited out."""
+    sys.path.insert(0, HOSTD_PYTHON)
+    from hostd.bus.systemd import unit_name_from_path
+    from hostd.steps.state import DATA_BIND_PATHS, STATE_BIND_PATHS
+
+    pairs = [(unit_name_from_path(p), "/mnt/state/root-overlay" + p, p) for p in STATE_BIND_PATHS]
+    pairs += [(unit_name_from_path(p), "/mnt/data/root-overlay" + p, p) for p in DATA_BIND_PATHS]
+    ms = float(_run("python3", "-c", MOUNT_FLOOR % {"python": HOSTD_PYTHON, "pairs": pairs}))
+    _run("systemctl", "stop", "--job-mode=ignore-dependencies", *(unit for unit, _, _ in pairs))
+    _run("systemctl", "reset-failed")
+    import time
+
+    time.sleep(MOUNT_RATELIMIT_S)
+    return ms
+
+
+def step_durations() -> dict[str, float]:
+    """hostd's own per-step durations (file work + live effect); a failed step is an error here."""
+    state = json.loads(_run("hostctl", "status", "--json", check=False))
+    failed = {step["name"]: step["message"] for step in state["steps"] if step["status"] == "failed"}
+    if failed:
+        raise RuntimeError(f"hostd reports failed steps: {failed}")
+    return {step["name"]: step["duration_ms"] for step in state["steps"]}
+
+
+def cmd_boot(args: dict) -> dict:
+    names = ("cold", "warm", "restart", "chain", "offline", "import_floor", "mount_floor")
+    results: dict[str, list] = {name: [] for name in names}
+    steps: dict[str, list[dict[str, float]]] = {"cold": [], "warm": [], "restart": []}
+    for _ in range(args["runs"]):
+        for mode in ("cold", "warm", "restart"):
+            reset(mode, args["machine"])
+            if mode == "warm":  # hostd stopped, its mounts undone: the same mounts for a minimal client
+                results["mount_floor"].append(mount_floor())
+            results[mode].append(start_hostd()["ms"])
+            steps[mode].append(step_durations())
+        results["chain"].append(shell_chain(args["chain"]))
+        results["offline"].append(offline_apply())
+        results["import_floor"].append(oneshot_ms(["/usr/bin/python3", "-c", IMPORT_FLOOR]))
+    return {**results, "steps": steps}
+
+
+def _io(pid: int) -> dict[str, int]:
+    values = {}
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            values[key] = int(value)
+    return values
+
+
+def cmd_procstat(args: dict) -> dict:
+    pid = args["pid"]
+    status = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                status[key] = int(value.split()[0])  # kB
+    return {"status": status, "io": _io(pid)}
+
+
+def cmd_cli(args: dict) -> dict:
+    import subprocess
+    import time
+
+    floor = f"import sys; sys.path.insert(0, {HOSTD_PYTHON!r}); import asyncio; from dbus_fast.aio import MessageBus"
+    commands = {
+        "hostctl": ["hostctl", "status"],
+        "hostnamectl": ["hostnamectl", "status"],
+        "python": ["python3", "-c", "pass"],
+        "floor": ["python3", "-c", floor],
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(args["runs"] + 1):  # the first round warms the page cache and is dropped
+        for name, argv in commands.items():
+            started = time.perf_counter()
+            subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            times[name].append((time.perf_counter() - started) * 1000)
+    return {name: values[1:] for name, values in times.items()}
+
+
+FLOOR_PROGRAM = """
+import sys
+sys.path.insert(0, %r)
+import asyncio
+from dbus_fast import BusType
+from dbus_fast.aio import MessageBus
+
+async def main():
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    await asyncio.sleep(1.0)
+    with open("/proc/self/status") as f:
+        print(f.read())
+    bus.disconnect()
+
+asyncio.run(main())
+"""
+
+
+def cmd_floor(args: dict) -> dict:
+    out = _run("python3", "-c", FLOOR_PROGRAM % HOSTD_PYTHON)
+    status = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+            status[key] = int(value.split()[0])
+    return {"status": status}
+
+
+ECHO_NAME = "io.hostd1.BenchEcho"
+ECHO_POLICY = "/etc/dbus-1/system.d/hostd-bench-echo.conf"  # in the device's throw-away overlay
+ECHO_PROGRAM = """
+import asyncio, sys
+sys.path.insert(0, %(python)r)
+from dbus_fast import BusType, Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
+
+async def main():
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    value = Variant("s", "bench")
+
+    def handle(message):
+        if message.message_type == MessageType.METHOD_CALL and message.member == "Get":
+            return Message.new_method_return(message, "v", [value])
+        return None
+
+    bus.add_message_handler(handle)
+    await bus.request_name(%(name)r)
+    await bus.wait_for_disconnect()
+
+asyncio.run(main())
+"""
+
+
+def _reload_bus_config() -> None:
+    _run("busctl", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "ReloadConfig")
+
+
+def cmd_echo_start(args: dict) -> dict:
+    """Start the API floor: the least a Python dbus-fast server does to answer Properties.Get,
+    under a name of its own (a bus policy file allows it, as hostd's allows io.hostd1)."""
+    import time
+
+    with open(ECHO_POLICY, "w") as f:
+        f.write(
+            '<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"\n'
+            ' "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">\n<busconfig>\n'
+            f'  <policy user="root"><allow own="{ECHO_NAME}"/></policy>\n'
+            f'  <policy context="default"><allow send_destination="{ECHO_NAME}"/></policy>\n</busconfig>\n'
+        )
+    _reload_bus_config()
+    _run("systemctl", "stop", "bench-echo.service", check=False)
+    _run("systemctl", "reset-failed", "bench-echo.service", check=False)
+    program = ECHO_PROGRAM % {"python": HOSTD_PYTHON, "name": ECHO_NAME}
+    _run("systemd-run", "--quiet", "--unit=bench-echo.service", "/usr/bin/python3", "-c", program)
+    call = ("busctl", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus")
+    for _ in range(200):
+        if _run(*call, "NameHasOwner", "s", ECHO_NAME).strip() == "b true":
+            return {"name": ECHO_NAME}
+        time.sleep(0.05)
+    raise RuntimeError("the echo server did not start")
+
+
+def cmd_echo_stop() -> None:
+    _run("systemctl", "stop", "bench-echo.service", check=False)
+    if os.path.exists(ECHO_POLICY):
+        os.unlink(ECHO_POLICY)
+        _reload_bus_config()
+
+
+def cmd_nmload(args: dict) -> dict:
+    """NetworkManager alone: write N profiles into its directory, LoadConnections them, and back."""
+    import time
+    import uuid
+
+    directory = "/etc/NetworkManager/system-connections"
+    paths = []
+    for i in range(args["count"]):
+        path = f"{directory}/bench-nm-{i:04d}.nmconnection"
+        with open(path, "w") as f:
+            text = args["template"].replace("@N@", f"{i:04d}").replace("@P@", "nm")
+            f.write(text.replace("@U@", str(uuid.uuid4())))
+        os.chmod(path, 0o600)
+        paths.append(path)
+    settings = ("org.freedesktop.NetworkManager", "/org/freedesktop/NetworkManager/Settings")
+    call = ("busctl", "call", *settings, "org.freedesktop.NetworkManager.Settings", "LoadConnections", "as")
+    started = time.perf_counter()
+    out = _run(*call, str(len(paths)), *paths)
+    load_ms = (time.perf_counter() - started) * 1000
+    for path in paths:
+        os.unlink(path)
+    started = time.perf_counter()
+    _run(*call, str(len(paths)), *paths)
+    unload_ms = (time.perf_counter() - started) * 1000
+    return {"load_ms": load_ms, "unload_ms": unload_ms, "reply": out.strip()[:200]}
+
+
+def main() -> None:
+    command, args = sys.argv[1], json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+    if command == "boot":
+        result = cmd_boot(args)
+    elif command == "prepare":
+        reset(args["mode"], args["machine"])
+        result = {}
+    elif command == "start":
+        result = start_hostd()
+    elif command == "procstat":
+        result = cmd_procstat(args)
+    elif command == "cli":
+        result = cmd_cli(args)
+    elif command == "floor":
+        result = cmd_floor(args)
+    elif command == "echo-start":
+        result = cmd_echo_start(args)
+    elif command == "echo-stop":
+        cmd_echo_stop()
+        result = {}
+    elif command == "nmload":
+        result = cmd_nmload(args)
+    else:
+        raise SystemExit(f"unknown command {command!r}")
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
