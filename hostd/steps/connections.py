@@ -59,15 +59,12 @@ def plan(ctx: Context) -> Plan:
         if profile.uuid:
             owner_of_uuid[profile.uuid] = boot_file.name
         good.append(boot_file)
-    rejected = {entry["name"] for entry in result.report if entry["status"] == "rejected"}
     plan_import(
         result,
         layout,
         files=good,
-        rejected=rejected,
         target_dir=layout.nm_connections,
         manifest_path=layout.hostd_state / "imported-connections.json",
         mode=0o600,
     )
-    result.problems.extend(f"{e['reason']}" for e in result.report if e["status"] in ("rejected", "conflict"))
     return result

@@ -24,15 +24,12 @@ def plan(ctx: Context) -> Plan:
     if files is None:
         result.problems.append(f"{layout.boot_dispatcher}: cannot be read; imported scripts are left as they are")
         return result
-    rejected = {entry["name"] for entry in result.report if entry["status"] == "rejected"}
     plan_import(
         result,
         layout,
         files=files,
-        rejected=rejected,
         target_dir=layout.nm_dispatcher,
         manifest_path=layout.hostd_state / "imported-dispatcher.json",
         mode=0o755,
     )
-    result.problems.extend(f"{e['reason']}" for e in result.report if e["status"] in ("rejected", "conflict"))
     return result

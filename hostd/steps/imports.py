@@ -131,15 +131,16 @@ def plan_import(
     layout: Layout,
     *,
     files: list[BootFile],
-    rejected: set[str],
     target_dir: Path,
     manifest_path: Path,
     mode: int,
 ) -> None:
     """Plan the import of ``files`` into ``target_dir``; the per-file outcome goes to plan.report.
 
-    ``rejected`` names boot files that exist but were refused: their earlier good copy stays.
+    Boot files already reported rejected exist but were refused: their earlier good copy stays.
+    Every rejection and conflict in the report is also one of the plan's problems.
     """
+    rejected = {entry["name"] for entry in plan.report if entry["status"] == "rejected"}
     manifest = load_manifest(manifest_path)
     new_manifest: dict[str, str] = {}
     wanted = {boot_file.name for boot_file in files}
@@ -208,3 +209,4 @@ def plan_import(
     if new_manifest != manifest:
         encoded = (json.dumps(new_manifest, indent=1, sort_keys=True) + "\n").encode()
         plan_file(plan, layout, manifest_path, encoded, 0o600)
+    plan.problems.extend(entry["reason"] for entry in plan.report if entry["status"] in ("rejected", "conflict"))

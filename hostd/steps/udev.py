@@ -23,7 +23,6 @@ def plan(ctx: Context) -> Plan:
         result,
         ctx.layout,
         files=files,
-        rejected=set(),
         target_dir=ctx.layout.udev_rules,
         manifest_path=ctx.layout.hostd_state / "written-udev-rules.json",
         mode=0o644,
