@@ -199,15 +199,7 @@ def atomic_write(path: Path, content: bytes, mode: int = 0o644, uid: int = ROOT_
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     try:
         _fault_point()
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view) :]
-            _fault_point()
-        os.fchmod(fd, mode)
-        _fault_point()
-        if _can_chown():
-            os.fchown(fd, uid, gid)
-            _fault_point()
+        _write_content(fd, content, mode, uid, gid)
         pending = _pending()
         if pending is None:
             os.fsync(fd)
@@ -253,21 +245,26 @@ def temp_path(path: Path) -> Path:
     return path.with_name(name)
 
 
+def _write_content(fd: int, content: bytes, mode: int, uid: int, gid: int) -> None:
+    """Write all of ``content`` to ``fd`` and give it its mode and owner (not synced)."""
+    view = memoryview(content)
+    while view:
+        view = view[os.write(fd, view) :]
+        _fault_point()
+    os.fchmod(fd, mode)
+    _fault_point()
+    if _can_chown():
+        os.fchown(fd, uid, gid)
+        _fault_point()
+
+
 def _write_in_place(path: Path, content: bytes, mode: int, uid: int, gid: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
     try:
         _fault_point()
         os.ftruncate(fd, 0)
         _fault_point()
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view) :]
-            _fault_point()
-        os.fchmod(fd, mode)
-        _fault_point()
-        if _can_chown():
-            os.fchown(fd, uid, gid)
-            _fault_point()
+        _write_content(fd, content, mode, uid, gid)
         os.fsync(fd)
         _fault_point()
     finally:
