@@ -49,6 +49,8 @@ _SSH_KEY_TYPES = frozenset(
     }
 )
 _UDEV_RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,200}\Z")
+# ISO 3166-1 alpha-2, or "00": the world regulatory domain (what cfg80211 starts from).
+_COUNTRY = re.compile(r"^(?:[A-Za-z]{2}|00)\Z")
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class Config:
     connectivity_response: str | None = field(default=None, metadata={"key": "os.network.connectivity.response"})
     wifi_random_mac_scan: bool | None = field(default=None, metadata={"key": "os.network.wifi.randomMacAddressScan"})
     udev_rules: tuple[tuple[str, str], ...] = field(default=(), metadata={"key": "os.udevRules"})
+    country: str | None = field(default=None, metadata={"key": "country"})
     safe_apply_timeout: int = field(default=DEFAULT_SAFE_APPLY_TIMEOUT, metadata={"key": "os.safeApply.timeout"})
     probe_name: str | None = field(default=None, metadata={"key": "os.safeApply.probeName"})
     # True when config.json had no uuid and one was generated: it is written back by the identity step.
@@ -413,6 +416,13 @@ def _validate(document: dict[str, Any]) -> tuple[Config, list[ConfigIssue]]:
             else:
                 good_rules.append((name, text))
         values["udev_rules"] = tuple(sorted(good_rules))
+
+    country, pointer = v.optional("country", str, "a string")
+    if country:  # "" is unset, as in balenaOS
+        if _COUNTRY.match(country):
+            values["country"] = country.upper()
+        else:
+            v.error(pointer, f'{_show(country)} is not an ISO 3166-1 alpha-2 country code such as "GB" (or "00")')
 
     return Config(**values), v.issues
 

@@ -47,6 +47,7 @@ NETWORK_KEYS = frozenset(
         "dnsServers",
         "os.dns.mode",
         "ntpServers",
+        "country",  # a Wi-Fi domain without the access point's channels cuts the device off
         "os.network.connectivity.uri",
         "os.network.connectivity.interval",
         "os.network.connectivity.response",

@@ -315,6 +315,28 @@ class Effects:
         known = [state for state in states if state is not None]
         return bool(known) and all(state in (ActiveState.INACTIVE, ActiveState.FAILED) for state in known)
 
+    async def _regulatory_domain(self, ctx: Context, result: StepResult) -> None:
+        if not self.layout.is_live:
+            return  # the kernel's domain is the running system's, not a root directory's
+        from hostd import nl80211  # only devices that set a country need it
+
+        # Removed from config.json: the kernel keeps the last hint until told the world domain.
+        country = ctx.config.country or ("00" if result.changes else None)
+        if country is None:
+            return
+        entry: dict[str, Any] = {"country": country}
+        result.report.append(entry)
+        try:
+            current = await asyncio.to_thread(nl80211.regulatory_domain)
+            if current != country:
+                await asyncio.to_thread(nl80211.request_regulatory_domain, country)
+            entry["kernel"] = "requested" if current != country else "set"
+        except nl80211.Unavailable:
+            entry["kernel"] = "no Wi-Fi stack loaded: cfg80211 starts in this domain when it loads"
+        except OSError as exc:
+            entry["kernel"] = "refused"
+            result.problems.append(f"the kernel refused regulatory domain {country}: {exc.strerror}")
+
     async def _devmode(self, ctx: Context, result: StepResult) -> None:
         if not result.changes:
             return  # only units whose input changed are touched

@@ -70,6 +70,7 @@ def written_dirs(layout: Layout) -> set[Path]:
         layout.nm_dropin,
         layout.chrony_sources,
         layout.dnsmasq_servers,
+        layout.modprobe_dropin,
         layout.devmode_env,
     )
     dirs = {path.parent for path in files} | {layout.nm_connections, layout.nm_dispatcher, layout.udev_rules}

@@ -119,5 +119,10 @@ class Layout:
         return self.path("/run/dnsmasq.servers")
 
     @property
+    def modprobe_dropin(self) -> Path:
+        # kmod reads /run/modprobe.d: a Wi-Fi stack loaded after hostd (a USB dongle) starts in the domain.
+        return self.path("/run/modprobe.d/hostd.conf")
+
+    @property
     def devmode_env(self) -> Path:
         return self.path("/run/hostd/development-features.env")

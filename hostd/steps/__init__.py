@@ -12,6 +12,7 @@ from hostd.steps import (
     journal,
     netconfig,
     ntp,
+    regdomain,
     ssh,
     state,
     udev,
@@ -31,6 +32,7 @@ ALL_STEPS: tuple[Step, ...] = (
     ssh,
     devmode,
     netconfig,
+    regdomain,
     udev,
 )
 STEPS_BY_NAME: dict[str, Step] = {step.NAME: step for step in ALL_STEPS}

@@ -84,6 +84,7 @@ VALID_VALUES: dict[str, st.SearchStrategy[Any]] = {
         st.one_of(st.sampled_from(['ACTION=="add"', "", 'KERNEL=="sd*"\n']), text),
         max_size=3,
     ),
+    "country": st.sampled_from(["GB", "de", "00", "", "GBR", "G\n", "gb\noptions x y=z", "\u00dcK"]),
     "apiEndpoint": st.sampled_from(
         ["https://api.example.com", "https://api.example.com/", "nope", "https://x\n[main]"]
     ),
@@ -248,6 +249,7 @@ TARGET_FILES = _relative(
     DEVICE.nm_dropin,
     DEVICE.chrony_sources,
     DEVICE.dnsmasq_servers,
+    DEVICE.modprobe_dropin,
     DEVICE.devmode_env,
     DEVICE.state / "remove_me_to_reset",
     DEVICE.data / "remove_me_to_reset",
@@ -274,6 +276,7 @@ RENDERED = dict(
             DEVICE.nm_dropin,
             DEVICE.journald_dropin,
             DEVICE.authorized_keys,
+            DEVICE.modprobe_dropin,
         ),
         (
             r"[a-z0-9-]{1,63}",
@@ -282,6 +285,7 @@ RENDERED = dict(
             rf"#{_VALUE}|\[[a-z]+\]|[a-z.-]+={_WORD}|response={_VALUE}",
             rf"#{_VALUE}|\[Journal\]|[A-Za-z]+={_WORD}",
             _VALUE,
+            r"options cfg80211 ieee80211_regdom=(?:[A-Z]{2}|00)",
         ),
         strict=True,
     )

@@ -60,6 +60,7 @@ def first_config() -> dict[str, Any]:
         "dnsServers": "1.1.1.1 9.9.9.9",
         "ntpServers": ["time.example.com", "10.0.0.1"],
         "developmentMode": True,
+        "country": "GB",
         "apiEndpoint": "https://api.example.com",
         "installer": {"secureboot": False, "migrate": {"force": True}},
         "os": {
@@ -89,6 +90,7 @@ def changed_config(rng: random.Random) -> dict[str, Any]:
         (document, "dnsServers", ["8.8.4.4"]),
         (document, "ntpServers", "pool.example.org"),
         (document, "developmentMode", False),
+        (document, "country", "de"),
         (os_keys, "sshKeys", [ssh_key(3)]),
         (os_keys["network"]["connectivity"], "interval", 60),
         (os_keys["network"]["wifi"], "randomMacAddressScan", True),

@@ -113,6 +113,17 @@ def test_unusable_files(raw: bytes, fragment: str) -> None:
     assert len(found) == 1 and fragment in found[0]
 
 
+@pytest.mark.parametrize(("value", "expected"), [("GB", "GB"), ("de", "DE"), ("00", "00"), ("", None), (None, None)])
+def test_country_is_an_alpha2_code(value: object, expected: str | None) -> None:
+    assert parse({"uuid": UUID, "country": value}).country == expected
+
+
+@pytest.mark.parametrize("value", ["GBR", "G", "G1", "gb\n", " GB", "ÜK", "01", 44])
+def test_invalid_country_names_the_value(value: object) -> None:
+    (found,) = issues({"uuid": UUID, "country": value})
+    assert found.startswith(f"/country: {value!r} is not "), found
+
+
 def test_booleans_are_not_integers() -> None:
     assert any(
         "/os/network/connectivity/interval" in i

@@ -42,6 +42,7 @@ def full_config() -> dict:
         "ntpServers": "time.example.com 10.0.0.1",
         "persistentLogging": True,
         "developmentMode": True,
+        "country": "gb",
         "os": {
             "sshKeys": [ED25519_KEY],
             "network": {
@@ -70,6 +71,7 @@ def test_full_apply_writes_every_target(device) -> None:
     nm = layout.nm_dropin.read_text()
     assert "uri=https://c.example.com/check" in nm and "interval=600" in nm and "wifi.scan-rand-mac-address=no" in nm
     assert (layout.udev_rules / "99-test.rules").read_text().startswith('ACTION=="add"')
+    assert layout.modprobe_dropin.read_text() == "options cfg80211 ieee80211_regdom=GB\n"
     profile = layout.nm_connections / "home"
     assert profile.read_text() == WIFI and stat.S_IMODE(profile.stat().st_mode) == 0o600
     if os.geteuid() == 0:
@@ -102,6 +104,7 @@ def test_defaults_on_an_empty_config(device) -> None:
     assert layout.journald_dropin.read_text().splitlines()[1:] == ["[Journal]", "Storage=volatile", "RuntimeMaxUse=8M"]
     assert not layout.authorized_keys.exists()
     assert not layout.nm_dropin.exists()
+    assert not layout.modprobe_dropin.exists()
     assert "DEVELOPMENT_MODE=0" in layout.devmode_env.read_text()
 
 
@@ -115,6 +118,7 @@ def test_turning_features_off_removes_their_files(device) -> None:
     assert not layout.chrony_sources.exists()
     assert not layout.nm_dropin.exists()
     assert not (layout.udev_rules / "99-test.rules").exists()
+    assert not layout.modprobe_dropin.exists()
     assert "Storage=volatile" in layout.journald_dropin.read_text()
     assert {c.kind for c in results["ssh"].changes} == {"remove"}
 
