@@ -31,6 +31,7 @@ RUN_FILES = (  # what hostd writes under /run: gone at every reboot
     "/run/NetworkManager/conf.d/hostd.conf",
     "/run/hostd/chrony/hostd.sources",
     "/run/hostd/development-features.env",
+    "/run/modprobe.d/hostd.conf",
 )
 DNSMASQ_SERVERS = "/run/dnsmasq.servers"  # created empty by tmpfiles at boot
 SHELL_ROOT = "/run/bench-shell"

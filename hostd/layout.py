@@ -99,6 +99,11 @@ class Layout:
     def authorized_keys(self) -> Path:
         return self.path("/home/root/.ssh/authorized_keys_local")
 
+    @property
+    def journald_defaults(self) -> Path:
+        """What journald runs with until hostd has read config.json (shipped: units/conf)."""
+        return self.path("/usr/lib/systemd/journald.conf.d/50-hostd-defaults.conf")
+
     # runtime drop-ins (tmpfs)
     @property
     def journald_dropin(self) -> Path:

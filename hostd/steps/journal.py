@@ -1,7 +1,12 @@
-"""journald's storage: 8M in RAM by default; on the data partition, capped, when persistent."""
+"""journald's storage: 8M in RAM by default; on the data partition, capped, when persistent.
+
+journald starts long before hostd, with the shipped defaults (units/conf/journald.conf.d).  When
+config.json asks for just that, no drop-in is written, so journald is not restarted at every boot.
+"""
 
 from __future__ import annotations
 
+from hostd import fsutil
 from hostd.steps.base import Context, Plan, plan_file
 
 NAME = "logging"
@@ -19,7 +24,16 @@ def render(ctx: Context) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _settings(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith(("#", ";"))]
+
+
 def plan(ctx: Context) -> Plan:
     result = Plan()
-    plan_file(result, ctx.layout, ctx.layout.journald_dropin, render(ctx).encode())
+    content = render(ctx)
+    shipped = fsutil.read_bytes(ctx.layout.journald_defaults)
+    if shipped is not None and _settings(shipped.decode("utf-8", "replace")) == _settings(content):
+        plan_file(result, ctx.layout, ctx.layout.journald_dropin, None)
+    else:
+        plan_file(result, ctx.layout, ctx.layout.journald_dropin, content.encode())
     return result

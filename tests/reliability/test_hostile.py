@@ -327,6 +327,7 @@ def test_symlinked_target_directory_is_not_written_through(dev: Device, relative
             "hostname": "changed",
             "ntpServers": "pool.example.org",
             "dnsServers": "9.9.9.9",
+            "persistentLogging": True,
             "os": {"sshKeys": [ssh_key(2)], "udevRules": {"99-x": "x"}},
         }
     )
@@ -334,6 +335,7 @@ def test_symlinked_target_directory_is_not_written_through(dev: Device, relative
     dev.layout.boot_dispatcher.mkdir()
     (dev.layout.boot_dispatcher / "10-up").write_text("#!/bin/sh\n")
     directory = dev.root / relative
+    directory.mkdir(parents=True, exist_ok=True)  # journald's drop-in directory: none with the defaults
     os.rename(directory, directory.with_name(directory.name + ".moved"))
     directory.symlink_to(dev.outside / "dir", target_is_directory=True)  # absolute, like an image's links
     result = dev.hostctl("apply")

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.system
 WRITTEN = [
     "/etc/hostname",
     "/run/dnsmasq.servers",
-    "/run/systemd/journald.conf.d/hostd.conf",
+    "/run/hostd/development-features.env",
     "/run/hostd/chrony/hostd.sources",
     "/mnt/state/hostd/config.json",
 ]

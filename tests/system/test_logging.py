@@ -105,7 +105,7 @@ def test_volatile_journal_without_reboot(boot: Hostd) -> None:
     leader = tb.leader
     set_persistent(boot, False)
     assert tb.leader == leader  # no reboot
-    assert tb.exec(["cat", DROPIN]).stdout.splitlines()[1:] == ["[Journal]", "Storage=volatile", "RuntimeMaxUse=8M"]
+    assert tb.exec(["test", "-e", DROPIN], check=False).returncode == 1  # the shipped defaults say it
     settings = journald_settings(boot)
     assert (settings["Storage"], settings["RuntimeMaxUse"]) == ("volatile", "8M")
     started = tb.exec(["journalctl", "--no-pager", "-o", "cat", "-u", "systemd-journald", "-n", "5"]).stdout
@@ -115,6 +115,22 @@ def test_volatile_journal_without_reboot(boot: Hostd) -> None:
     assert not in_journal(boot, marker, "-D", "/var/log/journal")
     assert boot.describe()["logging"]["persistent"] is False
     assert "volatile" in boot.hostctl("status").stdout
+
+
+def test_boot_with_default_logging_leaves_journald_alone(boot: Hostd) -> None:
+    """With the default logging config, hostd writes no drop-in at boot and journald, started long
+    before hostd with the shipped defaults (8M in RAM), is not restarted."""
+    tb = boot.tb
+    tb.reboot()
+    boot.wait_ready()
+    assert boot.describe()["logging"]["persistent"] is False
+    assert tb.exec(["test", "-e", DROPIN], check=False).returncode == 1
+    settings = journald_settings(boot)
+    assert (settings["Storage"], settings["RuntimeMaxUse"]) == ("volatile", "8M")
+    journald = boot.unit_props(JOURNALD, "ActiveEnterTimestampMonotonic", "NRestarts")
+    hostd = boot.unit_props("hostd.service", "ExecMainStartTimestampMonotonic")
+    assert int(journald["ActiveEnterTimestampMonotonic"]) < int(hostd["ExecMainStartTimestampMonotonic"])
+    assert journald["NRestarts"] == "0"
 
 
 def test_hostctl_logs_persistent_on_off(boot: Hostd) -> None:

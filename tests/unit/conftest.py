@@ -10,6 +10,7 @@ from hostd.steps import state
 
 ED25519_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f me@laptop"
 UUID = "0123456789abcdef0123456789abcdef"
+SHIPPED_JOURNALD_DEFAULTS = Path(__file__).parents[2] / "units/conf/journald.conf.d/50-hostd-defaults.conf"
 
 
 class DeviceRoot:
@@ -27,6 +28,9 @@ class DeviceRoot:
                 target.write_text("")
             else:
                 target.mkdir(parents=True, exist_ok=True)
+        # what the image ships and journald starts with
+        self.layout.journald_defaults.parent.mkdir(parents=True)
+        self.layout.journald_defaults.write_bytes(SHIPPED_JOURNALD_DEFAULTS.read_bytes())
 
     def write_config(self, document: dict | str | bytes) -> Path:
         path = self.layout.config_json

@@ -101,7 +101,7 @@ def test_defaults_on_an_empty_config(device) -> None:
     assert layout.etc_hostname.read_text() == UUID[:7] + "\n"
     assert layout.dnsmasq_servers.read_text() == "server=8.8.8.8\n"
     assert not layout.chrony_sources.exists()
-    assert layout.journald_dropin.read_text().splitlines()[1:] == ["[Journal]", "Storage=volatile", "RuntimeMaxUse=8M"]
+    assert not layout.journald_dropin.exists()  # the shipped defaults say it: journald is left alone
     assert not layout.authorized_keys.exists()
     assert not layout.nm_dropin.exists()
     assert not layout.modprobe_dropin.exists()
@@ -119,8 +119,19 @@ def test_turning_features_off_removes_their_files(device) -> None:
     assert not layout.nm_dropin.exists()
     assert not (layout.udev_rules / "99-test.rules").exists()
     assert not layout.modprobe_dropin.exists()
-    assert "Storage=volatile" in layout.journald_dropin.read_text()
+    assert not layout.journald_dropin.exists()
     assert {c.kind for c in results["ssh"].changes} == {"remove"}
+
+
+def test_journald_dropin_only_when_config_differs_from_the_shipped_defaults(device) -> None:
+    device.write_config({"uuid": UUID, "os": {"journal": {"runtimeMaxUse": "16M"}}})
+    assert [c.kind for c in apply(device)["logging"].changes] == ["write"]
+    assert "RuntimeMaxUse=16M" in device.layout.journald_dropin.read_text()
+    device.write_config({"uuid": UUID, "os": {"journal": {"systemMaxUse": "64M"}}})  # unused while volatile
+    assert [c.kind for c in apply(device)["logging"].changes] == ["remove"]
+    device.layout.journald_defaults.unlink()  # an image without them: journald's own defaults are not ours
+    apply(device)
+    assert "Storage=volatile" in device.layout.journald_dropin.read_text()
 
 
 def test_dns_modes_and_network_servers(device) -> None:
