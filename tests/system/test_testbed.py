@@ -208,38 +208,17 @@ def test_peer_resolver_through_device_dnsmasq(testbed):
 
 
 def test_hostd_unit_active(testbed):
-    """hostd runs as the real unit.  The daemon is written concurrently: while /usr/bin/hostd cannot
-    even import what it needs, this skips (with the error); any other failure fails."""
-    if not (REPO / "units" / "hostd.service").exists():
-        pytest.skip("units/hostd.service is not written yet")
-    imp = testbed.exec(
-        [
-            "python3",
-            "-c",
-            "import sys; sys.path.insert(0, '/usr/lib/hostd/python'); from hostd.daemon import main",
-        ],
-        check=False,
-    )
-    if imp.returncode != 0:
-        pytest.skip(f"/usr/bin/hostd cannot start yet: {imp.stderr.strip().splitlines()[-1:]}")
+    """hostd runs as the real unit, started by /usr/bin/hostd from the installed package."""
     if testbed.unit_state("hostd.service") in ("inactive", "unknown"):  # not enabled, or bus-activated
         testbed.systemctl("start", "--no-block", "hostd.service")
-
-    def import_errors() -> list[str]:
-        log = testbed.journal("hostd.service", lines=80)
-        return [line for line in log.splitlines() if "ModuleNotFoundError" in line or "ImportError" in line]
-
-    def settled():
-        return testbed.unit_state("hostd.service") == "active" or import_errors()
-
     try:
-        testbed.wait_for(settled, 20, "hostd.service active")
+        testbed.wait_for(lambda: testbed.unit_state("hostd.service") == "active", 20, "hostd.service active")
     except TimeoutError:
         pytest.fail(
             f"hostd.service is {testbed.unit_state('hostd.service')}:\n{testbed.journal('hostd.service')}"
         )
-    if testbed.unit_state("hostd.service") != "active":
-        pytest.skip(f"/usr/bin/hostd cannot start yet: {import_errors()[-1].split(': ', 1)[-1]}")
+    exec_start = testbed.exec(["systemctl", "show", "-P", "ExecStart", "hostd.service"]).stdout
+    assert exec_start.startswith("{ path=/usr/bin/hostd ;"), exec_start
 
 
 def test_reboot_keeps_state_data_and_journal(testbed):
