@@ -56,6 +56,14 @@ NETWORK_KEYS = frozenset(
 )
 
 
+def _stat_stamp(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        st = path.stat(follow_symlinks=False)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def _config_of(inputs: generations.Inputs | None) -> config_model.Config | None:
     if inputs is None:
         return None
@@ -172,12 +180,13 @@ class Daemon:
     # -- reconcile ------------------------------------------------------------------------------
 
     def _stamp(self) -> tuple[Any, ...]:
-        """What changes when config.json or a boot drop-in directory changes (one stat each)."""
-        stamp = []
-        for path in (self.layout.config_json, self.layout.boot_connections, self.layout.boot_dispatcher):
+        """What changes when config.json or a file in a boot drop-in directory changes.  Every entry
+        is stat'ed: a file edited in place changes its own mtime, not its directory's."""
+        stamp: list[Any] = [_stat_stamp(self.layout.config_json)]
+        for directory in (self.layout.boot_connections, self.layout.boot_dispatcher):
             try:
-                st = path.stat()
-                stamp.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+                with os.scandir(directory) as entries:
+                    stamp.append(sorted((entry.name, _stat_stamp(Path(entry.path))) for entry in entries))
             except OSError:
                 stamp.append(None)
         return tuple(stamp)

@@ -237,17 +237,27 @@ class Effects:
     async def _activate_written(self, nm: Any, written: list[Any], profiles: list[Any], result: StepResult) -> None:
         """NetworkManager loads a new or changed profile but keeps a device on the profile it runs
         until it reconnects (the next boot): the change would pass the safe-apply probe unused and
-        cut the device off at the next boot.  So a written autoconnect profile bound to a device is
-        activated now when NetworkManager would pick it there at boot (it is the device's active
-        profile, or ranks above it by autoconnect-priority), and is judged by the probe."""
-        best: dict[str, Any] = {}
+        cut the device off at the next boot.  So a written autoconnect profile is activated now where
+        NetworkManager would run it at boot: on the device it runs on now (a profile edited in place,
+        bound to a device or not), or on its own device when it ranks above that device's profile by
+        autoconnect-priority; the probe then judges it in use."""
+        targets: dict[str, Any] = {}  # interface -> profile
         for profile in written:
-            if profile.autoconnect and profile.interface_name:
-                other = best.get(profile.interface_name)
+            if not profile.autoconnect:
+                continue
+            try:
+                running_on = await nm.interfaces_running(profile.path)
+            except errors.BusError as exc:
+                result.problems.append(f"{profile.filename.rsplit('/', 1)[-1]}: not activated: {exc}")
+                continue
+            for interface in running_on:
+                targets[interface] = profile
+            if profile.interface_name and profile.interface_name not in running_on:
+                other = targets.get(profile.interface_name)
                 if other is None or profile.autoconnect_priority > other.autoconnect_priority:
-                    best[profile.interface_name] = profile
+                    targets[profile.interface_name] = profile
         priority = {profile.path: profile.autoconnect_priority for profile in profiles}
-        for interface, profile in best.items():
+        for interface, profile in targets.items():
             name = profile.filename.rsplit("/", 1)[-1]
             try:
                 active = await nm.active_profile_of(interface)

@@ -239,6 +239,21 @@ async def test_invalid_config_at_runtime_changes_nothing(tmp_path: Path, bus_add
         assert layout.etc_hostname.read_text() == "fixed\n"
 
 
+async def test_a_boot_profile_edited_in_place_is_reimported(tmp_path: Path, bus_address: str) -> None:
+    """The watch sees a file rewritten in place (its directory's mtime does not change)."""
+    layout = make_root(tmp_path, {"uuid": UUID})
+    boot_file = layout.boot_connections / "wired"
+    boot_file.write_text("[connection]\nid=wired\ntype=ethernet\n")
+    async with running_daemon(layout, bus_address):
+        imported = layout.nm_connections / "wired"
+        assert imported.read_text() == "[connection]\nid=wired\ntype=ethernet\n"
+        directory_mtime = layout.boot_connections.stat().st_mtime_ns
+        with boot_file.open("r+") as file:  # in place, as an editor on the boot partition may
+            file.write("[connection]\nid=wire2")
+        assert layout.boot_connections.stat().st_mtime_ns == directory_mtime
+        await wait_until(lambda: imported.read_text().startswith("[connection]\nid=wire2\n"), 5)
+
+
 async def test_watchdog_and_ready_notifications(tmp_path: Path, bus_address: str, monkeypatch) -> None:
     layout = make_root(tmp_path, {"uuid": UUID})
     notify_socket = tmp_path / "notify"

@@ -28,6 +28,7 @@ PROBE_TIMEOUT = 10  # os.safeApply.timeout, seconds
 ROLLBACK_SLACK = 6
 NM_DIR = "/etc/NetworkManager/system-connections"
 CUTOFF = "systest-cutoff.nmconnection"
+UNBOUND = "systest-unbound.nmconnection"
 
 
 def sibling(address: str, last: int) -> str:
@@ -48,6 +49,16 @@ def cutoff_profile(interface: str, address: str) -> bytes:
         "[connection]\nid=systest-cutoff\nuuid=6c1d2e3f-4a5b-4c6d-8e7f-90a1b2c3d4e5\ntype=ethernet\n"
         f"interface-name={interface}\nautoconnect=true\nautoconnect-priority=100\n\n[ethernet]\n\n"
         f"[ipv4]\nmethod=manual\naddress1={address}/24\nnever-default=true\n\n[ipv6]\nmethod=ignore\n"
+    ).encode()
+
+
+def unbound_profile(address: str) -> bytes:
+    """A profile with no interface-name (like balenaOS's Wi-Fi profiles): NetworkManager may run it on
+    any ethernet device."""
+    return (
+        "[connection]\nid=systest-unbound\nuuid=2b7f0c1e-5d4a-4e3b-9c2d-1f0e9d8c7b6a\ntype=ethernet\n"
+        f"autoconnect=true\n\n[ethernet]\n\n[ipv4]\nmethod=manual\naddress1={address}/24\nnever-default=true\n\n"
+        "[ipv6]\nmethod=link-local\n"
     ).encode()
 
 
@@ -171,6 +182,53 @@ def test_profile_that_cuts_the_uplink_is_rolled_back_and_not_retried_after_reboo
     tb.wait_for(lambda: host0_profile(boot) == "testbed-host0", 10, "host0 on the testbed's profile")
     tb.wait_for(lambda: peer_reaches_device(boot), 10, "the peer reaches the device after the reboot")
     assert candidate in rejected_ids(boot) and good not in rejected_ids(boot)
+
+
+def wait_kept(hostd: Hostd, previous_good: str) -> dict[str, Any]:
+    return hostd.wait_describe(
+        lambda d: (
+            d["generations"]["current"] not in (previous_good, "")
+            and d["generations"]["current"] == d["generations"]["good"]
+            and d["generations"]["transaction"] == ""
+        ),
+        timeout=PROBE_TIMEOUT + ROLLBACK_SLACK,
+        what="the change kept",
+    )
+
+
+def test_edited_running_profile_without_interface_name_is_used_then_rolled_back(boot: Hostd) -> None:
+    """A profile with no interface-name runs on the uplink and is edited in the boot partition to an
+    address on another subnet: hostd activates the edit where the profile runs (NetworkManager alone
+    would keep the old settings until the next boot, and the probe would pass on them), the device is
+    cut off, the probe fails, and the rollback runs the old settings there again."""
+    tb = boot.tb
+    conns = tb.boot_dir / "system-connections"
+    try:
+        make_good_baseline(boot)
+        good = generations(boot)["good"]
+        (conns / UNBOUND).write_bytes(unbound_profile(tb.device_ip))
+        good = wait_kept(boot, good)["generations"]["good"]
+        assert host0_profile(boot) == "testbed-host0"  # new, unbound: NetworkManager keeps what it runs
+        tb.exec(["nmcli", "connection", "up", "systest-unbound", "ifname", tb.device_if])
+        tb.wait_for(lambda: peer_reaches_device(boot), 10, "the peer reaches the device on the unbound profile")
+
+        wrong = other_subnet(tb.device_ip)
+        started = time.monotonic()
+        (conns / UNBOUND).write_bytes(unbound_profile(wrong))
+        boot.wait_describe(lambda d: d["generations"]["transaction"] == "probing", what="probing the edit")
+        tb.wait_for(
+            lambda: f"inet {wrong}/24" in tb.exec(["ip", "-4", "addr", "show", tb.device_if]).stdout,
+            5,
+            "the edit in use on the uplink",
+        )
+        assert host0_profile(boot) == "systest-unbound"
+        _, rolled_back_after = wait_rolled_back(boot, good, started)
+        tb.wait_for(lambda: peer_reaches_device(boot), ROLLBACK_SLACK, "the peer reaches the device again")
+        print(f"\n[safe-apply unbound profile] rolled back after {rolled_back_after:.1f} s")
+        assert host0_profile(boot) == "systest-unbound"
+        assert f"inet {wrong}/24" not in tb.exec(["ip", "-4", "addr", "show", tb.device_if]).stdout
+    finally:
+        tb.exec(["nmcli", "connection", "up", "testbed-host0"], check=False)
 
 
 def test_exclusive_silent_dns_server_is_rolled_back(boot: Hostd) -> None:
