@@ -31,6 +31,7 @@ OnEvent = Callable[[tuple[str, ...]], Awaitable[None]]
 
 # Units behind the development features: started or stopped with developmentMode, restarted
 # when the environment file they read changed.  Units a device does not have are left alone.
+HOSTD_UNIT = "hostd.service"
 DEVMODE_SWITCHED_UNITS = ("getty@tty1.service", "serial-getty@ttyS0.service")
 DEVMODE_RESTARTED_UNITS = ("sshd.service", "balena-engine.service")
 
@@ -63,7 +64,22 @@ class Effects:
         )
         was_available = feature.available
         feature.follow_unit(unit, state.value)
-        await self._on_event(steps if feature.available and not was_available else ())
+        returned = feature.available and not was_available
+        if returned and feature is self.services.journald and self.layout.is_live:
+            self._reconnect_log_stream()
+        await self._on_event(steps if returned else ())
+
+    @staticmethod
+    def _reconnect_log_stream() -> None:
+        from hostd import logsetup
+
+        if not logsetup.stderr_is_journal():
+            return  # a terminal, a file: not ours to replace
+        try:
+            logsetup.reconnect_journal_stream(HOSTD_UNIT)
+            log.info("journald is back: logging to a new stream")
+        except OSError as exc:
+            log.warning("journald is back, but a new log stream could not be opened: %s", exc)
 
     def facts(self) -> Facts:
         nm = self.services.networkmanager
