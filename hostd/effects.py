@@ -29,9 +29,9 @@ log = logging.getLogger("hostd.effects")
 
 OnEvent = Callable[[tuple[str, ...]], Awaitable[None]]
 
+HOSTD_UNIT = "hostd.service"
 # Units behind the development features: started or stopped with developmentMode, restarted
 # when the environment file they read changed.  Units a device does not have are left alone.
-HOSTD_UNIT = "hostd.service"
 DEVMODE_SWITCHED_UNITS = ("getty@tty1.service", "serial-getty@ttyS0.service")
 DEVMODE_RESTARTED_UNITS = ("sshd.service", "balena-engine.service")
 
