@@ -40,7 +40,7 @@ def test_ntp_servers_follow_config_live(boot: Hostd) -> None:
 
 def test_ntp_change_while_chrony_is_stopped(boot: Hostd) -> None:
     """With chronyd stopped (as at boot: hostd runs before it), an ntpServers change is written
-    without a failure or a degraded chrony reported, and chronyd uses it when it starts."""
+    without a failure in the step, and chronyd uses it when it starts."""
     tb = boot.tb
     tb.exec(["systemctl", "stop", "chrony.service"])
     try:
@@ -51,7 +51,8 @@ def test_ntp_change_while_chrony_is_stopped(boot: Hostd) -> None:
         tb.exec(["systemctl", "start", "chrony.service"])
     tb.wait_for(lambda: chrony_sources(boot) == [EXTRA], 10, "the new server once chronyd runs")
     assert step["problems"] == [], step
-    assert "chrony" not in boot.prop("Degraded")
+    # Degraded while stopped (RELIABILITY.md); back once hostd has seen the unit active again
+    tb.wait_for(lambda: "chrony" not in boot.prop("Degraded"), 2, "chrony no longer degraded")
 
 
 def test_chrony_stop_start_keeps_ntp_servers(hostd: Hostd) -> None:
