@@ -21,6 +21,7 @@ TEMPLATE = """\
 #!/usr/bin/python3
 import sys
 
+sys.dont_write_bytecode = True  # compiled at install (postinst): nothing written to the root at run time
 sys.path.insert(0, "{libdir}")
 from {module} import {function}  # noqa: E402
 

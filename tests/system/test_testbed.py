@@ -221,6 +221,23 @@ def test_hostd_unit_active(testbed):
     assert exec_start.startswith("{ path=/usr/bin/hostd ;"), exec_start
 
 
+BYTECODE_CHECK = """
+import importlib.util, pathlib, sys
+modules = sorted(pathlib.Path("/usr/lib/hostd/python").glob("*/**/*.py"))
+missing = [str(m) for m in modules if not pathlib.Path(importlib.util.cache_from_source(str(m))).is_file()]
+print(len(modules), *missing)
+"""
+
+
+def test_the_package_is_byte_compiled_at_install(testbed):
+    """Every module of hostd and its vendored dependencies has its bytecode (postinst's py3compile),
+    and the launchers write none: a device neither compiles at its first boot nor writes its root."""
+    count, *missing = testbed.exec(["python3", "-c", BYTECODE_CHECK]).stdout.split()
+    assert int(count) > 30 and missing == []
+    for launcher in ("/usr/bin/hostd", "/usr/bin/hostctl"):
+        assert "sys.dont_write_bytecode = True" in testbed.exec(["cat", launcher]).stdout
+
+
 def test_reboot_keeps_state_data_and_journal(testbed):
     """Last in this file: the device reboots (the overlay and /mnt/{boot,state,data} survive)."""
     (testbed.state_dir / "reboot-probe").write_text("state\n")

@@ -160,6 +160,7 @@ def test_debian_rules_and_maintainer_scripts() -> None:
     assert "packaging/install-files" in rules and "/usr/lib/hostd/python" in rules
     assert "manpages.py" in rules and "completion.py" in rules and "launchers.py" in rules
     assert "dh_installsystemd --no-start" in rules
+    assert "dh_python3 --no-guessing-deps $(PRIVATE)" in rules  # byte-compiled at install
     assert (DEBIAN / "source/format").read_text().strip() == "3.0 (native)"
     for script in ("rules", "prerm"):
         assert (DEBIAN / script).stat().st_mode & 0o111, f"debian/{script} must be executable"
@@ -485,5 +486,6 @@ def test_launchers_call_every_console_script(tmp_path: Path) -> None:
         text = launcher.read_text()
         assert text.startswith("#!/usr/bin/python3\n") and launcher.stat().st_mode & 0o111
         assert 'sys.path.insert(0, "/usr/lib/hostd/python")' in text
+        assert text.index("sys.dont_write_bytecode = True") < text.index("sys.path.insert")
         assert f"from {module} import {function}" in text
         compile(text, name, "exec")
