@@ -257,15 +257,18 @@ class Effects:
         NetworkManager would run it at boot: on the device it runs on now (a profile edited in place,
         bound to a device or not), or on its own device when it ranks above that device's profile by
         autoconnect-priority; the probe then judges it in use."""
+        if not any(profile.autoconnect for profile in written):
+            return
         targets: dict[str, Any] = {}  # interface -> profile
+        try:
+            running = await nm.running_profiles()
+        except errors.BusError as exc:
+            result.problems.append(f"changed profiles not activated: {exc}")
+            return
         for profile in written:
             if not profile.autoconnect:
                 continue
-            try:
-                running_on = await nm.interfaces_running(profile.path)
-            except errors.BusError as exc:
-                result.problems.append(f"{profile.filename.rsplit('/', 1)[-1]}: not activated: {exc}")
-                continue
+            running_on = running.get(profile.path, [])
             for interface in running_on:
                 targets[interface] = profile
             if profile.interface_name and profile.interface_name not in running_on:

@@ -184,25 +184,23 @@ class NetworkManagerAdapter(BusAdapter):
             return ""  # deactivated meanwhile
         return str(profile)
 
-    async def interfaces_running(self, profile_path: str) -> list[str]:
-        """The devices (by interface name) the profile is active on now."""
+    async def running_profiles(self) -> dict[str, list[str]]:
+        """Settings path of each active profile -> the devices (by interface name) it is active on."""
         (actives,) = await self._call(
             names.NM_PATH, names.PROPERTIES_INTERFACE, "Get", "ss", names.NM_INTERFACE, "ActiveConnections"
         )
-        interfaces = []
+        running: dict[str, list[str]] = {}
         for active in actives:
             try:
                 (props,) = await self._call(active, names.PROPERTIES_INTERFACE, "GetAll", "s", NM_ACTIVE_INTERFACE)
-                if props.get("Connection") != profile_path:
-                    continue
                 for device in props.get("Devices", []):
                     (interface,) = await self._call(
                         device, names.PROPERTIES_INTERFACE, "Get", "ss", NM_DEVICE_INTERFACE, "Interface"
                     )
-                    interfaces.append(str(interface))
+                    running.setdefault(str(props.get("Connection", "")), []).append(str(interface))
             except errors.RemoteError:
                 continue  # deactivated meanwhile
-        return interfaces
+        return running
 
     async def activate(self, profile_path: str, interface: str) -> None:
         """Activate a profile on the device named interface (as NetworkManager would at boot)."""
