@@ -356,10 +356,11 @@ class Effects:
         entry: dict[str, Any] = {"country": country}
         result.report.append(entry)
         try:
-            current = await asyncio.to_thread(nl80211.regulatory_domain)
-            if current != country:
+            if await asyncio.to_thread(nl80211.regulatory_domain) == country:
+                entry["kernel"] = "set"
+            else:
                 await asyncio.to_thread(nl80211.request_regulatory_domain, country)
-            entry["kernel"] = "requested" if current != country else "set"
+                entry["kernel"] = "requested"
         except nl80211.Unavailable:
             entry["kernel"] = "no Wi-Fi stack loaded: cfg80211 starts in this domain when it loads"
         except OSError as exc:

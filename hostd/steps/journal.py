@@ -32,8 +32,6 @@ def plan(ctx: Context) -> Plan:
     result = Plan()
     content = render(ctx)
     shipped = fsutil.read_bytes(ctx.layout.journald_defaults)
-    if shipped is not None and _settings(shipped.decode("utf-8", "replace")) == _settings(content):
-        plan_file(result, ctx.layout, ctx.layout.journald_dropin, None)
-    else:
-        plan_file(result, ctx.layout, ctx.layout.journald_dropin, content.encode())
+    as_shipped = shipped is not None and _settings(shipped.decode("utf-8", "replace")) == _settings(content)
+    plan_file(result, ctx.layout, ctx.layout.journald_dropin, None if as_shipped else content.encode())
     return result
