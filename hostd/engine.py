@@ -5,52 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from hostd import config as config_model
 from hostd import fsutil
 from hostd.layout import Layout
 from hostd.steps import ALL_STEPS, state
-from hostd.steps.base import Change, Context, Step
+from hostd.steps.base import Change, Context, Step, StepResult, StepStatus
 
 log = logging.getLogger("hostd.engine")
-
-
-@dataclass
-class StepResult:
-    name: str
-    status: str  # ok (converged), changed, planned (changes to make), failed
-    changes: list[Change] = field(default_factory=list)  # made (apply) or to make (plan)
-    pending: list[Change] = field(default_factory=list)  # needs the running system (mounts, offline)
-    problems: list[str] = field(default_factory=list)
-    report: list[dict[str, Any]] = field(default_factory=list)
-    duration: float = 0.0
-    finished_at: float = 0.0
-
-    @property
-    def message(self) -> str:
-        if self.problems:
-            return "; ".join(self.problems)
-        if self.status == "changed":
-            return f"{len(self.changes)} change(s)"
-        if self.status == "planned":
-            return f"{len(self.changes)} change(s) to make"
-        return ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "message": self.message,
-            "changes": [change.as_dict() for change in self.changes],
-            "pending": [change.as_dict() for change in self.pending],
-            "problems": list(self.problems),
-            "report": list(self.report),
-            "duration_ms": round(self.duration * 1000, 3),
-            "finished_at": self.finished_at,
-        }
 
 
 def steps_for_keys(keys: Iterable[str]) -> tuple[Step, ...]:
@@ -105,10 +68,10 @@ def run(ctx: Context, steps: Iterable[Step] = ALL_STEPS, *, apply: bool, clean: 
     results = []
     for step in steps:
         started = time.monotonic()
-        result = StepResult(step.NAME, "ok")
+        result = StepResult(step.NAME, StepStatus.OK)
         try:
             plan = step.plan(ctx)
-            result.problems, result.report = plan.problems, plan.report
+            result.problems, result.report, result.record = plan.problems, plan.report, plan.record
             refused = False
             with fsutil.batch():  # one flush for all the step's writes (a thousand profiles)
                 for change in plan.changes:
@@ -123,16 +86,16 @@ def run(ctx: Context, steps: Iterable[Step] = ALL_STEPS, *, apply: bool, clean: 
                     else:
                         result.changes.append(change)
             if result.changes:
-                result.status = "changed" if apply else "planned"
+                result.status = StepStatus.CHANGED if apply else StepStatus.PLANNED
             if refused:
-                result.status = "failed"
+                result.status = StepStatus.FAILED
         except OSError as exc:  # the device's state (read-only, full, a directory in the way): no bug
             log.error("step %s failed: %s", step.NAME, exc)
-            result.status = "failed"
+            result.status = StepStatus.FAILED
             result.problems.append(f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # one step's failure must not stop the others
             log.exception("step %s failed", step.NAME)
-            result.status = "failed"
+            result.status = StepStatus.FAILED
             result.problems.append(f"{type(exc).__name__}: {exc}")
         result.duration = time.monotonic() - started
         result.finished_at = time.time()

@@ -1,4 +1,8 @@
-"""The setup steps, in the order they run.  Each module: NAME, KEYS, plan(ctx) -> Plan."""
+"""The registry of setup steps, in the order they run.
+
+Each module is one step, named after it (see ``hostd.steps.base``): its keys, its offline plan,
+its live effect (or why it needs none) and the service events that re-run it.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,15 @@ from hostd.steps import (
     dns,
     hostname,
     identity,
-    journal,
-    netconfig,
+    logging,
+    network_config,
     ntp,
-    regdomain,
+    regulatory_domain,
     ssh,
     state,
     udev,
 )
-from hostd.steps.base import Step
+from hostd.steps.base import Event, Step
 
 # state first: the persistent paths must be bound before anything writes through them.
 ALL_STEPS: tuple[Step, ...] = (
@@ -27,12 +31,17 @@ ALL_STEPS: tuple[Step, ...] = (
     connections,
     dispatcher,
     dns,
-    journal,
+    logging,
     ntp,
     ssh,
     devmode,
-    netconfig,
-    regdomain,
+    network_config,
+    regulatory_domain,
     udev,
 )
 STEPS_BY_NAME: dict[str, Step] = {step.NAME: step for step in ALL_STEPS}
+
+
+def triggered_by(event: Event) -> tuple[str, ...]:
+    """The steps a service event re-runs, in running order."""
+    return tuple(step.NAME for step in ALL_STEPS if event in step.TRIGGERS)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from hostd import keyfile
-from hostd.steps.base import Context, Plan
+from hostd.steps.base import Context, Event, Plan
 from hostd.steps.imports import plan_import, read_boot_dir
 
 NAME = "dispatcher"
-KEYS: frozenset[str] = frozenset()
+KEYS: frozenset[str] = frozenset()  # follows the boot partition's files
+TRIGGERS: frozenset[Event] = frozenset()
+NO_LIVE_EFFECT = "NetworkManager's dispatcher runs the scripts it finds in its directory at each event"
 MAX_SCRIPT_BYTES = 1024 * 1024
 
 

@@ -2,15 +2,32 @@
 
 ``append`` (balenaOS's behaviour): the configured servers go after the ones the network
 provides.  ``exclusive``: only the configured servers.  The servers file is what dnsmasq reads
-when it (re)starts; the running dnsmasq gets the same list over D-Bus.
+when it (re)starts; the running dnsmasq gets the same list over D-Bus.  The list is computed
+once per run and recorded: the API shows what dnsmasq was given.
 """
 
 from __future__ import annotations
 
-from hostd.steps.base import Context, Plan, plan_file
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hostd import keys
+from hostd.bus import errors
+from hostd.steps.base import Context, Event, Outcome, Plan, StepResult, plan_file
+
+if TYPE_CHECKING:
+    from hostd.bus.services import Services
 
 NAME = "dns"
-KEYS = frozenset({"dnsServers", "os.dns.mode"})
+KEYS = keys.read_by(NAME)
+TRIGGERS = frozenset({Event.NETWORKMANAGER_ATTACHED, Event.NETWORK_DNS_CHANGED, Event.DNSMASQ_ATTACHED})
+
+
+@dataclass(frozen=True)
+class Given:
+    """The upstreams dnsmasq was given (its servers file, and over D-Bus when it runs)."""
+
+    servers: tuple[str, ...]
 
 
 def effective_servers(ctx: Context) -> tuple[str, ...]:
@@ -21,7 +38,22 @@ def effective_servers(ctx: Context) -> tuple[str, ...]:
 
 
 def plan(ctx: Context) -> Plan:
-    result = Plan()
-    lines = "".join(f"server={server}\n" for server in effective_servers(ctx))
+    servers = effective_servers(ctx)
+    result = Plan(record=Given(servers))
+    lines = "".join(f"server={server}\n" for server in servers)
     plan_file(result, ctx.layout, ctx.layout.dnsmasq_servers, lines.encode())
     return result
+
+
+async def apply_live(services: Services, ctx: Context, result: StepResult) -> Outcome:
+    outcome = Outcome()
+    assert isinstance(result.record, Given)
+    servers = list(result.record.servers)
+    dnsmasq = services.dnsmasq
+    if dnsmasq.servers == servers and dnsmasq.attached:
+        return outcome
+    try:
+        await dnsmasq.set_servers(servers)
+    except errors.ServiceUnavailable:
+        outcome.problems.append("dnsmasq is not running: its servers are set when it starts")
+    return outcome

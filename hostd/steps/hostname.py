@@ -1,11 +1,21 @@
-"""The static hostname: ``hostname``, else the first 7 characters of the uuid."""
+"""The static hostname: ``hostname``, else the first 7 characters of the uuid; live, through
+hostnamed (the kernel's name) and Avahi (``<name>.local`` and the SSH service)."""
 
 from __future__ import annotations
 
-from hostd.steps.base import Context, Plan, plan_file
+import socket
+from typing import TYPE_CHECKING
+
+from hostd import fsutil, keys
+from hostd.bus import errors
+from hostd.steps.base import Context, Event, Outcome, Plan, StepResult, plan_file
+
+if TYPE_CHECKING:
+    from hostd.bus.services import Services
 
 NAME = "hostname"
-KEYS = frozenset({"hostname", "uuid"})
+KEYS = keys.read_by(NAME)
+TRIGGERS = frozenset({Event.AVAHI_ATTACHED})
 
 
 def plan(ctx: Context) -> Plan:
@@ -16,3 +26,40 @@ def plan(ctx: Context) -> Plan:
         return result
     plan_file(result, ctx.layout, ctx.layout.etc_hostname, f"{name}\n".encode())
     return result
+
+
+async def apply_live(services: Services, ctx: Context, result: StepResult) -> Outcome:
+    outcome = Outcome()
+    name = ctx.config.effective_hostname
+    if name is None:
+        return outcome
+    layout = ctx.layout
+    hostname1 = services.hostname1
+    # Decided on the real state, not on hostnamed's cached view (it exits when idle): the step
+    # wrote /etc/hostname already, which is hostnamed's static name; the kernel's name is ours.
+    static_written = fsutil.read_bytes(layout.etc_hostname) == f"{name}\n".encode()
+    current = socket.gethostname() if layout.is_live else hostname1.hostname
+    try:
+        if not static_written:
+            await hostname1.set_static_hostname(name)
+        if current != name:
+            await hostname1.set_hostname(name)
+    except errors.BusError as exc:
+        # No hostnamed, or it cannot be started (masked, start limit hit after crashes, no reply):
+        # /etc/hostname is written already; set the kernel's name directly.
+        if not isinstance(exc, errors.ServiceUnavailable):
+            outcome.problems.append(f"hostnamed not used ({exc}); the kernel's name is set directly")
+        if layout.is_live and socket.gethostname() != name:
+            socket.sethostname(name)
+    avahi = services.avahi
+    try:
+        await avahi.set_host_name(name)
+        await avahi.publish_ssh()
+    except errors.ServiceUnavailable:
+        outcome.problems.append("avahi-daemon is not running: <hostname>.local is announced when it starts")
+    if avahi.host_name_collision:
+        outcome.problems.append(
+            f"{name}.local is taken by another host on the network; avahi announces {avahi.host_name}.local "
+            "until it is free again"
+        )
+    return outcome

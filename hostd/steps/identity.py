@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 
-from hostd import config, fsutil
-from hostd.steps.base import Change, Context, Plan
+from hostd import config, fsutil, keys
+from hostd.steps.base import Change, Context, Event, Plan
 
 NAME = "identity"
-KEYS = frozenset({"uuid"})
+KEYS = keys.read_by(NAME)
+TRIGGERS: frozenset[Event] = frozenset()
+NO_LIVE_EFFECT = "the uuid is written back to config.json; no service reads it from there"
 
 
 def plan(ctx: Context) -> Plan:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from hostd import fsutil
 from hostd.layout import Layout
-from hostd.steps.base import Change, Plan, plan_file
+from hostd.steps.base import Change, FileEntry, FileStatus, Plan, ReportEntry, plan_file
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def read_boot_dir(
     directory: Path,
     max_bytes: int,
     check_name: Callable[[str], None],
-    report: list[dict[str, str]],
+    report: list[ReportEntry],
     ignored_name: Callable[[str], str | None] = lambda name: None,
 ) -> list[BootFile] | None:
     """The plain files of a boot-partition directory; None when it cannot be read at all.
@@ -60,16 +60,16 @@ def read_boot_dir(
     for entry in entries:
         name = entry.name
         if name.endswith(".ignore"):
-            report.append({"name": name, "status": "skipped", "reason": "sample (*.ignore)"})
+            report.append(FileEntry(name, FileStatus.SKIPPED, "sample (*.ignore)"))
             continue
         if reason := ignored_name(name):
-            report.append({"name": name, "status": "skipped", "reason": reason})
+            report.append(FileEntry(name, FileStatus.SKIPPED, reason))
             continue
         try:
             check_name(name)
             files.append(BootFile(name, read_plain_file(Path(entry.path), max_bytes)))
         except ValueError as exc:
-            report.append({"name": name, "status": "rejected", "reason": str(exc)})
+            report.append(FileEntry(name, FileStatus.REJECTED, str(exc)))
     return files
 
 
@@ -140,7 +140,9 @@ def plan_import(
     Boot files already reported rejected exist but were refused: their earlier good copy stays.
     Every rejection and conflict in the report is also one of the plan's problems.
     """
-    rejected = {entry["name"] for entry in plan.report if entry["status"] == "rejected"}
+    rejected = {
+        entry.name for entry in plan.report if isinstance(entry, FileEntry) and entry.status == FileStatus.REJECTED
+    }
     manifest = load_manifest(manifest_path)
     new_manifest: dict[str, str] = {}
     wanted = {boot_file.name for boot_file in files}
@@ -156,35 +158,33 @@ def plan_import(
         current = fsutil.read_bytes(target)
         if current is None and (target.exists() or target.is_symlink()):
             plan.report.append(
-                {"name": boot_file.name, "status": "conflict", "reason": f"{target} exists and is not a plain file"}
+                FileEntry(boot_file.name, FileStatus.CONFLICT, f"{target} exists and is not a plain file")
             )
             continue
         if current == boot_file.content:
-            status, reason = "unchanged", ""
+            status, reason = FileStatus.UNCHANGED, ""
         elif current is None:
-            status, reason = "imported", ""
+            status, reason = FileStatus.IMPORTED, ""
         elif boot_file.name not in manifest:
             plan.report.append(
-                {
-                    "name": boot_file.name,
-                    "status": "conflict",
-                    "reason": "a profile created on the device has this name; it is left as it is",
-                }
+                FileEntry(
+                    boot_file.name,
+                    FileStatus.CONFLICT,
+                    "a profile created on the device has this name; it is left as it is",
+                )
             )
             continue
         elif manifest[boot_file.name] == boot_hash:
             # The boot file is unchanged since import, so the difference is an edit on the device.
             new_manifest[boot_file.name] = boot_hash
-            plan.report.append(
-                {"name": boot_file.name, "status": "kept", "reason": "changed on the device since import"}
-            )
+            plan.report.append(FileEntry(boot_file.name, FileStatus.KEPT, "changed on the device since import"))
             continue
         else:
-            status = "imported"
+            status = FileStatus.IMPORTED
             reason = "" if sha256(current) == manifest[boot_file.name] else "replaced a copy changed on the device"
         plan_file(plan, layout, target, boot_file.content, mode)
         new_manifest[boot_file.name] = boot_hash
-        plan.report.append({"name": boot_file.name, "status": status, "reason": reason})
+        plan.report.append(FileEntry(boot_file.name, status, reason))
 
     for name, digest in manifest.items():
         if name in wanted:
@@ -200,13 +200,17 @@ def plan_import(
             plan.changes.append(
                 Change("remove", layout.device_path(target), action=lambda t=target: fsutil.remove_file(t))
             )
-            plan.report.append({"name": name, "status": "removed", "reason": "no longer in the boot partition"})
+            plan.report.append(FileEntry(name, FileStatus.REMOVED, "no longer in the boot partition"))
         else:
             plan.report.append(
-                {"name": name, "status": "kept", "reason": "removed from the boot partition but changed on the device"}
+                FileEntry(name, FileStatus.KEPT, "removed from the boot partition but changed on the device")
             )
 
     if new_manifest != manifest:
         encoded = (json.dumps(new_manifest, indent=1, sort_keys=True) + "\n").encode()
         plan_file(plan, layout, manifest_path, encoded, 0o600)
-    plan.problems.extend(entry["reason"] for entry in plan.report if entry["status"] in ("rejected", "conflict"))
+    plan.problems.extend(
+        entry.reason
+        for entry in plan.report
+        if isinstance(entry, FileEntry) and entry.status in (FileStatus.REJECTED, FileStatus.CONFLICT)
+    )

@@ -1,11 +1,47 @@
-"""chrony's extra sources (``ntpServers``), one ``pool NAME iburst`` line each, in its sourcedir."""
+"""chrony's extra sources (``ntpServers``), one ``pool NAME iburst`` line each, in its sourcedir.
+
+Live: ``chronyc reload sources`` when they changed and chronyd runs; chrony's tracking recorded
+for the API.
+"""
 
 from __future__ import annotations
 
-from hostd.steps.base import Context, Plan, plan_file
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hostd import keys
+from hostd.bus import errors
+from hostd.steps.base import Context, Event, Outcome, Plan, StepResult, plan_file
+
+if TYPE_CHECKING:
+    from hostd.bus.services import Services
+
+log = logging.getLogger("hostd.steps.ntp")
 
 NAME = "ntp"
-KEYS = frozenset({"ntpServers"})
+KEYS = keys.read_by(NAME)
+TRIGGERS = frozenset({Event.CHRONYD_RETURNED})
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """chrony's ``tracking`` answer, as Describe() shows it."""
+
+    reference: str
+    stratum: int
+    leap_status: str
+    synchronized: bool
+    system_time_offset: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "reference": self.reference,
+            "stratum": self.stratum,
+            "leapStatus": self.leap_status,
+            "synchronized": self.synchronized,
+            "systemTimeOffset": self.system_time_offset,
+        }
 
 
 def plan(ctx: Context) -> Plan:
@@ -14,3 +50,42 @@ def plan(ctx: Context) -> Plan:
     content = "".join(f"pool {server} iburst\n" for server in servers).encode() if servers else None
     plan_file(result, ctx.layout, ctx.layout.chrony_sources, content)
     return result
+
+
+async def apply_live(services: Services, ctx: Context, result: StepResult) -> Outcome:
+    outcome = Outcome()
+    if not ctx.layout.is_live:
+        return outcome  # chronyc talks to the running system's chronyd, not to a root directory
+    chrony = services.chrony
+    if _chronyd_stopped(services):
+        return outcome  # it reads its sourcedir when it starts (at boot hostd runs before it): nothing to ask
+    if result.changes:
+        try:
+            await chrony.reload_sources()
+        except errors.ServiceUnavailable:
+            return outcome  # stopped meanwhile: it reads its sourcedir when it starts
+    if services.timedate1.available:
+        await services.timedate1.refresh()  # timedated never signals NTPSynchronized
+    try:
+        tracking = await chrony.tracking()
+    except errors.BusError as exc:
+        log.debug("chrony tracking unknown: %s", exc)
+        return outcome
+    outcome.record = Tracking(
+        tracking.reference,
+        tracking.stratum,
+        tracking.leap_status.value,
+        tracking.synchronized,
+        tracking.system_time_offset,
+    )
+    return outcome
+
+
+def _chronyd_stopped(services: Services) -> bool:
+    """chronyd's unit exists and is not running (followed from systemd's signals)."""
+    from hostd.bus.chrony import CHRONY_UNITS
+    from hostd.bus.systemd import ActiveState
+
+    states = [services.systemd.followed_unit_state(unit) for unit in CHRONY_UNITS]
+    known = [state for state in states if state is not None]
+    return bool(known) and all(state in (ActiveState.INACTIVE, ActiveState.FAILED) for state in known)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from hostd import fsutil
-from hostd.steps.base import Change, Context, Plan, plan_file
+from hostd import fsutil, keys
+from hostd.steps.base import Change, Context, Event, Plan, plan_file
 
 NAME = "ssh"
-KEYS = frozenset({"os.sshKeys"})
+KEYS = keys.read_by(NAME)
+TRIGGERS: frozenset[Event] = frozenset()
+NO_LIVE_EFFECT = "sshd reads authorized_keys_local at every login"
 
 
 def plan(ctx: Context) -> Plan:

@@ -9,16 +9,22 @@ through systemd by the daemon; offline they are reported as pending.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hostd import fsutil
 from hostd.layout import Layout
-from hostd.steps.base import Change, Context, Plan
+from hostd.steps.base import Change, Context, Event, Outcome, Plan, StepResult
+
+if TYPE_CHECKING:
+    from hostd.bus.services import Services
 
 NAME = "state"
-KEYS: frozenset[str] = frozenset()
+KEYS: frozenset[str] = frozenset()  # the partitions, not config.json keys
+TRIGGERS = frozenset({Event.SYSTEMD_ATTACHED})
 RESET_FLAG = "remove_me_to_reset"
 
 STATE_BIND_PATHS = (
@@ -146,3 +152,52 @@ def plan(ctx: Context) -> Plan:
         if str(target) not in mounted:
             result.changes.append(Change("mount", layout.device_path(target), layout.device_path(source)))
     return result
+
+
+async def apply_live(services: Services, ctx: Context, result: StepResult) -> Outcome:
+    """Make the pending bind mounts as transient mount units through systemd."""
+    from hostd.bus.systemd import unit_name_from_path
+
+    outcome = Outcome()
+    layout = ctx.layout
+    mounts = [change for change in result.pending if change.kind == "mount"]
+    if not mounts:
+        return outcome
+    systemd = services.systemd
+    if not systemd.available:
+        outcome.problems.append("systemd is not reachable: bind mounts not made")
+        return outcome
+    # A mount systemd already holds (an earlier run's) is converged, even where the kernel's
+    # table cannot be read (a root directory other than /).
+    units = await systemd.unit_states([unit_name_from_path(str(layout.path(c.path))) for c in mounts])
+    stopped = set()  # an earlier run's unit, unmounted since but still loaded: started again
+    to_mount = []
+    for change, unit in zip(mounts, units, strict=True):
+        if unit.active_state.value == "active":
+            outcome.converged.append(change)
+            continue
+        if unit.load_state == "loaded":
+            stopped.add(change)
+        to_mount.append(change)
+    # One job each, all at once: systemd runs them in parallel.
+    jobs = await asyncio.gather(
+        *(
+            systemd.start_unit(unit_name_from_path(str(layout.path(c.path))))
+            if c in stopped
+            else systemd.start_transient_mount(str(layout.path(c.detail)), str(layout.path(c.path)))
+            for c in to_mount
+        ),
+        return_exceptions=True,
+    )
+    for change, job in zip(to_mount, jobs, strict=True):
+        if isinstance(job, BaseException) or job.value != "done":
+            reason = job if isinstance(job, BaseException) else f"systemd job {job.value}"
+            outcome.problems.append(f"bind mount of {change.path} failed: {reason}")
+            continue
+        outcome.made.append(change)
+    if layout.is_live:
+        mounted = mounted_targets()
+        outcome.problems.extend(
+            f"{c.path}: not a mount point after mounting" for c in outcome.made if c.path not in mounted
+        )
+    return outcome

@@ -6,11 +6,16 @@ is removed and rules created on the device are never touched.
 
 from __future__ import annotations
 
-from hostd.steps.base import Context, Plan
+from hostd import keys
+from hostd.steps.base import Context, Event, Plan
 from hostd.steps.imports import BootFile, plan_import
 
 NAME = "udev"
-KEYS = frozenset({"os.udevRules"})
+KEYS = keys.read_by(NAME)
+TRIGGERS: frozenset[Event] = frozenset()
+NO_LIVE_EFFECT = (
+    "udevd notices a changed rules directory itself and applies the rules to the devices it sees from then on"
+)
 
 
 def plan(ctx: Context) -> Plan:

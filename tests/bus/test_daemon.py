@@ -210,7 +210,7 @@ async def test_reconcile_restarts_only_what_changed(tmp_path: Path, bus_address:
         assert "Storage=persistent" in layout.journald_dropin.read_text()
 
         systemd.calls.clear()
-        results = await daemon.reconcile()  # what Reload runs; nothing changed: nothing runs at all
+        results = await daemon.reconciler.reconcile()  # what Reload runs; nothing changed: nothing runs at all
         assert results == []
         assert [member for _, member, _ in systemd.calls if member != "ListUnitsByNames"] == []  # reads only
     await systemd.stop()

@@ -88,8 +88,14 @@ async def test_first_boot_applies_without_probe_and_good_change_is_kept(tmp_path
         dns.up = True
         layout.config_json.write_text(json.dumps(config(dnsServers="9.9.9.9")))
         # a network change: probed (the resolver answers at once), then kept
-        await wait_until(lambda: daemon.applied_id not in ("", first["Generation"]), timeout=5)
-        await wait_until(lambda: daemon.store.good() == daemon.applied_id and daemon.transaction == "", timeout=5)
+        await wait_until(lambda: daemon.reconciler.applied_id not in ("", first["Generation"]), timeout=5)
+        await wait_until(
+            lambda: (
+                daemon.reconciler.store.good() == daemon.reconciler.applied_id
+                and daemon.reconciler.transaction.state == ""
+            ),
+            timeout=5,
+        )
         kept = await properties(bus_address)
         assert kept["GoodGeneration"] == kept["Generation"] != first["Generation"]
         assert kept["DnsServers"] == ["9.9.9.9"] and kept["NotApplied"] == ""
@@ -103,8 +109,8 @@ async def test_cut_off_device_rolls_back_and_does_not_retry(tmp_path: Path, bus_
             good = (await properties(bus_address))["GoodGeneration"]
             dns.up = False  # the new servers cut name resolution off
             layout.config_json.write_text(bad)
-            await wait_until(lambda: daemon.transaction == "probing", timeout=5)
-            await wait_until(lambda: daemon.transaction == "", timeout=10)
+            await wait_until(lambda: daemon.reconciler.transaction.state == "probing", timeout=5)
+            await wait_until(lambda: daemon.reconciler.transaction.state == "", timeout=10)
             after = await properties(bus_address)
             assert after["Generation"] == good == after["GoodGeneration"]
             assert after["DnsServers"] == ["1.1.1.1"]
@@ -132,9 +138,9 @@ async def test_try_rolls_back_unless_confirmed(tmp_path: Path, bus_address: str)
         client(bus_address) as bus,
     ):
         reply = await hostd_call(bus, "Try", "su", json.dumps(config(hostname="unconfirmed")), 5)
-        assert reply.body == [] and daemon.transaction == "awaiting-confirm"
+        assert reply.body == [] and daemon.reconciler.transaction.state == "awaiting-confirm"
         assert layout.etc_hostname.read_text() == "unconfirmed\n"
-        await wait_until(lambda: daemon.transaction == "", timeout=8)
+        await wait_until(lambda: daemon.reconciler.transaction.state == "", timeout=8)
         assert layout.etc_hostname.read_text() == "before\n"
 
         invalid = await hostd_call(bus, "Try", "su", '{"hostname": "no good"}', 5)
@@ -142,7 +148,7 @@ async def test_try_rolls_back_unless_confirmed(tmp_path: Path, bus_address: str)
         assert json.loads(layout.config_json.read_text())["hostname"] == "unconfirmed"  # not written
         await hostd_call(bus, "Try", "su", json.dumps(config(hostname="confirmed")), 5)
         assert (await hostd_call(bus, "Confirm")).message_type.name == "METHOD_RETURN"
-        await wait_until(lambda: daemon.transaction == "", timeout=3)
+        await wait_until(lambda: daemon.reconciler.transaction.state == "", timeout=3)
         await asyncio.sleep(0.1)
         assert layout.etc_hostname.read_text() == "confirmed\n"
         nothing = await hostd_call(bus, "Confirm")

@@ -5,11 +5,19 @@ from pathlib import Path
 
 import pytest
 
+from hostd import config as cfg
+from hostd import engine
 from hostd.layout import Layout
 from hostd.steps import state
+from hostd.steps.base import Context, Facts, Step, StepResult
 
 ED25519_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f me@laptop"
 UUID = "0123456789abcdef0123456789abcdef"
+WIFI = (
+    "[connection]\nid=home\nuuid=5f0c4b8e-8a3b-4a36-9d57-b5a1c0c6a001\ntype=wifi\n[wifi]\nssid=home\n"
+    "[wifi-security]\nkey-mgmt=wpa-psk\npsk=SuperSecret123\n"
+)
+WIRED = "[connection]\nid=wired\nuuid=5f0c4b8e-8a3b-4a36-9d57-b5a1c0c6a002\ntype=ethernet\n"
 SHIPPED_JOURNALD_DEFAULTS = Path(__file__).parents[2] / "units/conf/journald.conf.d/50-hostd-defaults.conf"
 
 
@@ -45,6 +53,14 @@ class DeviceRoot:
         path = self.layout.boot_connections / name
         path.write_bytes(content.encode() if isinstance(content, str) else content)
         return path
+
+    def context(self, facts: Facts | None = None) -> Context:
+        return Context(cfg.load(self.layout).config, self.layout, facts or Facts())
+
+    def run_step(self, step: Step, facts: Facts | None = None, *, apply: bool = True) -> StepResult:
+        """One step, planned and (with ``apply``) applied, with the device's config.json."""
+        [result] = engine.run(self.context(facts), [step], apply=apply)
+        return result
 
     def snapshot(self) -> dict[str, tuple[int, int, int]]:
         """(inode, mtime_ns, mode) of every file and directory under the root."""

@@ -6,20 +6,12 @@ import json
 import os
 import stat
 
-import pytest
-
 from hostd import config as cfg
 from hostd import engine
 from hostd.steps import ALL_STEPS, STEPS_BY_NAME
 from hostd.steps.base import Context, Facts
 
-from .conftest import ED25519_KEY, UUID
-
-WIFI = (
-    "[connection]\nid=home\nuuid=5f0c4b8e-8a3b-4a36-9d57-b5a1c0c6a001\ntype=wifi\n[wifi]\nssid=home\n"
-    "[wifi-security]\nkey-mgmt=wpa-psk\npsk=SuperSecret123\n"
-)
-WIRED = "[connection]\nid=wired\nuuid=5f0c4b8e-8a3b-4a36-9d57-b5a1c0c6a002\ntype=ethernet\n"
+from .conftest import ED25519_KEY, UUID, WIFI, WIRED
 
 
 def apply(device, facts: Facts | None = None) -> dict[str, engine.StepResult]:
@@ -123,29 +115,6 @@ def test_turning_features_off_removes_their_files(device) -> None:
     assert {c.kind for c in results["ssh"].changes} == {"remove"}
 
 
-def test_journald_dropin_only_when_config_differs_from_the_shipped_defaults(device) -> None:
-    device.write_config({"uuid": UUID, "os": {"journal": {"runtimeMaxUse": "16M"}}})
-    assert [c.kind for c in apply(device)["logging"].changes] == ["write"]
-    assert "RuntimeMaxUse=16M" in device.layout.journald_dropin.read_text()
-    device.write_config({"uuid": UUID, "os": {"journal": {"systemMaxUse": "64M"}}})  # unused while volatile
-    assert [c.kind for c in apply(device)["logging"].changes] == ["remove"]
-    device.layout.journald_defaults.unlink()  # an image without them: journald's own defaults are not ours
-    apply(device)
-    assert "Storage=volatile" in device.layout.journald_dropin.read_text()
-
-
-def test_dns_modes_and_network_servers(device) -> None:
-    device.write_config({"uuid": UUID, "dnsServers": "1.1.1.1"})
-    apply(device, Facts(network_dns_servers=("192.168.1.1",)))
-    assert device.layout.dnsmasq_servers.read_text() == "server=192.168.1.1\nserver=1.1.1.1\n"
-    device.write_config({"uuid": UUID, "dnsServers": "1.1.1.1", "os": {"dns": {"mode": "exclusive"}}})
-    apply(device, Facts(network_dns_servers=("192.168.1.1",)))
-    assert device.layout.dnsmasq_servers.read_text() == "server=1.1.1.1\n"
-    device.write_config({"uuid": UUID, "dnsServers": "null"})
-    apply(device)
-    assert device.layout.dnsmasq_servers.read_text() == ""
-
-
 def test_missing_uuid_is_written_back_preserving_other_keys(device) -> None:
     original = '{\n  "apiKey": "k",\n  "applicationId": 5,\n  "hostname": "dev"\n}\n'
     device.write_config(original)
@@ -185,45 +154,8 @@ def test_failing_step_is_isolated(device, monkeypatch) -> None:
     assert device.layout.chrony_sources.exists()
 
 
-def test_reset_flag_wipes_overlay_once(device) -> None:
-    device.write_config({"uuid": UUID})
-    leftover = device.layout.state / "root-overlay" / "etc" / "stale"
-    leftover.parent.mkdir(parents=True)
-    leftover.write_text("old")
-    apply(device)
-    assert not leftover.exists()
-    assert (device.layout.state / "remove_me_to_reset").exists()
-    assert (device.layout.data / "remove_me_to_reset").exists()
-    assert (device.layout.state / "root-overlay/etc/NetworkManager/system-connections").is_dir()
-    assert (device.layout.state / "root-overlay/etc/hostname").is_file()
-    assert (device.layout.data / "root-overlay/var/log/journal").is_dir()
-    kept = device.layout.state / "root-overlay" / "etc" / "kept"
-    kept.write_text("new")
-    apply(device)
-    assert kept.exists()
-
-
 def test_steps_for_keys() -> None:
     names = [step.NAME for step in engine.steps_for_keys({"dnsServers"})]
     assert "dns" in names and "ntp" not in names and "hostname" not in names
     assert {"state", "connections", "dispatcher"} <= set(names)  # file-driven steps always run
     assert {s.NAME for s in engine.steps_for_keys(cfg.Config().values_by_key())} == {s.NAME for s in ALL_STEPS}
-
-
-def test_every_step_declares_name_and_keys() -> None:
-    known = set(cfg.Config().values_by_key())
-    for step in ALL_STEPS:
-        assert step.NAME and isinstance(step.KEYS, frozenset)
-        assert known >= step.KEYS, step.NAME
-
-
-@pytest.mark.parametrize("mode", [0o644, 0o666])
-def test_wrong_mode_is_fixed_without_rewrite(device, mode) -> None:
-    device.write_config({"uuid": UUID, "os": {"sshKeys": [ED25519_KEY]}})
-    apply(device)
-    keys = device.layout.authorized_keys
-    os.chmod(keys, mode)
-    inode = keys.stat().st_ino
-    results = apply(device)
-    assert [c.kind for c in results["ssh"].changes] == ["chmod"]
-    assert stat.S_IMODE(keys.stat().st_mode) == 0o600 and keys.stat().st_ino == inode

@@ -8,8 +8,7 @@ from hostd import config as cfg
 from hostd import engine, generations
 from hostd.steps.base import Context
 
-from .conftest import UUID
-from .test_engine import WIFI, WIRED
+from .conftest import UUID, WIFI, WIRED
 
 
 def inputs_of(device) -> generations.Inputs:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from hostd.steps.base import Context, Plan, plan_file
+from hostd import keys
+from hostd.steps.base import Context, Event, Plan, plan_file
 
 NAME = "network-config"
-KEYS = frozenset(
-    {
-        "os.network.connectivity.uri",
-        "os.network.connectivity.interval",
-        "os.network.connectivity.response",
-        "os.network.wifi.randomMacAddressScan",
-    }
+KEYS = keys.read_by(NAME)
+TRIGGERS: frozenset[Event] = frozenset()
+NO_LIVE_EFFECT = (
+    "NetworkManager reads its conf.d when it starts; at boot hostd runs before it, "
+    "at runtime the file is what its next start reads"
 )
 
 

@@ -2,15 +2,33 @@
 
 journald starts long before hostd, with the shipped defaults (units/conf/journald.conf.d).  When
 config.json asks for just that, no drop-in is written, so journald is not restarted at every boot.
+Live: journald restarted (and flushed to disk when persistent) through systemd when the drop-in
+changed; the journal's disk usage recorded for the API.
 """
 
 from __future__ import annotations
 
-from hostd import fsutil
-from hostd.steps.base import Context, Plan, plan_file
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hostd import fsutil, keys
+from hostd.bus import errors
+from hostd.steps.base import Context, Event, Outcome, Plan, StepResult, plan_file
+
+if TYPE_CHECKING:
+    from hostd.bus.services import Services
+
+log = logging.getLogger("hostd.steps.logging")
 
 NAME = "logging"
-KEYS = frozenset({"persistentLogging", "os.journal.runtimeMaxUse", "os.journal.systemMaxUse"})
+KEYS = keys.read_by(NAME)
+TRIGGERS = frozenset({Event.JOURNALD_RETURNED})
+
+
+@dataclass(frozen=True)
+class JournalUsage:
+    bytes: int
 
 
 def render(ctx: Context) -> str:
@@ -35,3 +53,19 @@ def plan(ctx: Context) -> Plan:
     as_shipped = shipped is not None and _settings(shipped.decode("utf-8", "replace")) == _settings(content)
     plan_file(result, ctx.layout, ctx.layout.journald_dropin, None if as_shipped else content.encode())
     return result
+
+
+async def apply_live(services: Services, ctx: Context, result: StepResult) -> Outcome:
+    outcome = Outcome()
+    journald = services.journald
+    if result.changes:
+        await journald.restart()  # through systemd on the bus
+    if not ctx.layout.is_live:
+        return outcome  # journalctl acts on the running system's journal, not on a root directory
+    if result.changes and ctx.config.persistent_logging:
+        await journald.flush()
+    try:
+        outcome.record = JournalUsage(await journald.disk_usage())
+    except errors.BusError as exc:
+        log.debug("journal disk usage unknown: %s", exc)
+    return outcome

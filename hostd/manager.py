@@ -1,0 +1,103 @@
+"""io.hostd1's methods (``api.Host``): reads answered from the view, changes made through the reconciler.
+
+The changes that edit config.json (SetHostname, SetPersistentLogging, Try) write it power-safely,
+under the reconciler's lock, and tell the watch that hostd itself made the change.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from hostd import config as config_model
+from hostd import engine, fsutil, generations
+from hostd.api import ApiError, InvalidArgument
+from hostd.reconciler import Reconciler
+from hostd.steps.base import Context
+from hostd.view import View
+from hostd.watch import ConfigWatch
+
+
+class Manager:
+    def __init__(self, reconciler: Reconciler, view: View, watch: ConfigWatch) -> None:
+        self.reconciler = reconciler
+        self.view = view
+        self.watch = watch
+        self.layout = reconciler.layout
+
+    def describe(self) -> dict[str, Any]:
+        return self.view.describe()
+
+    def plan(self) -> dict[str, Any]:
+        loaded = config_model.load(self.layout)
+        if loaded.error is not None:
+            raise ApiError("ConfigInvalid", str(loaded.error))
+        ctx = Context(loaded.config, self.layout, self.reconciler.facts())
+        return {"steps": [result.as_dict() for result in engine.run(ctx, apply=False)]}
+
+    async def reload(self) -> None:
+        await self.reconciler.reconcile()
+
+    async def set_hostname(self, name: str) -> None:
+        folded = name.lower()
+        if name and not config_model.is_hostname_label(folded):
+            raise InvalidArgument(
+                f"{name!r} is not a valid hostname (1-63 of a-z, 0-9 and '-', not starting or ending with '-')"
+            )
+        await self._set_config_key("hostname", folded)
+
+    async def set_persistent_logging(self, enabled: bool) -> None:
+        await self._set_config_key("persistentLogging", bool(enabled))
+
+    async def confirm(self) -> None:
+        if not self.reconciler.transaction.confirm():
+            raise ApiError("NothingToConfirm", "no change is waiting for confirmation")
+
+    async def try_apply(self, config: str, timeout: int) -> None:
+        """Apply ``config`` (written as config.json first; "" = config.json as it is), and roll it back
+        unless Confirm() comes within ``timeout`` seconds.  Taking the new file here, under the
+        lock, means the config.json watcher cannot apply and keep it before the trial starts."""
+        if not 5 <= timeout <= 3600:
+            raise InvalidArgument(f"timeout {timeout} is outside 5..3600 seconds")
+        reconciler = self.reconciler
+        async with reconciler.lock:
+            if config:
+                path = self.layout.config_json
+                raw = config.encode()
+                try:
+                    config_model.parse(raw, "the config given to Try")
+                except config_model.ConfigError as exc:
+                    raise InvalidArgument(str(exc)) from None
+                mode = os.stat(path).st_mode & 0o777 if path.exists() else 0o644
+                if fsutil.read_bytes(path) != raw:
+                    fsutil.atomic_write(path, raw, mode)
+                self.watch.mark_seen()
+            loaded, good = config_model.load(self.layout), reconciler.store.good()
+            if (
+                loaded.raw is not None
+                and good is not None
+                and reconciler.applied_id == good
+                and generations.read_inputs(self.layout, loaded.raw).id == good
+            ):
+                # Already kept (the config.json watcher probed it first): a trial would have nothing to
+                # roll back to, and would record the last-known-good generation as rejected.
+                raise ApiError(
+                    "NothingToTry", f"config.json (generation {good}) is applied and kept already; nothing to try"
+                )
+            await reconciler.try_locked(timeout)
+
+    async def _set_config_key(self, key: str, value: Any) -> None:
+        path = self.layout.config_json
+        async with self.reconciler.lock:
+            try:
+                raw = path.read_bytes()
+                config_model.parse(raw, path)
+            except OSError as exc:
+                raise ApiError("ConfigUnreadable", f"{path}: cannot be read: {exc.strerror}") from None
+            except config_model.ConfigError as exc:
+                raise ApiError("ConfigInvalid", f"fix config.json first: {exc}") from None
+            new = config_model.with_key_set(raw, key, value)
+            if new != raw:
+                fsutil.atomic_write(path, new, os.stat(path).st_mode & 0o777)
+        self.watch.mark_seen()
+        await self.reconciler.reconcile()

@@ -1,0 +1,56 @@
+"""state: the reset flag, bind sources like their targets; the bind mounts made through systemd."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hostd.bus.systemd import unit_name_from_path
+from hostd.steps import state
+from hostd.steps.base import StepStatus
+
+from ..conftest import UUID
+from .fakes import FakeSystemd, services
+
+
+def test_reset_flag_wipes_overlay_once(device) -> None:
+    device.write_config({"uuid": UUID})
+    leftover = device.layout.state / "root-overlay" / "etc" / "stale"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_text("old")
+    device.run_step(state)
+    assert not leftover.exists()
+    assert (device.layout.state / "remove_me_to_reset").exists()
+    assert (device.layout.data / "remove_me_to_reset").exists()
+    assert (device.layout.state / "root-overlay/etc/NetworkManager/system-connections").is_dir()
+    assert (device.layout.state / "root-overlay/etc/hostname").is_file()
+    assert (device.layout.data / "root-overlay/var/log/journal").is_dir()
+    kept = device.layout.state / "root-overlay" / "etc" / "kept"
+    kept.write_text("new")
+    device.run_step(state)
+    assert kept.exists()
+
+
+def test_mounts_are_pending_offline(device) -> None:
+    device.write_config({"uuid": UUID})
+    result = device.run_step(state)
+    assert {c.path for c in result.pending} == set(state.STATE_BIND_PATHS + state.DATA_BIND_PATHS)
+
+
+def test_live_effect_mounts_what_systemd_does_not_hold_yet(device) -> None:
+    device.write_config({"uuid": UUID})
+    result = device.run_step(state)
+    held = unit_name_from_path(str(device.layout.path("/etc/hostname")))
+    systemd = FakeSystemd(active_units={held})
+    outcome = asyncio.run(state.apply_live(services(systemd=systemd), device.context(), result))
+    result.merge(outcome)
+    assert [c.path for c in outcome.converged] == ["/etc/hostname"]
+    assert len(systemd.calls) == len(state.STATE_BIND_PATHS + state.DATA_BIND_PATHS) - 1
+    assert not result.pending and result.status == StepStatus.CHANGED
+    assert "/var/log/journal" in {c.path for c in result.changes}
+
+
+def test_no_systemd_no_mounts(device) -> None:
+    device.write_config({"uuid": UUID})
+    result = device.run_step(state)
+    outcome = asyncio.run(state.apply_live(services(systemd=FakeSystemd(available=False)), device.context(), result))
+    assert outcome.problems == ["systemd is not reachable: bind mounts not made"] and not outcome.made
