@@ -1,0 +1,39 @@
+"""Safe apply's trial state: the values the API shows, confirmation and its timeout."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hostd.transaction import NO_ROLLBACK, Rollback, Transaction, TransactionState
+
+
+def test_states_and_rollback_as_the_api_shows_them() -> None:
+    assert [state.value for state in TransactionState] == ["", "probing", "awaiting-confirm"]
+    assert NO_ROLLBACK.as_tuple() == (0.0, "", "", "") and NO_ROLLBACK.as_dict() is None
+    rollback = Rollback(1.5, "abc", "probe failed", "no DNS")
+    assert rollback.as_dict() == {"when": 1.5, "generation": "abc", "reason": "probe failed", "evidence": "no DNS"}
+
+
+def test_confirm_only_what_waits_for_it() -> None:
+    async def scenario() -> list[object]:
+        transaction = Transaction()
+        refused = transaction.confirm()
+        verdicts = []
+        judged = asyncio.Event()
+
+        async def judge() -> None:
+            verdicts.append(await transaction.confirmation(5))
+            judged.set()
+
+        transaction.begin(TransactionState.AWAITING_CONFIRM, judge())
+        await asyncio.sleep(0)
+        accepted = transaction.confirm()
+        await asyncio.wait_for(judged.wait(), 5)
+        return [refused, accepted, verdicts[0].passed]
+
+    assert asyncio.run(scenario()) == [False, True, True]
+
+
+def test_unconfirmed_within_the_timeout_fails() -> None:
+    verdict = asyncio.run(Transaction().confirmation(0.01))
+    assert not verdict.passed and verdict.reason == "not confirmed within 0.01 s"
