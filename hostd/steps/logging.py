@@ -26,11 +26,6 @@ KEYS = keys.read_by(NAME)
 TRIGGERS = frozenset({Event.JOURNALD_RETURNED})
 
 
-@dataclass(frozen=True)
-class JournalUsage:
-    bytes: int
-
-
 def render(ctx: Context) -> str:
     cfg = ctx.config
     lines = ["# Written by hostd from config.json; do not edit.", "[Journal]"]
@@ -53,6 +48,13 @@ def plan(ctx: Context) -> Plan:
     as_shipped = shipped is not None and _settings(shipped.decode("utf-8", "replace")) == _settings(content)
     plan_file(result, ctx.layout, ctx.layout.journald_dropin, None if as_shipped else content.encode())
     return result
+
+
+@dataclass(frozen=True)
+class JournalUsage:
+    """The journal's disk usage, as the live effect last read it."""
+
+    bytes: int
 
 
 async def apply_live(services: Services, ctx: Context, result: StepResult) -> Outcome:

@@ -8,10 +8,7 @@ from hostd.steps.base import Context, Event, Plan, plan_file
 NAME = "network-config"
 KEYS = keys.read_by(NAME)
 TRIGGERS: frozenset[Event] = frozenset()
-NO_LIVE_EFFECT = (
-    "NetworkManager reads its conf.d when it starts; at boot hostd runs before it, "
-    "at runtime the file is what its next start reads"
-)
+NO_LIVE_EFFECT = "NetworkManager reads its conf.d when it starts: at boot after hostd, at runtime at its next start"
 
 
 def render(ctx: Context) -> str | None:

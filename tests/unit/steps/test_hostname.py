@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hostd.steps import hostname
 
 from ..conftest import UUID
 
 
-def test_hostname_or_uuid_prefix(device) -> None:
-    device.write_config({"uuid": UUID, "hostname": "Kitchen"})
+@pytest.mark.parametrize(("given", "written"), [({"hostname": "Kitchen"}, "kitchen\n"), ({}, UUID[:7] + "\n")])
+def test_hostname_or_uuid_prefix(device, given, written) -> None:
+    device.write_config({"uuid": UUID, **given})
     device.run_step(hostname)
-    assert device.layout.etc_hostname.read_text() == "kitchen\n"
-    device.write_config({"uuid": UUID})
-    device.run_step(hostname)
-    assert device.layout.etc_hostname.read_text() == UUID[:7] + "\n"
+    assert device.layout.etc_hostname.read_text() == written
