@@ -1,0 +1,61 @@
+"""The API's view shows what the services were given and reported, recorded when it happened."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from hostd import config as cfg
+from hostd.reconciler import Applied, Reconciler
+from hostd.steps import dns, ntp
+from hostd.steps import logging as logging_step
+from hostd.view import View
+
+from .conftest import UUID
+
+
+def make_view(device) -> tuple[View, Reconciler, SimpleNamespace]:
+    services = SimpleNamespace(
+        networkmanager=SimpleNamespace(attached=True, dns_servers=["192.168.1.1"]),
+        hostname1=SimpleNamespace(available=False),
+        timedate1=SimpleNamespace(available=False),
+        modemmanager=SimpleNamespace(modems={}),
+        avahi=SimpleNamespace(available=False),
+        degraded=lambda: {"avahi": "not running"},
+    )
+    reconciler = Reconciler(
+        device.layout,
+        services,  # type: ignore[arg-type]
+        probe_resolver=("127.0.0.2", 53),
+        publish=lambda: None,
+        reconciled=lambda results, outcome: None,
+    )
+    return View(reconciler, services), reconciler, services  # type: ignore[arg-type]
+
+
+def test_dns_servers_are_what_dnsmasq_was_given_not_computed_again(device) -> None:
+    device.write_config({"uuid": UUID, "dnsServers": "1.1.1.1"})
+    view, reconciler, services = make_view(device)
+    reconciler.applied = Applied(cfg.load(device.layout).config, device.layout, None)
+    assert view.properties()["DnsServers"] == []  # nothing given yet
+    reconciler.records[dns.NAME] = dns.Given(("10.0.0.1", "1.1.1.1"))
+    services.networkmanager.dns_servers = ["172.16.0.1"]  # the network's servers changed since
+    props = view.properties()
+    assert props["DnsServers"] == ["10.0.0.1", "1.1.1.1"] and view.describe()["dns"]["servers"] == props["DnsServers"]
+
+
+def test_records_of_the_live_effects(device) -> None:
+    device.write_config({"uuid": UUID})
+    view, reconciler, _ = make_view(device)
+    reconciler.records[logging_step.NAME] = logging_step.JournalUsage(4096)
+    reconciler.records[ntp.NAME] = ntp.Tracking("PHC0", 1, "normal", True, 0.5)
+    document = view.describe()
+    assert document["logging"]["journalUsage"] == 4096
+    assert document["time"]["tracking"] == {
+        "reference": "PHC0",
+        "stratum": 1,
+        "leapStatus": "normal",
+        "synchronized": True,
+        "systemTimeOffset": 0.5,
+    }
+    assert document["generations"]["lastRollback"] is None and document["degraded"] == {"avahi": "not running"}
+    assert view.status_line() == "0 steps applied; degraded: avahi"
