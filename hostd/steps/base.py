@@ -5,7 +5,7 @@ A step is a module named after it with ``NAME``, ``KEYS`` (the config.json keys 
 either ``apply_live`` (its live effect) or ``NO_LIVE_EFFECT`` (why it needs none).  A planned
 change carries the action that performs it, so applying a plan does exactly what the plan said
 and nothing else; an empty plan means converged.  Nothing here touches D-Bus: a live effect is
-given the service adapters by the daemon.
+given the service adapters by the reconciler.
 """
 
 from __future__ import annotations

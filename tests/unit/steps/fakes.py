@@ -59,9 +59,6 @@ class FakeSystemd:
         self.calls.append(("try-restart", unit))
         return JobResult.DONE
 
-    def followed_unit_state(self, unit: str) -> ActiveState | None:
-        return None
-
 
 @dataclass
 class FakeJournald:

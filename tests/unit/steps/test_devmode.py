@@ -27,3 +27,6 @@ def test_units_switched_only_when_the_environment_changed(device) -> None:
         asyncio.run(devmode.apply_live(services(systemd=systemd), device.context(), result))
     # units the device does not have are left alone
     assert systemd.calls == [("start", "getty@tty1.service"), ("try-restart", "sshd.service")]
+    device.write_config({"uuid": UUID})
+    asyncio.run(devmode.apply_live(services(systemd=systemd), device.context(), device.run_step(devmode)))
+    assert systemd.calls[2:] == [("stop", "getty@tty1.service"), ("try-restart", "sshd.service")]
