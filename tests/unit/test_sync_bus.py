@@ -11,7 +11,7 @@ from dbus_fast._private.unmarshaller import Unmarshaller
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hostd import sync_bus
+from hostd import cli, sync_bus
 
 SIGNATURE = "sua{sv}a(sss)bxdayga{ss}"
 VALUES = (
@@ -74,8 +74,10 @@ def test_split_signature() -> None:
 
 def test_hostctl_online_commands_load_neither_asyncio_nor_dbus_fast() -> None:
     # What `hostctl status` imports before it talks to the bus: not asyncio, not dbus-fast.
-    code = (
-        "import sys; from hostd import cli, client; cli.build_parser();"
-        "print(sorted({'asyncio', 'dbus_fast'} & set(sys.modules)))"
-    )
+    code = "import sys; from hostd import cli, client;print(sorted({'asyncio', 'dbus_fast'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_status_read_without_the_parser_as_the_parser_reads_it() -> None:
+    for argv, expected in cli.STATUS_ARGS.items():
+        assert vars(cli.build_parser().parse_args(list(argv))) == expected
