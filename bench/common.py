@@ -154,11 +154,8 @@ class Device:
         return int(out.strip())
 
     def describe(self) -> dict[str, Any]:
-        from bench.dbuswire import Connection, marshal_call
+        from hostd import sync_bus
 
-        connection = Connection(self.bus_address)
-        try:
-            _, text = connection.call(marshal_call("io.hostd1", "/io/hostd1", "io.hostd1.Manager", "Describe"))
-        finally:
-            connection.close()
+        with sync_bus.Connection(self.bus_address) as connection:
+            [text] = connection.call("io.hostd1", "/io/hostd1", "io.hostd1.Manager", "Describe")
         return json.loads(text)

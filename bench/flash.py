@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from bench.common import Device, Report, Row
-from bench.dbuswire import Connection, marshal_call
+from hostd import sync_bus
 
 SETTLE_SECONDS = 3.0  # after READY=1: services appearing make hostd re-apply some steps
 OTHERS = (  # (partition, relative path prefix): directories other services write
@@ -93,10 +93,8 @@ def _fs_type(path: Path) -> str:
 
 
 def _reload(address: str) -> None:
-    connection = Connection(address)
-    connection.sock.settimeout(120)
-    connection.call(marshal_call("io.hostd1", "/io/hostd1", "io.hostd1.Manager", "Reload"))
-    connection.close()
+    with sync_bus.Connection(address, timeout=120) as connection:
+        connection.call("io.hostd1", "/io/hostd1", "io.hostd1.Manager", "Reload")
 
 
 def run(device: Device, report: Report) -> None:

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from bench.common import Device, Report, Row
-from bench.dbuswire import Connection, marshal_call
+from hostd import sync_bus
 
 SIZES = (10, 100, 1000)
 TARGET_1000_S = 2.0
@@ -57,12 +57,9 @@ def profile(prefix: str, index: int) -> str:
 
 
 def _call(address: str, member: str) -> str:
-    connection = Connection(address)
-    connection.sock.settimeout(TIMEOUT_S)
-    try:
-        return connection.call(marshal_call("io.hostd1", "/io/hostd1", "io.hostd1.Manager", member))[1]
-    finally:
-        connection.close()
+    with sync_bus.Connection(address, timeout=TIMEOUT_S) as connection:
+        reply = connection.call("io.hostd1", "/io/hostd1", "io.hostd1.Manager", member)
+    return reply[0] if reply else ""
 
 
 def _swap(connections: Path, replacement: Path, aside: Path) -> None:

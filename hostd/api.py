@@ -18,9 +18,10 @@ from typing import Any, Protocol
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
-BUS_NAME = "io.hostd1"
-OBJECT_PATH = "/io/hostd1"
-INTERFACE = "io.hostd1.Manager"
+from hostd.bus.names import HOSTD_INTERFACE as INTERFACE
+from hostd.bus.names import HOSTD_NAME as BUS_NAME
+from hostd.bus.names import HOSTD_PATH as OBJECT_PATH
+
 ERROR_PREFIX = "io.hostd1.Error."
 ERROR_ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
 ERROR_INVALID_ARGS = "org.freedesktop.DBus.Error.InvalidArgs"

@@ -17,8 +17,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
+# -I: no PYTHON* variables, user site or script directory on sys.path (a root daemon imports from
+# the image only); -S: no site module, a third of the interpreter's start, for nothing hostd needs
+# (the standard library and LIBDIR).  One word: the kernel passes the shebang's rest as one argument.
 TEMPLATE = """\
-#!/usr/bin/python3
+#!/usr/bin/python3 -IS
 import sys
 
 sys.dont_write_bytecode = True  # compiled at install (postinst): nothing written to the root at run time

@@ -1,7 +1,12 @@
-"""Every D-Bus name hostd uses as a client: bus names, object paths, interfaces, error names.
+"""Every D-Bus name hostd uses: bus names, object paths, interfaces, error names.
 
 Nothing else in hostd spells these strings; tests and fakes import them from here too.
 """
+
+# hostd's own API (exported by hostd.api, called by hostctl)
+HOSTD_NAME = "io.hostd1"
+HOSTD_PATH = "/io/hostd1"
+HOSTD_INTERFACE = "io.hostd1.Manager"
 
 # The bus itself
 DBUS_NAME = "org.freedesktop.DBus"

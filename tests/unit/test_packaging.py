@@ -484,8 +484,15 @@ def test_launchers_call_every_console_script(tmp_path: Path) -> None:
         launcher = tmp_path / name
         module, function = target.split(":")
         text = launcher.read_text()
-        assert text.startswith("#!/usr/bin/python3\n") and launcher.stat().st_mode & 0o111
+        assert text.startswith("#!/usr/bin/python3 -IS\n") and launcher.stat().st_mode & 0o111
         assert 'sys.path.insert(0, "/usr/lib/hostd/python")' in text
         assert text.index("sys.dont_write_bytecode = True") < text.index("sys.path.insert")
         assert f"from {module} import {function}" in text
         compile(text, name, "exec")
+
+
+def test_launchers_run_without_site_packages(tmp_path: Path) -> None:
+    # -I -S: only the standard library and the private directory are importable, as on a device.
+    launchers.main([str(tmp_path), str(REPO)])
+    done = subprocess.run([str(tmp_path / "hostctl"), "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "usage: hostctl" in done.stdout, done.stderr
