@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hostd import cli
 
-from .test_daemon import UUID, make_root, running_daemon
+from .test_daemon import UUID, client, hostd_call, make_root, running_daemon
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,12 +25,12 @@ def hostctl(address: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 async def test_status_json_is_describe(tmp_path: Path, bus_address: str) -> None:
     layout = make_root(tmp_path, {"uuid": UUID, "hostname": "kitchen", "dnsServers": "1.1.1.1"})
-    async with running_daemon(layout, bus_address) as daemon:
+    async with running_daemon(layout, bus_address), client(bus_address) as bus:
         done = await asyncio.to_thread(hostctl, bus_address, "status", "--json")
         assert done.returncode == cli.EXIT_OK, done.stderr
         state = json.loads(done.stdout)
         assert state["staticHostname"] == "kitchen"
-        assert state == json.loads(json.dumps(daemon.describe()))
+        assert state == json.loads((await hostd_call(bus, "Describe")).body[0])
 
         done = await asyncio.to_thread(hostctl, bus_address, "dns")
         assert done.returncode == cli.EXIT_OK and "1.1.1.1" in done.stdout
