@@ -160,16 +160,31 @@ def test_missing_uuid_is_written_back_preserving_other_keys(device) -> None:
     assert device.snapshot() == before
 
 
-def test_broken_config_uses_last_known_good_and_leaves_file(device) -> None:
+def test_a_bad_value_holds_back_its_key_alone_and_leaves_the_file(device) -> None:
     device.write_config({"uuid": UUID, "hostname": "good"})
     apply(device)
-    device.write_config('{"uuid": "' + UUID + '", "hostname": "bad host"}')
+    device.write_config('{"uuid": "' + UUID + '", "hostname": "bad host", "ntpServers": "a.example.com"}')
     loaded = cfg.load(device.layout)
-    assert loaded.source == "last-known-good" and "'bad host'" in str(loaded.error)
+    assert loaded.source == "config.json" and loaded.error is None
+    [held] = loaded.held_back
+    assert (held.pointer, held.fallback) == ("/hostname", "last-known-good") and "'bad host'" in held.message
+    results = apply(device)
+    assert device.layout.etc_hostname.read_text() == "good\n"
+    assert device.layout.chrony_sources.read_text() == "pool a.example.com iburst\n"  # the other keys apply
+    assert all(r.status != "failed" for r in results.values())
+    assert "bad host" in device.layout.config_json.read_text()
+
+
+def test_unreadable_config_uses_last_known_good_and_leaves_file(device) -> None:
+    device.write_config({"uuid": UUID, "hostname": "good"})
+    apply(device)
+    device.write_config('{"uuid": "' + UUID + '", "hostname": ')
+    loaded = cfg.load(device.layout)
+    assert loaded.source == "last-known-good" and "not valid JSON" in str(loaded.error)
     results = apply(device)
     assert device.layout.etc_hostname.read_text() == "good\n"
     assert all(r.status == "ok" for r in results.values())
-    assert "bad host" in device.layout.config_json.read_text()
+    assert device.layout.config_json.read_text().endswith('"hostname": ')
 
 
 def test_failing_step_is_isolated(device, monkeypatch) -> None:
