@@ -391,14 +391,6 @@ def load(layout: Layout) -> LoadedConfig:
     return LoadedConfig(Config(), "defaults", None, raw, error, path=str(path))
 
 
-def save_last_known_good(layout: Layout, raw: bytes) -> bool:
-    """Keep a copy of a config that was applied; True when written (nothing is written if unchanged)."""
-    if fsutil.file_differs(layout.last_known_good, raw, 0o600) is None:
-        return False
-    fsutil.atomic_write(layout.last_known_good, raw, 0o600)
-    return True
-
-
 def with_key_set(raw: bytes, key: str, value: Any) -> bytes:
     """config.json bytes with a top-level key set, every other byte kept where possible.
 

@@ -327,8 +327,7 @@ class Daemon:
         result.duration += time.monotonic() - started
 
     def _promote(self, candidate: str, loaded: config_model.LoadedConfig) -> None:
-        self.store.promote(candidate)
-        engine.keep_last_known_good(loaded, Context(loaded.config, self.layout))
+        self.store.promote(candidate, config_model.applied_values(loaded.config))
 
     async def _judge(self, candidate: str, loaded: config_model.LoadedConfig, timeout: float, *, confirm: bool) -> None:
         """Keep the candidate if it passes (probe or confirmation) within ``timeout``, else roll back."""
