@@ -42,7 +42,7 @@ class Inputs:
     def id(self) -> str:
         digest = hashlib.sha256(b"config.json\0" + self.config)
         for name in sorted(self.files):
-            digest.update(b"\0" + name.encode() + b"\0" + hashlib.sha256(self.files[name]).digest())
+            digest.update(b"\0" + os.fsencode(name) + b"\0" + hashlib.sha256(self.files[name]).digest())
         return digest.hexdigest()[:16]
 
     def files_differ(self, other: Inputs | None) -> bool:
