@@ -221,7 +221,9 @@ class Daemon:
     async def _reconcile(self, *, full: bool, trial: str | None, trial_timeout: float = 0) -> list[StepResult]:
         loaded = await asyncio.to_thread(config_model.load, self.layout)
         self.loaded = loaded
-        self.config_error = str(loaded.error) if loaded.error else ""
+        self.config_error = loaded.problems
+        for problem in (*loaded.held_back, *loaded.adjusted):
+            log.warning("%s: %s", loaded.path, problem)
         if loaded.error is not None:
             log.error("%s", loaded.error)
             if self.applied is not None:
@@ -478,6 +480,10 @@ class Daemon:
             ],
             "ConfigSource": self.loaded.source if self.loaded else "",
             "ConfigError": self.config_error,
+            "HeldBack": [
+                (entry.pointer, entry.message, entry.fallback)
+                for entry in (self.loaded.held_back if self.loaded else ())
+            ],
             "Steps": self._step_tuples(self._ordered_results()),
             "Degraded": sorted(self.effects.degraded()),
             "Generation": self.applied_id,
@@ -503,6 +509,9 @@ class Daemon:
             "config": {
                 "source": props["ConfigSource"],
                 "error": props["ConfigError"],
+                "heldBack": [
+                    dict(zip(("pointer", "message", "fallback"), entry, strict=True)) for entry in props["HeldBack"]
+                ],
                 "path": str(self.layout.config_json),
             },
             "logging": {"persistent": props["PersistentLogging"], "journalUsage": props["JournalUsage"]},
