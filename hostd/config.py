@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import json
-import logging
 import os
 import re
 import stat
@@ -21,12 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from hostd import fsutil, keys
-from hostd.keys import is_hostname_label, size_in_bytes, ssh_key_problem
+from hostd.keys import is_hostname_label  # noqa: F401  (SetHostname checks a name with it)
 from hostd.layout import Layout
-
-__all__ = ["is_hostname_label", "size_in_bytes", "ssh_key_problem"]  # validation helpers others use
-
-log = logging.getLogger("hostd.config")
 
 MAX_CONFIG_BYTES = 1024 * 1024
 LAST_KNOWN_GOOD = "last-known-good"
@@ -160,11 +155,10 @@ def _lookup(document: dict[str, Any], key: keys.Key) -> tuple[Any, str | None]:
 
 def _problem_text(key: keys.Key, value: Any, problem: str) -> str:
     # A credential in a URI must not reach a log, the API or a terminal: name the key instead.
-    shown = (
-        "the value (withheld: it may carry a credential)"
-        if key.secret
-        else _show(value, 40 if key.name == "os.sshKeys" else 60)
-    )
+    if key.secret:
+        shown = "the value (withheld: it may carry a credential)"
+    else:
+        shown = _show(value, 40 if key.name == "os.sshKeys" else 60)  # a key line is long: its start says which
     return f"{shown} {problem}"
 
 
@@ -201,12 +195,14 @@ class Reading:
     document: dict[str, Any]
     held_back: tuple[HeldBack, ...] = ()
     adjusted: tuple[ConfigIssue, ...] = ()  # values used in the nearest valid form, e.g. "my_device"
+    from_file: frozenset[str] = frozenset()  # keys whose value config.json sets (the others: defaults)
 
 
 def _read_document(document: dict[str, Any], fallback: Config | None) -> Reading:
     values: dict[str, Any] = {}
     held_back: list[HeldBack] = []
     adjusted: list[ConfigIssue] = []
+    from_file: set[str] = set()
     for key in keys.TABLE:
         value, problems, note = _read_key(key, document)
         if problems:
@@ -217,6 +213,8 @@ def _read_document(document: dict[str, Any], fallback: Config | None) -> Reading
             held_back += [HeldBack(key.name, issue.pointer, issue.message, source) for issue in problems]
         elif value is keys.UNSET:
             value = key.default_for(document)
+        else:
+            from_file.add(key.name)
         if note is not None:
             adjusted.append(note)
         values[key.attribute] = value
@@ -224,7 +222,7 @@ def _read_document(document: dict[str, Any], fallback: Config | None) -> Reading
         import secrets  # first boot only
 
         values |= {"uuid": secrets.token_hex(16), "uuid_generated": True}
-    return Reading(Config(**values), document, tuple(held_back), tuple(adjusted))
+    return Reading(Config(**values), document, tuple(held_back), tuple(adjusted), frozenset(from_file))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from hostd import config as config_model
-from hostd import keyfile
+from hostd import keyfile, keys
 from hostd.layout import Layout
 from tests.unit.conftest import DeviceRoot
 
@@ -403,9 +403,16 @@ def check_config_errors(errors: list[dict[str, str]], raw: bytes, path: str) -> 
             continue  # the whole file: unreadable, not JSON, ...
         assert document is not None
         present, value = resolve(document, error["pointer"])
-        assert present or error["message"].endswith("is not an object"), error
-        if present:
+        assert present or error["message"].endswith("not an object"), error
+        secret = any(error["pointer"].startswith(keys.BY_NAME[name].pointer) for name in keys.SECRET)
+        if present and secret:
+            assert "withheld" in error["message"] and (not value or _shown(value) not in error["message"]), error
+        elif present:
             assert names_value(error["message"], value, error["pointer"]), error
+
+
+def _shown(value: Any) -> str:
+    return config_model._show(value).strip("'")
 
 
 def resolve(document: Any, pointer: str) -> tuple[bool, Any]:
