@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import json
 import re
 import shlex
 from collections.abc import Callable, Mapping
@@ -353,13 +354,21 @@ class Key:
     form: Form = field(kw_only=True)
     default: Any = field(kw_only=True, default=None)  # the model value when not set
     derive: Callable[[Mapping[str, Any]], Any] | None = field(kw_only=True, default=None)  # default from other keys
-    default_text: str = field(kw_only=True)  # the README's "default" column
+    default_text: str = field(kw_only=True, default="")  # the README's "default" column, when not just `default`
     effect: str = field(kw_only=True)  # the README's "effect" column
 
     @property
     def pointer(self) -> str:
         """RFC 6901 JSON pointer ("/os/dns/mode")."""
         return "/" + "/".join(part.replace("~", "~0").replace("/", "~1") for part in self.name.split("."))
+
+    @property
+    def default_column(self) -> str:
+        if self.default_text:
+            return self.default_text
+        if self.default in ((), None):
+            return "none"
+        return f"`{json.dumps(self.form.to_json(self.default))}`"
 
     def default_for(self, document: Mapping[str, Any]) -> Any:
         """The value when config.json does not set the key (or sets it to something unusable)."""
@@ -393,7 +402,6 @@ TABLE: tuple[Key, ...] = (
         ("logging",),
         form=FLAG,
         default=False,
-        default_text="`false`",
         effect="journal on the data partition",
     ),
     Key(
@@ -402,7 +410,6 @@ TABLE: tuple[Key, ...] = (
         ("logging",),
         form=size("1M", "64G"),
         default="8M",
-        default_text='`"8M"`',
         effect="journald RuntimeMaxUse",
     ),
     Key(
@@ -411,7 +418,6 @@ TABLE: tuple[Key, ...] = (
         ("logging",),
         form=size("1M", "64G"),
         default="32M",
-        default_text='`"32M"`',
         effect="journald SystemMaxUse when persistent",
     ),
     Key(
@@ -431,7 +437,6 @@ TABLE: tuple[Key, ...] = (
         risky=True,
         form=choice("append", "exclusive"),
         default="append",
-        default_text='`"append"`',
         effect="append: after the network's servers; exclusive: only these",
     ),
     Key(
@@ -443,7 +448,6 @@ TABLE: tuple[Key, ...] = (
             lambda server: is_ip(server) or is_fqdn(server), "a host name or an IP address", "host names/IPs", fold=True
         ),
         default=(),
-        default_text="none",
         effect="`pool X iburst` in chrony's sourcedir",
     ),
     Key(
@@ -452,7 +456,6 @@ TABLE: tuple[Key, ...] = (
         ("devmode",),
         form=FLAG,
         default=False,
-        default_text="`false`",
         effect="development features (root SSH without password, engine on tcp 2375, getty)",
     ),
     Key(
@@ -461,7 +464,6 @@ TABLE: tuple[Key, ...] = (
         ("ssh",),
         form=Form("array of OpenSSH public key lines", _ssh_keys),
         default=(),
-        default_text="none",
         effect="authorized_keys_local",
     ),
     Key(
@@ -482,7 +484,6 @@ TABLE: tuple[Key, ...] = (
         risky=True,
         form=whole_number(0, 7 * 24 * 3600, "seconds"),
         default=3600,
-        default_text="`3600`",
         effect="check interval (`0`: no check)",
     ),
     Key(
@@ -509,7 +510,6 @@ TABLE: tuple[Key, ...] = (
         ("udev",),
         form=Form("object: name -> rule text", _udev_rules, to_json=dict),
         default=(),
-        default_text="none",
         effect="`/etc/udev/rules.d/<name>.rules`",
     ),
     # A Wi-Fi domain without the access point's channels cuts the device off.
@@ -529,7 +529,6 @@ TABLE: tuple[Key, ...] = (
         (),
         form=whole_number(5, 3600, "seconds"),
         default=60,
-        default_text="`60`",
         effect="how long a risky change is probed before it is rolled back",
     ),
     Key(
@@ -558,5 +557,5 @@ def readme_table() -> str:
     rows = ["| key | type | default | effect | safe apply |", "|---|---|---|---|---|"]
     for key in TABLE:
         probed = "probed" if key.risky else ""
-        rows.append(f"| `{key.name}` | {key.form.text} | {key.default_text} | {key.effect} | {probed} |")
+        rows.append(f"| `{key.name}` | {key.form.text} | {key.default_column} | {key.effect} | {probed} |")
     return "\n".join(rows) + "\n"
