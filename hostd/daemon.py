@@ -64,15 +64,6 @@ def _stat_stamp(path: Path) -> tuple[int, int, int, int] | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _config_of(inputs: generations.Inputs | None) -> config_model.Config | None:
-    if inputs is None:
-        return None
-    try:
-        return config_model.parse(inputs.config)[0]
-    except config_model.ConfigError:
-        return None
-
-
 class Daemon:
     def __init__(
         self,
@@ -256,7 +247,10 @@ class Daemon:
 
         good = self.store.good()
         baseline = self.applied_inputs if self.applied is not None else (good and self.store.load(good))
-        baseline_config = self.applied if self.applied is not None else _config_of(baseline)
+        # At boot: what the good generation ran with (its held-back keys at their fallback values).
+        baseline_config = self.applied
+        if baseline_config is None and good is not None:
+            baseline_config = config_model.last_known_good(self.layout)
         if self.applied is None or full:
             steps = ALL_STEPS
         else:
