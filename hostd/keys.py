@@ -25,8 +25,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# A value for "not set": the key's default applies.
-UNSET: Any = type("Unset", (), {"__repr__": lambda self: "UNSET"})()
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()  # "not set": the key's default applies
 
 
 class Invalid(ValueError):
@@ -65,7 +70,7 @@ class Form:
 # The supervisor's booleanish strings (lib/validation.ts checkTruthy/checkFalsey), in any case.
 _TRUE = frozenset({"true", "on", "1"})
 _FALSE = frozenset({"false", "off", "0"})
-_WHOLE = re.compile(r"^[+-]?[0-9]+(\.0*)?\Z")  # "300", "300.0": what jq -r prints for 300
+_WHOLE = re.compile(r"^[+-]?[0-9]{1,18}(\.0*)?\Z")  # "300", "300.0": what jq -r prints for 300
 _SIZE = re.compile(r"^([0-9]+)([KMGT]?)\Z")
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 # \Z, not $: $ also matches before a final newline, and "kitchen\n" is not a hostname.
@@ -89,9 +94,9 @@ _SSH_KEY_TYPES = frozenset(
 )
 
 
-def _string(value: Any, what: str = "a string") -> str:
+def _string(value: Any) -> str:
     if not isinstance(value, str):
-        raise _invalid(value, f"is not {what}")
+        raise _invalid(value, "is not a string")
     return value
 
 

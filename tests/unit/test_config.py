@@ -294,7 +294,7 @@ def test_numbers_as_jq_prints_them(value: object) -> None:
     assert reading.config.connectivity_interval == 300 and not reading.held_back
 
 
-@pytest.mark.parametrize("value", ["5m", "3.5", 3.5, "", True, "0x10", [300]])
+@pytest.mark.parametrize("value", ["5m", "3.5", 3.5, "", True, "0x10", [300], "9" * 5000, float("inf")])
 def test_not_a_whole_number(value: object) -> None:
     reading = read({"os": {"safeApply": {"timeout": value}}})
     assert reading.config.safe_apply_timeout == 60
