@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hostd.config import Reading
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -150,7 +153,7 @@ def config_check(path_arg: str | None, as_json: bool) -> int:
     return EXIT_OK if valid else EXIT_INVALID
 
 
-def key_rows(reading: Any) -> list[dict[str, Any]]:
+def key_rows(reading: Reading) -> list[dict[str, Any]]:
     """Per owned key: what applies ("set", "default" or "held-back"), and its value (a secret one withheld)."""
     from hostd import keys
 
