@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hostd import __version__, engine, fsutil, generations, notify
+from hostd import __version__, engine, fsutil, generations, keys, notify
 from hostd import config as config_model
 from hostd.api import Api, ApiError, InvalidArgument
 from hostd.engine import StepResult
@@ -39,21 +39,6 @@ CONFIG_POLL_SECONDS = 1.0
 # bind mounts.  At runtime every effect is awaited in turn, as observers expect.
 AWAITED_EFFECTS = frozenset({"state"})
 DEFAULT_PROBE_RESOLVER = ("127.0.0.2", 53)  # dnsmasq, as balenaOS runs it
-# A change to these keys (or to the boot partition's profiles and scripts) can cut the device
-# off its network: it is kept only once the connectivity probe passes.
-NETWORK_KEYS = frozenset(
-    {
-        "hostname",
-        "dnsServers",
-        "os.dns.mode",
-        "ntpServers",
-        "country",  # a Wi-Fi domain without the access point's channels cuts the device off
-        "os.network.connectivity.uri",
-        "os.network.connectivity.interval",
-        "os.network.connectivity.response",
-        "os.network.wifi.randomMacAddressScan",
-    }
-)
 
 
 def _stat_stamp(path: Path) -> tuple[int, int, int, int] | None:
@@ -257,7 +242,7 @@ class Daemon:
             steps = engine.steps_for_keys(config_model.changed_keys(self.applied, loaded.config))
         risky = (
             baseline_config is None
-            or bool(NETWORK_KEYS & config_model.changed_keys(baseline_config, loaded.config))
+            or bool(keys.RISKY & config_model.changed_keys(baseline_config, loaded.config))
             or inputs.files_differ(baseline)
         )
         if self._trial_task is not None:
