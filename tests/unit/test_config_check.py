@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hostd import cli
+from hostd import cli, engine, layout
+from hostd import config as cfg
+from hostd.steps.base import Context
 
 from .conftest import UUID
 
@@ -79,3 +81,21 @@ def test_not_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_unreadable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["config", "check", str(tmp_path / "missing.json")]) == 2
+
+
+def test_the_devices_own_file_falls_back_to_its_last_known_good(
+    device, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    device.write_config({"uuid": UUID, "dnsServers": "1.1.1.1"})
+    loaded = cfg.load(device.layout)
+    engine.apply_loaded(loaded, Context(loaded.config, device.layout))  # kept as the good generation
+    device.write_config({"uuid": UUID, "dnsServers": "nope"})
+    monkeypatch.setattr(layout, "Layout", lambda: device.layout)
+    assert cli.main(["config", "check", "--json"]) == 1
+    rows = {row["key"]: row for row in json.loads(capsys.readouterr().out)["keys"]}
+    assert rows["dnsServers"] == {
+        "key": "dnsServers",
+        "status": "held-back",
+        "value": ["1.1.1.1"],
+        "fallback": "last-known-good",
+    }
