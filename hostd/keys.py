@@ -75,6 +75,8 @@ _SIZE = re.compile(r"^([0-9]+)([KMGT]?)\Z")
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 # \Z, not $: $ also matches before a final newline, and "kitchen\n" is not a hostname.
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+_LABEL_RULE = "1-63 of a-z, 0-9 and '-', not starting or ending with '-'"
+_NOT_IN_LABEL = re.compile(r"[^a-z0-9]+")
 _UUID = re.compile(r"^[0-9a-f]{32}\Z|^[0-9a-f]{62}\Z")
 _URI = re.compile(r"^https?://[^\s/]+[^\s]*\Z")
 _UDEV_RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,200}\Z")
@@ -239,11 +241,12 @@ def _hostname(value: Any) -> str | Adjusted:
     folded = text.lower()
     if is_hostname_label(folded):
         return folded
-    # balenaOS set "my_device" as is; hostnamed (and so the mDNS name) takes only letters, digits and '-'.
-    nearest = folded.replace("_", "-")
-    if is_hostname_label(nearest):
-        return Adjusted(nearest, f"{text!r} is used as {nearest!r}: a hostname takes a-z, 0-9 and '-', not '_'")
-    raise _invalid(value, "is not a valid hostname (1-63 of a-z, 0-9 and '-', not starting or ending with '-')")
+    # balenaOS set any name as is; hostnamed and Avahi take only a label: the nearest one is used.
+    if text.isascii() and text.isprintable():
+        nearest = _NOT_IN_LABEL.sub("-", folded).strip("-")[:63].rstrip("-")
+        if is_hostname_label(nearest):
+            return Adjusted(nearest, f"{text!r} is used as {nearest!r}: a hostname is {_LABEL_RULE}")
+    raise _invalid(value, f"is not a valid hostname ({_LABEL_RULE})")
 
 
 def ssh_key_problem(line: str) -> str | None:
@@ -397,7 +400,11 @@ TABLE: tuple[Key, ...] = (
         "hostname",
         ("hostname",),
         risky=True,
-        form=Form("RFC 1123 label, folded to lowercase; `_` used as `-` (with a warning)", _hostname),
+        form=Form(
+            "RFC 1123 label, folded to lowercase; another ASCII name is used as the nearest label "
+            "(`my_device` as `my-device`, with a warning)",
+            _hostname,
+        ),
         default_text="first 7 chars of `uuid`",
         effect="static hostname, `<name>.local` over Avahi",
     ),

@@ -221,10 +221,10 @@ async def test_invalid_config_at_runtime_changes_nothing(tmp_path: Path, bus_add
     layout = make_root(tmp_path, {"uuid": UUID, "hostname": "kitchen"})
     async with running_daemon(layout, bus_address), client(bus_address) as bus:
         before = layout.etc_hostname.stat().st_mtime_ns
-        layout.config_json.write_text('{"uuid": "' + UUID + '", "hostname": "bad name"}')
+        layout.config_json.write_text('{"uuid": "' + UUID + '", "hostname": "bäd name"}')
         await hostd_call(bus, "Reload")
         properties = await get_all(bus)
-        assert "/hostname: 'bad name' is not a valid hostname" in properties["ConfigError"].value
+        assert "/hostname: 'bäd name' is not a valid hostname" in properties["ConfigError"].value
         assert properties["StaticHostname"].value == "kitchen"
         assert layout.etc_hostname.stat().st_mtime_ns == before
         refused = await hostd_call(bus, "SetPersistentLogging", "b", True)

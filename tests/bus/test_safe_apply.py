@@ -137,8 +137,8 @@ async def test_try_rolls_back_unless_confirmed(tmp_path: Path, bus_address: str)
         await wait_until(lambda: daemon.transaction == "", timeout=8)
         assert layout.etc_hostname.read_text() == "before\n"
 
-        invalid = await hostd_call(bus, "Try", "su", '{"hostname": "no good"}', 5)
-        assert invalid.error_name == "org.freedesktop.DBus.Error.InvalidArgs" and "'no good'" in invalid.body[0]
+        invalid = await hostd_call(bus, "Try", "su", '{"hostname": "nö good"}', 5)
+        assert invalid.error_name == "org.freedesktop.DBus.Error.InvalidArgs" and "'nö good'" in invalid.body[0]
         assert json.loads(layout.config_json.read_text())["hostname"] == "unconfirmed"  # not written
         await hostd_call(bus, "Try", "su", json.dumps(config(hostname="confirmed")), 5)
         assert (await hostd_call(bus, "Confirm")).message_type.name == "METHOD_RETURN"
