@@ -298,7 +298,7 @@ def applied_values(config: Config) -> bytes:
     return (json.dumps(values, indent=1, ensure_ascii=False) + "\n").encode()
 
 
-def _config_of_applied(raw: bytes) -> Config | None:
+def config_of_applied(raw: bytes) -> Config | None:
     """A configuration from applied_values(); None when it is not one (each value is checked again)."""
     try:
         stored = json.loads(raw)
@@ -320,7 +320,7 @@ def last_known_good(layout: Layout) -> Config | None:
     good = generations.GenerationStore(layout).good_config()
     if good is not None:
         raw, applied = good
-        if applied is not None and (config := _config_of_applied(applied)) is not None:
+        if applied is not None and (config := config_of_applied(applied)) is not None:
             return config
     else:
         raw = fsutil.read_bytes(layout.last_known_good)  # written by hostd before generations; read, never written

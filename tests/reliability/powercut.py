@@ -232,7 +232,7 @@ def check_crash_state(
         generation = layout.hostd_state / "generations" / good
         config_model.read(_content(crashed[_relative(layout, generation / "config.json")]))
         applied = _content(crashed[_relative(layout, generation / generations.APPLIED)])
-        if config_model._config_of_applied(applied) is None:
+        if config_model.config_of_applied(applied) is None:
             raise KeyError(f"{generations.APPLIED} is not the values of a configuration")
     except (KeyError, config_model.ConfigError) as exc:
         violations.append(f"last-known-good generation: unusable after the crash: {exc!r}")

@@ -435,8 +435,8 @@ def test_applied_values_round_trip() -> None:
             "apiEndpoint": "https://api.example.com",
         }
     )
-    assert cfg._config_of_applied(cfg.applied_values(config)) == config
-    assert cfg._config_of_applied(b'{"uuid": 5}') is None
+    assert cfg.config_of_applied(cfg.applied_values(config)) == config
+    assert cfg.config_of_applied(b'{"uuid": 5}') is None
 
 
 # -- secrets ----------------------------------------------------------------------------------------
