@@ -51,6 +51,7 @@ PROPERTIES: dict[str, str] = {
     "Modems": "a(ssssub)",
     "ConfigSource": "s",
     "ConfigError": "s",
+    "HeldBack": "a(sss)",  # config.json keys not applied: pointer, message, fallback
     "Steps": "a(sssdd)",
     "Degraded": "as",
     "Generation": "s",

@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hostd.config import Reading
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -27,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     config_cmd = commands.add_parser("config", help="work with config.json")
     config_sub = config_cmd.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
-    check = config_sub.add_parser("check", help="validate a config.json (exit 0 valid, 1 invalid, 2 unreadable)")
+    check = config_sub.add_parser(
+        "check", help="validate a config.json, key by key (exit 0 valid, 1 a key held back, 2 unreadable)"
+    )
     check.add_argument("path", nargs="?", help="file to check (default: the device's /mnt/boot/config.json)")
     check.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -99,8 +104,10 @@ def config_check(path_arg: str | None, as_json: bool) -> int:
         else:
             print(message, file=sys.stderr)
         return EXIT_UNREADABLE
+    # The device's own file falls back to what the device last ran well; any other file to the defaults.
+    fallback = config_model.last_known_good(Layout()) if path_arg is None else None
     try:
-        config, _ = config_model.parse(raw, path)
+        reading = config_model.read(raw, path, fallback)
     except config_model.ConfigError as exc:
         if as_json:
             _print_json(
@@ -114,23 +121,64 @@ def config_check(path_arg: str | None, as_json: bool) -> int:
         else:
             print(exc, file=sys.stderr)
         return EXIT_INVALID
-    values = config.values_by_key()
+    rows = key_rows(reading)
+    valid = not reading.held_back
     if as_json:
         _print_json(
             {
                 "path": str(path),
-                "valid": True,
+                "valid": valid,
                 "readable": True,
-                "errors": [],
-                "config": values,
-                "uuid_generated": config.uuid_generated,
+                "errors": [{"pointer": entry.pointer, "message": entry.message} for entry in reading.held_back],
+                "config": {row["key"]: row["value"] for row in rows},
+                "uuid_generated": reading.config.uuid_generated,
+                "keys": rows,
+                "heldBack": [
+                    {"key": e.key, "pointer": e.pointer, "message": e.message, "fallback": e.fallback}
+                    for e in reading.held_back
+                ],
+                "warnings": [{"pointer": note.pointer, "message": note.message} for note in reading.adjusted],
             }
         )
     else:
-        print(f"{path}: valid")
-        if config.uuid_generated:
+        count = len({entry.key for entry in reading.held_back})
+        print(f"{path}: " + ("valid" if valid else f"{count} key{'s' * (count != 1)} held back"))
+        print(format_rows(rows))
+        for entry in reading.held_back:
+            print(f"{path}: {entry}", file=sys.stderr)
+        for note in reading.adjusted:
+            print(f"{path}: warning: {note}", file=sys.stderr)
+        if reading.config.uuid_generated:
             print("  uuid is missing: the device will generate one and write it back")
-    return EXIT_OK
+    return EXIT_OK if valid else EXIT_INVALID
+
+
+def key_rows(reading: Reading) -> list[dict[str, Any]]:
+    """Per owned key: what applies ("set", "default" or "held-back"), and its value (a secret one withheld)."""
+    from hostd import keys
+
+    held = {entry.key: entry.fallback for entry in reading.held_back}
+    rows = []
+    for key in keys.TABLE:
+        value = getattr(reading.config, key.attribute)
+        shown = None if value is None else key.form.to_json(value)
+        if key.secret and value is not None:
+            shown = "(withheld: it may carry a credential)"
+        status = "held-back" if key.name in held else "set" if key.name in reading.from_file else "default"
+        row = {"key": key.name, "status": status, "value": shown}
+        if key.name in held:
+            row["fallback"] = held[key.name]
+        rows.append(row)
+    return rows
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    table = [("KEY", "STATUS", "VALUE")]
+    for row in rows:
+        status = row["status"] + (f" ({row['fallback']})" if "fallback" in row else "")
+        table.append((row["key"], status, json.dumps(row["value"], ensure_ascii=False)))
+    widths = [max(len(line[i]) for line in table) for i in range(2)]
+    return "\n".join(f"  {k:<{widths[0]}}  {s:<{widths[1]}}  {v}" for k, s, v in table)
 
 
 def run_engine(root: str, *, apply: bool, as_json: bool) -> int:
@@ -153,22 +201,29 @@ def run_engine(root: str, *, apply: bool, as_json: bool) -> int:
                 "mode": "apply" if apply else "plan",
                 "config": {
                     "source": loaded.source,
-                    "errors": []
-                    if loaded.error is None
-                    else [
+                    "errors": [
                         {"path": loaded.error.path, "pointer": issue.pointer, "message": issue.message}
                         for issue in loaded.error.issues
+                    ]
+                    if loaded.error is not None
+                    else [
+                        {"path": loaded.path, "pointer": entry.pointer, "message": entry.message}
+                        for entry in loaded.held_back
+                    ],
+                    "heldBack": [
+                        {"key": e.key, "pointer": e.pointer, "message": e.message, "fallback": e.fallback}
+                        for e in loaded.held_back
                     ],
                 },
                 "steps": [result.as_dict() for result in results],
             }
         )
     else:
-        if loaded.error is not None:
-            print(f"config: {loaded.error}", file=sys.stderr)
+        if loaded.problems:
+            print(f"config: {loaded.problems}", file=sys.stderr)
             print(f"config: using {loaded.source}", file=sys.stderr)
         print(format_steps(results))
-    return EXIT_INVALID if failed or loaded.error is not None else EXIT_OK
+    return EXIT_INVALID if failed or loaded.problems else EXIT_OK
 
 
 def format_steps(results: list[Any]) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from hostd import config as config_model
-from hostd import fsutil
+from hostd import fsutil, generations
 from hostd.layout import Layout
 from hostd.steps import ALL_STEPS, state
 from hostd.steps.base import Change, Context, Step, StepResult, StepStatus
@@ -106,23 +106,25 @@ def run(ctx: Context, steps: Iterable[Step] = ALL_STEPS, *, apply: bool, clean: 
 def apply_loaded(
     loaded: config_model.LoadedConfig, ctx: Context, steps: Iterable[Step] = ALL_STEPS
 ) -> list[StepResult]:
-    """Apply, then keep config.json as last-known-good when it was the config applied."""
+    """Apply, then keep what was applied as the last-known-good generation when it came from config.json."""
     results = run(ctx, steps, apply=True)
     keep_last_known_good(loaded, ctx)
     return results
 
 
 def keep_last_known_good(loaded: config_model.LoadedConfig, ctx: Context) -> None:
-    """Save config.json on the state partition once it has been applied (nothing written if unchanged)."""
+    """Keep config.json, once applied, as the good generation with the values its keys ran with
+    (nothing written if unchanged).  Offline there is no probe: what was applied is kept."""
     if loaded.source == "config.json":
-        if link := ctx.layout.symlink_in(ctx.layout.last_known_good.parent):
+        if link := ctx.layout.symlink_in(ctx.layout.hostd_state):
             log.warning("last-known-good config not saved: %s is a symbolic link", link)
             return
         try:
             raw = loaded.raw
             if loaded.config.uuid_generated or raw is None:
                 raw = ctx.layout.config_json.read_bytes()  # now holds the generated uuid
-                config_model.parse(raw, ctx.layout.config_json)
-            config_model.save_last_known_good(ctx.layout, raw)
-        except (OSError, config_model.ConfigError) as exc:
+            store = generations.GenerationStore(ctx.layout)
+            generation = store.save(generations.read_inputs(ctx.layout, raw))
+            store.promote(generation, config_model.applied_values(loaded.config))
+        except OSError as exc:
             log.warning("last-known-good config not saved: %s", exc)

@@ -4,8 +4,10 @@ A generation is what the boot partition held when hostd acted on it — config.j
 NetworkManager profiles and dispatcher scripts to import — saved on the state partition as a
 small directory laid out like a boot partition.  Restoring one is running the ordinary steps
 with that directory as their boot partition.  A generation becomes last-known-good only after
-its probe passed; a rejected one is remembered by hash and not tried again until the boot
-partition changes.
+its probe passed, together with the values its keys ran with (a key config.json held back ran
+at its own last-known-good value: that is the value to fall back to next time); this is hostd's
+only last-known-good.  A rejected generation is remembered by hash and not tried again until
+the boot partition changes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from hostd.steps.imports import read_plain_file
 INPUT_DIRS = ("system-connections", "dispatcher.d")
 MAX_INPUT_BYTES = 1024 * 1024
 KEEP_GENERATIONS = 4  # the good one, the one on trial, and a little history
+APPLIED = "applied.json"  # in a good generation: the owned keys' values it ran with (hostd.config)
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class Inputs:
     def id(self) -> str:
         digest = hashlib.sha256(b"config.json\0" + self.config)
         for name in sorted(self.files):
-            digest.update(b"\0" + name.encode() + b"\0" + hashlib.sha256(self.files[name]).digest())
+            digest.update(b"\0" + os.fsencode(name) + b"\0" + hashlib.sha256(self.files[name]).digest())
         return digest.hexdigest()[:16]
 
     def files_differ(self, other: Inputs | None) -> bool:
@@ -111,11 +114,24 @@ class GenerationStore:
         good = raw.decode().strip() if raw else ""
         return good if good and self.path(good).is_dir() else None
 
-    def promote(self, generation_id: str) -> bool:
-        """Make a generation last-known-good; True when that changed anything."""
+    def good_config(self) -> tuple[bytes, bytes | None] | None:
+        """The last-known-good generation's config.json, and the values its keys ran with when kept."""
+        good = self.good()
+        config = fsutil.read_bytes(self.path(good) / "config.json") if good else None
+        if good is None or config is None:
+            return None
+        return config, fsutil.read_bytes(self.path(good) / APPLIED)
+
+    def promote(self, generation_id: str, applied: bytes | None = None) -> bool:
+        """Make a generation last-known-good, with the values its keys ran with; True when that
+        changed anything (nothing is written when it is good already with these values)."""
+        changed = False
+        if applied is not None and fsutil.file_differs(self.path(generation_id) / APPLIED, applied, 0o600) is not None:
+            fsutil.atomic_write(self.path(generation_id) / APPLIED, applied, 0o600)
+            changed = True
         content = f"{generation_id}\n".encode()
         if fsutil.file_differs(self._good_file, content, 0o600) is None:
-            return False
+            return changed
         fsutil.atomic_write(self._good_file, content, 0o600)
         return True
 

@@ -51,15 +51,6 @@ class Applied:
         return self.inputs.id if self.inputs is not None else ""
 
 
-def _config_of(inputs: generations.Inputs | None) -> config_model.Config | None:
-    if inputs is None:
-        return None
-    try:
-        return config_model.parse(inputs.config)[0]
-    except config_model.ConfigError:
-        return None
-
-
 class Reconciler:
     def __init__(
         self,
@@ -120,7 +111,9 @@ class Reconciler:
         trial = trial_timeout is not None
         loaded = await asyncio.to_thread(config_model.load, self.layout)
         self.loaded = loaded
-        self.config_error = str(loaded.error) if loaded.error else ""
+        self.config_error = loaded.problems
+        for problem in (*loaded.held_back, *loaded.adjusted):
+            log.warning("%s: %s", loaded.path, problem)
         if loaded.error is not None:
             log.error("%s", loaded.error)
             if self.applied is not None:
@@ -155,8 +148,9 @@ class Reconciler:
         if self.applied is not None:
             baseline, baseline_config = self.applied.inputs, self.applied.config
         else:
+            # At boot: what the good generation ran with (its held-back keys at their fallback values).
             baseline = good and self.store.load(good)
-            baseline_config = _config_of(baseline)
+            baseline_config = config_model.last_known_good(self.layout) if good is not None else None
         if self.applied is None or full:
             steps = ALL_STEPS
         else:
@@ -226,8 +220,7 @@ class Reconciler:
         result.duration += time.monotonic() - started
 
     def _promote(self, candidate: str, loaded: config_model.LoadedConfig) -> None:
-        self.store.promote(candidate)
-        engine.keep_last_known_good(loaded, Context(loaded.config, self.layout))
+        self.store.promote(candidate, config_model.applied_values(loaded.config))
 
     async def _judge(
         self, candidate: str, loaded: config_model.LoadedConfig, *, confirm_within: float | None = None

@@ -59,6 +59,10 @@ class View:
             ],
             "ConfigSource": reconciler.loaded.source if reconciler.loaded else "",
             "ConfigError": reconciler.config_error,
+            "HeldBack": [
+                (entry.pointer, entry.message, entry.fallback)
+                for entry in (reconciler.loaded.held_back if reconciler.loaded else ())
+            ],
             "Steps": step_tuples(reconciler.ordered_results()),
             "Degraded": sorted(self.services.degraded()),
             "Generation": reconciler.applied_id,
@@ -81,6 +85,9 @@ class View:
             "config": {
                 "source": props["ConfigSource"],
                 "error": props["ConfigError"],
+                "heldBack": [
+                    dict(zip(("pointer", "message", "fallback"), entry, strict=True)) for entry in props["HeldBack"]
+                ],
                 "path": str(reconciler.layout.config_json),
             },
             "logging": {"persistent": props["PersistentLogging"], "journalUsage": props["JournalUsage"]},

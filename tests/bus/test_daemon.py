@@ -221,10 +221,10 @@ async def test_invalid_config_at_runtime_changes_nothing(tmp_path: Path, bus_add
     layout = make_root(tmp_path, {"uuid": UUID, "hostname": "kitchen"})
     async with running_daemon(layout, bus_address), client(bus_address) as bus:
         before = layout.etc_hostname.stat().st_mtime_ns
-        layout.config_json.write_text('{"uuid": "' + UUID + '", "hostname": "bad name"}')
+        layout.config_json.write_text('{"uuid": "' + UUID + '", "hostname": "bäd name"}')
         await hostd_call(bus, "Reload")
         properties = await get_all(bus)
-        assert "/hostname: 'bad name' is not a valid hostname" in properties["ConfigError"].value
+        assert "/hostname: 'bäd name' is not a valid hostname" in properties["ConfigError"].value
         assert properties["StaticHostname"].value == "kitchen"
         assert layout.etc_hostname.stat().st_mtime_ns == before
         refused = await hostd_call(bus, "SetPersistentLogging", "b", True)
@@ -237,6 +237,47 @@ async def test_invalid_config_at_runtime_changes_nothing(tmp_path: Path, bus_add
             await asyncio.sleep(0.01)
         assert (await get_all(bus))["ConfigError"].value == ""
         assert layout.etc_hostname.read_text() == "fixed\n"
+
+
+async def test_a_bad_value_is_held_back_alone_and_shown(tmp_path: Path, bus_address: str) -> None:
+    """The other keys apply; HeldBack, ConfigError and Describe() name the key, never a credential."""
+    layout = make_root(tmp_path, {"uuid": UUID, "hostname": "kitchen", "dnsServers": "1.1.1.1"})
+    async with running_daemon(layout, bus_address), client(bus_address) as bus:
+        credential = "Pa55w0rd"
+        bad = {
+            "uuid": UUID,
+            "hostname": "kitchen",
+            "dnsServers": "1.1.1.1 not-an-ip",
+            "developmentMode": "true",
+            "os": {"network": {"connectivity": {"uri": f"gopher://me:{credential}@c.example.com/"}}},
+        }
+        layout.config_json.write_text(json.dumps(bad))
+        await hostd_call(bus, "Reload")
+        properties = await get_all(bus)
+        assert properties["Variant"].value == "development"  # "true" applies
+        assert properties["DnsServers"].value == ["1.1.1.1"]  # the last-known-good value
+        assert [list(entry) for entry in properties["HeldBack"].value] == [
+            ["/dnsServers", "'not-an-ip' is not an IPv4 or IPv6 address", "last-known-good"],
+            [
+                "/os/network/connectivity/uri",
+                "the value (withheld: it may carry a credential) is not an http:// or https:// URI",
+                "last-known-good",
+            ],
+        ]
+        assert properties["ConfigSource"].value == "config.json"
+        assert "/dnsServers: 'not-an-ip'" in properties["ConfigError"].value
+        describe = (await hostd_call(bus, "Describe")).body[0]
+        assert json.loads(describe)["config"]["heldBack"][0] == {
+            "pointer": "/dnsServers",
+            "message": "'not-an-ip' is not an IPv4 or IPv6 address",
+            "fallback": "last-known-good",
+        }
+        assert credential not in describe + properties["ConfigError"].value + str(properties["HeldBack"].value)
+
+        layout.config_json.write_text(json.dumps({"uuid": UUID, "hostname": "kitchen", "dnsServers": "1.1.1.1"}))
+        await hostd_call(bus, "Reload")
+        properties = await get_all(bus)
+        assert properties["HeldBack"].value == [] and properties["ConfigError"].value == ""
 
 
 async def test_a_boot_profile_edited_in_place_is_reimported(tmp_path: Path, bus_address: str) -> None:

@@ -143,8 +143,8 @@ async def test_try_rolls_back_unless_confirmed(tmp_path: Path, bus_address: str)
         await wait_until(lambda: daemon.reconciler.transaction.state == "", timeout=8)
         assert layout.etc_hostname.read_text() == "before\n"
 
-        invalid = await hostd_call(bus, "Try", "su", '{"hostname": "no good"}', 5)
-        assert invalid.error_name == "org.freedesktop.DBus.Error.InvalidArgs" and "'no good'" in invalid.body[0]
+        invalid = await hostd_call(bus, "Try", "su", '{"hostname": "nö good"}', 5)
+        assert invalid.error_name == "org.freedesktop.DBus.Error.InvalidArgs" and "'nö good'" in invalid.body[0]
         assert json.loads(layout.config_json.read_text())["hostname"] == "unconfirmed"  # not written
         await hostd_call(bus, "Try", "su", json.dumps(config(hostname="confirmed")), 5)
         assert (await hostd_call(bus, "Confirm")).message_type.name == "METHOD_RETURN"
@@ -153,3 +153,30 @@ async def test_try_rolls_back_unless_confirmed(tmp_path: Path, bus_address: str)
         assert layout.etc_hostname.read_text() == "confirmed\n"
         nothing = await hostd_call(bus, "Confirm")
         assert nothing.error_name == "io.hostd1.Error.NothingToConfirm"
+
+
+async def test_a_held_back_key_keeps_its_last_known_good_value_across_boots(tmp_path: Path, bus_address: str) -> None:
+    """A good generation holding a key back records the value the key ran with: after a reboot
+    and further edits the key still runs with it (not the default), so nothing risky changed and
+    nothing is probed."""
+    layout = make_root(tmp_path, config(dnsServers="1.1.1.1"))
+    async with resolver() as (dns, address):
+        async with daemon_on(layout, bus_address, address) as daemon:
+            dns.up = False  # a probe would fail: none must be needed
+            layout.config_json.write_text(json.dumps(config(dnsServers="not-an-ip", developmentMode="true")))
+            await wait_until(
+                lambda: daemon.reconciler.applied is not None and daemon.reconciler.applied.config.development_mode,
+                timeout=5,
+            )
+            kept = await properties(bus_address)
+            assert kept["DnsServers"] == ["1.1.1.1"] and kept["GoodGeneration"] == kept["Generation"]
+            assert [list(entry)[::2] for entry in kept["HeldBack"]] == [["/dnsServers", "last-known-good"]]
+        async with daemon_on(layout, bus_address, address) as daemon:  # the next boot
+            layout.config_json.write_text(json.dumps(config(dnsServers="not-an-ip", developmentMode="false")))
+            await wait_until(
+                lambda: daemon.reconciler.applied is not None and not daemon.reconciler.applied.config.development_mode,
+                timeout=5,
+            )
+            after = await properties(bus_address)
+            assert after["DnsServers"] == ["1.1.1.1"] and layout.dnsmasq_servers.read_text() == "server=1.1.1.1\n"
+            assert after["GoodGeneration"] == after["Generation"] and after["Transaction"] == ""

@@ -30,7 +30,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from hostd import config as config_model
-from hostd import keyfile
+from hostd import keyfile, keys
 from hostd.layout import Layout
 from tests.unit.conftest import DeviceRoot
 
@@ -58,9 +58,9 @@ json_values = st.recursive(
 
 VALID_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "uuid": st.sampled_from(["0123456789abcdef0123456789abcdef", "ab" * 31, "0123456789ABCDEF0123456789ABCDEF"]),
-    "hostname": st.sampled_from(["kitchen", "KITCHEN", "a", "a-b", "x" * 63, "x" * 64, "-a", "a_b", "kitchen\n"]),
-    "persistentLogging": st.booleans(),
-    "developmentMode": st.booleans(),
+    "hostname": st.sampled_from(["kitchen", "KITCHEN", "a", "a-b", "x" * 63, "x" * 64, "-a", "a_b", "_a", "kitchen\n"]),
+    "persistentLogging": st.one_of(st.booleans(), st.sampled_from(["true", "False", "on", "1", 0, "yes", "null"])),
+    "developmentMode": st.one_of(st.booleans(), st.sampled_from(["TRUE", "false", "off", 1, 2, ""])),
     "os.journal.runtimeMaxUse": st.sampled_from(["8M", "16m", " 1G ", "512K", "64G", "65G", "1T"]),
     "os.journal.systemMaxUse": st.sampled_from(["32M", "2G", "1M"]),
     "dnsServers": st.sampled_from(
@@ -74,7 +74,7 @@ VALID_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "os.network.connectivity.uri": st.sampled_from(
         ["https://c.example.com/check", "ftp://x", "http://[::1]/", "https://x/\n[main]", "http://a\x00"]
     ),
-    "os.network.connectivity.interval": st.sampled_from([0, 60, 604800, 604801, -5, True, 3.5]),
+    "os.network.connectivity.interval": st.sampled_from([0, 60, 604800, 604801, -5, True, 3.5, "300", " 60 ", "1e3"]),
     "os.network.connectivity.response": st.sampled_from(["ok", "a\nb", "", "a\rb", "\x1b[31m"]),
     "os.network.wifi.randomMacAddressScan": st.booleans(),
     "os.udevRules": st.dictionaries(
@@ -403,9 +403,16 @@ def check_config_errors(errors: list[dict[str, str]], raw: bytes, path: str) -> 
             continue  # the whole file: unreadable, not JSON, ...
         assert document is not None
         present, value = resolve(document, error["pointer"])
-        assert present or error["message"].endswith("is not an object"), error
-        if present:
+        assert present or error["message"].endswith("not an object"), error
+        secret = any(error["pointer"].startswith(keys.BY_NAME[name].pointer) for name in keys.SECRET)
+        if present and secret:
+            assert "withheld" in error["message"] and (not value or _shown(value) not in error["message"]), error
+        elif present:
             assert names_value(error["message"], value, error["pointer"]), error
+
+
+def _shown(value: Any) -> str:
+    return config_model._show(value).strip("'")
 
 
 def resolve(document: Any, pointer: str) -> tuple[bool, Any]:

@@ -37,7 +37,7 @@ from typing import Any
 from unittest import mock
 
 from hostd import config as config_model
-from hostd import fsutil
+from hostd import fsutil, generations
 from hostd.layout import Layout
 from tests.unit.conftest import DeviceRoot
 
@@ -213,7 +213,7 @@ def check_crash_state(
     violations = []
     for path in sorted(set(crashed) | set(old) | set(new)):
         state = crashed.get(path)
-        if state is not None and path.endswith(TEMP_SUFFIX) and state[0] == "file":
+        if state is not None and _is_temp(path):
             continue  # checked after the next run: it must be gone
         if state not in allowed(path, old, new, wiped):
             violations.append(f"{path}: neither its old nor its new state: {describe(state)}")
@@ -227,12 +227,25 @@ def check_crash_state(
             violations.append(f"config.json: keys lost or changed: {sorted(lost)}")
     except (KeyError, config_model.ConfigError) as exc:
         violations.append(f"config.json: unusable after the crash: {exc!r}")
-    lkg_path = str(layout.last_known_good.relative_to(layout.root))
     try:
-        config_model.parse(_content(crashed[lkg_path]), lkg_path)
+        good = _content(crashed[_relative(layout, layout.hostd_state / "good-generation")]).decode().strip()
+        generation = layout.hostd_state / "generations" / good
+        config_model.read(_content(crashed[_relative(layout, generation / "config.json")]))
+        applied = _content(crashed[_relative(layout, generation / generations.APPLIED)])
+        if config_model.config_of_applied(applied) is None:
+            raise KeyError(f"{generations.APPLIED} is not the values of a configuration")
     except (KeyError, config_model.ConfigError) as exc:
-        violations.append(f"last-known-good: unusable after the crash: {exc!r}")
+        violations.append(f"last-known-good generation: unusable after the crash: {exc!r}")
     return violations
+
+
+def _is_temp(path: str) -> bool:
+    """A temp file, or a generation being built aside (a directory of temp name and what is in it)."""
+    return path.endswith(TEMP_SUFFIX) or f"{TEMP_SUFFIX}/" in path
+
+
+def _relative(layout: Layout, path: Path) -> str:
+    return str(path.relative_to(layout.root))
 
 
 def _content(entry: Entry) -> bytes:
@@ -293,7 +306,7 @@ def one_run(workdir: Path, rng: random.Random) -> RunResult:
     if recovery_code != 0:
         violations.append(f"the run after the crash exited {recovery_code}")
     recovered = tree(crash)
-    violations += [f"{path}: temp file left after the next run" for path in recovered if path.endswith(TEMP_SUFFIX)]
+    violations += [f"{path}: temp file left after the next run" for path in recovered if _is_temp(path)]
     for path in sorted(set(recovered) | set(new)):
         if recovered.get(path) != new.get(path):
             violations.append(

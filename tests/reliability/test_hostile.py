@@ -90,7 +90,8 @@ def test_udev_rule_names_that_are_not_plain_are_rejected(dev: Device, name: str)
     pointer = "/os/udevRules/" + name.replace("~", "~0").replace("/", "~1")
     assert error["pointer"] == pointer and error["path"] == str(dev.layout.config_json)
     assert repr(name) in error["message"]
-    assert document["config"]["source"] == "last-known-good"
+    assert document["config"]["source"] == "config.json"  # the key alone is held back
+    assert [entry["key"] for entry in document["config"]["heldBack"]] == ["os.udevRules"]
     assert list(dev.layout.udev_rules.iterdir()) == []
 
 
@@ -467,6 +468,6 @@ def test_rejections_name_file_line_and_value(dev: Device) -> None:
     errors = {(e["pointer"], e["message"]) for e in document["config"]["errors"]}
     assert errors == {
         ("/dnsServers/1", "'8.8.8.800' is not an IPv4 or IPv6 address"),
-        ("/os/journal/systemMaxUse", '\'lots\' is not a size such as "512K", "16M" or "1G"'),
+        ("/os/journal/systemMaxUse", '\'lots\' is not a size such as "16M", "512M" or "1G"'),
     }
     assert {e["path"] for e in document["config"]["errors"]} == {str(Layout(dev.root).config_json)}

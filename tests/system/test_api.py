@@ -26,7 +26,7 @@ def test_status_json_inside_equals_describe_outside(hostd: Hostd) -> None:
     """`hostctl status --json` inside the device is the Describe() document read from outside."""
     inside, outside = hostd.tb.wait_for(lambda: same_view(hostd), 10, "the same document twice")
     assert outside["hostname"] == hostd.tb.hostname()
-    assert outside["config"] == {"source": "config.json", "error": "", "path": "/mnt/boot/config.json"}
+    assert outside["config"] == {"source": "config.json", "error": "", "heldBack": [], "path": "/mnt/boot/config.json"}
     assert [s["name"] for s in outside["steps"]] == [s["name"] for s in inside["steps"]] != []
 
 
@@ -35,6 +35,7 @@ def test_properties_agree_with_describe(hostd: Hostd) -> None:
     doc = hostd.describe()
     props = {name: hostd.prop(name) for name in ("Hostname", "StaticHostname", "DnsServers", "DnsMode")}
     props |= {name: hostd.prop(name) for name in ("NtpServers", "PersistentLogging", "ConfigSource", "ConfigError")}
+    props["HeldBack"] = hostd.prop("HeldBack")
     assert props == {
         "Hostname": doc["hostname"],
         "StaticHostname": doc["staticHostname"],
@@ -44,6 +45,7 @@ def test_properties_agree_with_describe(hostd: Hostd) -> None:
         "PersistentLogging": doc["logging"]["persistent"],
         "ConfigSource": doc["config"]["source"],
         "ConfigError": doc["config"]["error"],
+        "HeldBack": [list(entry.values()) for entry in doc["config"]["heldBack"]],
     }
     assert hostd.prop("Degraded") == sorted(doc["degraded"]) == []
     assert hostd.prop("Modems") == doc["modems"] == []

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hostd import config as cfg
+from hostd import generations, keys
 from hostd.layout import Layout
 
 from .conftest import ED25519_KEY, UUID
@@ -60,13 +61,13 @@ def test_every_error_reported_at_once_with_pointer_and_value() -> None:
         {
             "uuid": UUID,
             "dnsServers": "1.1.1.1 not-an-ip",
-            "hostname": "-bad-",
+            "hostname": "-bäd-",
             "persistentLogging": "yes",
             "os": {"dns": {"mode": "sometimes"}, "sshKeys": ["ssh-rsa nope"], "journal": {"systemMaxUse": "lots"}},
         }
     )
     assert "/dnsServers: 'not-an-ip' is not an IPv4 or IPv6 address" in found
-    assert any(i.startswith("/hostname: '-bad-' is not a valid hostname") for i in found)
+    assert any(i.startswith("/hostname: '-bäd-' is not a valid hostname") for i in found)
     assert "/persistentLogging: 'yes' is not true or false" in found
     assert any(i.startswith("/os/dns/mode: 'sometimes'") for i in found)
     assert any(i.startswith("/os/sshKeys/0: ") for i in found)
@@ -86,9 +87,28 @@ def test_hostname_folded_to_lowercase() -> None:
     assert parse({"uuid": UUID, "hostname": "MyDevice"}).hostname == "mydevice"
 
 
-@pytest.mark.parametrize("name", ["a" * 64, "has_underscore", "dot.ted", "trailing-", "spa ce", "ünï"])
-def test_invalid_hostnames(name: str) -> None:
+@pytest.mark.parametrize("name", ["ünï", "___", "kitchen\n", "-", 5])
+def test_invalid_hostnames(name: object) -> None:
     assert any(i.startswith("/hostname:") for i in issues({"uuid": UUID, "hostname": name}))
+
+
+@pytest.mark.parametrize(
+    ("name", "used"),
+    [
+        ("My_Device", "my-device"),
+        ("dot.ted", "dot-ted"),
+        ("spa ce", "spa-ce"),
+        ("trailing-", "trailing"),
+        ("_lead", "lead"),
+        ("a__b", "a-b"),
+        ("a" * 64, "a" * 63),
+    ],
+)
+def test_a_name_balenaos_took_is_used_as_the_nearest_label_with_a_warning(name: str, used: str) -> None:
+    reading = cfg.read(json.dumps({"uuid": UUID, "hostname": name}).encode())
+    assert reading.config.hostname == used and not reading.held_back
+    [note] = reading.adjusted
+    assert note.pointer == "/hostname" and repr(name) in note.message and repr(used) in note.message
 
 
 def test_empty_hostname_falls_back_to_uuid() -> None:
@@ -131,8 +151,12 @@ def test_booleans_are_not_integers() -> None:
     )
 
 
-def test_non_object_parent_is_reported() -> None:
-    assert "/os: 'x' is not an object" in issues({"uuid": UUID, "os": "x"})
+def test_non_object_parent_holds_back_every_key_below_it() -> None:
+    reading = cfg.read(json.dumps({"uuid": UUID, "os": "x", "hostname": "kept"}).encode())
+    below = {key.name for key in keys.TABLE if key.name.startswith("os.")}
+    assert {entry.key for entry in reading.held_back} == below
+    assert all(entry.message == "/os is 'x', not an object" for entry in reading.held_back)
+    assert reading.config.hostname == "kept"
 
 
 def test_connectivity_uri_defaults_from_api_endpoint() -> None:
@@ -173,19 +197,46 @@ def test_with_key_set_keeps_every_other_byte() -> None:
     assert json.loads(cfg.with_key_set(b"{}", "uuid", UUID)) == {"uuid": UUID}
 
 
-def test_load_falls_back_to_last_known_good(device) -> None:
+def keep_as_good(layout: Layout, document: dict) -> None:
+    """What the daemon does once a configuration passed its probe."""
+    raw = json.dumps(document).encode()
+    store = generations.GenerationStore(layout)
+    generation = store.save(generations.Inputs(raw))
+    assert store.promote(generation, cfg.applied_values(cfg.read(raw).config))
+    assert not store.promote(generation, cfg.applied_values(cfg.read(raw).config))  # unchanged: nothing written
+
+
+def test_load_falls_back_to_the_good_generation(device) -> None:
     layout: Layout = device.layout
-    device.write_config({"uuid": UUID, "hostname": "good"})
-    loaded = cfg.load(layout)
-    assert loaded.source == "config.json"
-    assert cfg.save_last_known_good(layout, loaded.raw)
-    assert not cfg.save_last_known_good(layout, loaded.raw)  # unchanged: nothing written
+    keep_as_good(layout, {"uuid": UUID, "hostname": "good", "dnsServers": "1.1.1.1"})
     device.write_config(b'{"uuid": ')
     broken = cfg.load(layout)
     assert broken.source == "last-known-good"
     assert broken.config.hostname == "good"
     assert broken.error is not None and "not valid JSON" in str(broken.error)
     assert layout.config_json.read_bytes() == b'{"uuid": '  # the user's file is never touched
+
+    device.write_config({"uuid": UUID, "hostname": "new-name", "dnsServers": "1.1.1.1 not-an-ip"})
+    loaded = cfg.load(layout)
+    assert loaded.source == "config.json" and loaded.error is None
+    assert (loaded.config.hostname, loaded.config.dns_servers) == ("new-name", ("1.1.1.1",))
+    [held] = loaded.held_back
+    assert (held.key, held.pointer, held.fallback) == ("dnsServers", "/dnsServers", "last-known-good")
+    assert loaded.problems == (
+        f"{layout.config_json}: /dnsServers: 'not-an-ip' is not an IPv4 or IPv6 address; "
+        "held back: dnsServers keeps its last-known-good value"
+    )
+
+
+def test_load_reads_the_copy_kept_before_generations(device) -> None:
+    """A device updated from a hostd that kept last-known-good as a file: it is read until a generation is good."""
+    layout: Layout = device.layout
+    layout.last_known_good.parent.mkdir(parents=True)
+    layout.last_known_good.write_text(json.dumps({"uuid": UUID, "hostname": "old-good"}))
+    device.write_config({"uuid": UUID, "hostname": "bäd name"})
+    assert cfg.load(layout).config.hostname == "old-good"
+    keep_as_good(layout, {"uuid": UUID, "hostname": "generation"})
+    assert cfg.load(layout).config.hostname == "generation"
 
 
 def test_load_without_any_config_uses_defaults(device) -> None:
@@ -236,3 +287,275 @@ def test_with_key_set_preserves_document(document: dict, indent: int) -> None:
     assert json.loads(new) == {**document, "uuid": UUID}
     if "uuid" not in document:
         assert raw.replace(b" ", b"").replace(b"\n", b"")[1:] in new.replace(b" ", b"").replace(b"\n", b"")
+
+
+# -- value forms as balena's tools write them ---------------------------------------------------
+
+
+def read(document: dict) -> cfg.Reading:
+    return cfg.read(json.dumps({"uuid": UUID, **document}).encode(), "/mnt/boot/config.json")
+
+
+def connectivity(**values: object) -> dict:
+    return {"os": {"network": {"connectivity": values}}}
+
+
+@pytest.mark.parametrize("value", [300, "300", " 300 ", "300.0", 300.0, "+300"])
+def test_numbers_as_jq_prints_them(value: object) -> None:
+    reading = read(connectivity(interval=value))
+    assert reading.config.connectivity_interval == 300 and not reading.held_back
+
+
+@pytest.mark.parametrize("value", ["5m", "3.5", 3.5, "", True, "0x10", [300], "9" * 5000, float("inf")])
+def test_not_a_whole_number(value: object) -> None:
+    reading = read({"os": {"safeApply": {"timeout": value}}})
+    assert reading.config.safe_apply_timeout == 60
+    assert [entry.pointer for entry in reading.held_back] == ([] if value == "" else ["/os/safeApply/timeout"])
+
+
+def test_interval_zero_disables_the_check_as_in_balenaos() -> None:
+    assert read(connectivity(interval="0")).config.connectivity_interval == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        ("true", True),
+        ("True", True),
+        (" TRUE ", True),
+        ("on", True),
+        ("1", True),
+        (1, True),
+        (False, False),
+        ("false", False),
+        ("Off", False),
+        ("0", False),
+        (0, False),
+        (None, False),
+        ("null", False),
+        ("", False),
+    ],
+)
+def test_booleans_as_the_supervisor_reads_them(value: object, expected: bool) -> None:
+    reading = read({"developmentMode": value, "persistentLogging": value})
+    assert reading.config.development_mode is expected and reading.config.persistent_logging is expected
+    assert not reading.held_back
+
+
+@pytest.mark.parametrize("value", ["yes", "no", 2, -1, 0.5, [], {}])
+def test_not_a_boolean(value: object) -> None:
+    reading = read({"developmentMode": value})
+    [held] = reading.held_back
+    assert held.pointer == "/developmentMode" and held.message.endswith("is not true or false")
+
+
+def test_null_and_the_string_null_mean_unset() -> None:
+    unset = read(
+        {
+            "hostname": "null",
+            "country": None,
+            "ntpServers": "null",
+            "os": {"dns": {"mode": "null"}, "journal": None, "sshKeys": None, "safeApply": {"timeout": "null"}},
+        }
+    )
+    assert not unset.held_back
+    assert unset.config == cfg.Config(uuid=UUID)
+
+
+@pytest.mark.parametrize(("size", "expected"), [("16m", "16M"), (" 1G ", "1G"), (16777216, "16777216"), ("1M", "1M")])
+def test_sizes(size: object, expected: str) -> None:
+    assert read({"os": {"journal": {"runtimeMaxUse": size}}}).config.runtime_max_use == expected
+
+
+@pytest.mark.parametrize("size", ["512K", "65G", "lots", "16 MB", True])
+def test_sizes_outside_what_journald_runs(size: object) -> None:
+    """journald raises a maximum under 1M to 1M: such a value would not be what it runs."""
+    [held] = read({"os": {"journal": {"runtimeMaxUse": size}}}).held_back
+    assert held.pointer == "/os/journal/runtimeMaxUse" and held.fallback == "default"
+
+
+def test_server_lists_as_string_or_array() -> None:
+    as_string = read({"ntpServers": "Pool.NTP.org 10.0.0.1", "dnsServers": "1.1.1.1 9.9.9.9"}).config
+    as_array = read({"ntpServers": ["pool.ntp.org", "10.0.0.1"], "dnsServers": ["1.1.1.1", "9.9.9.9"]}).config
+    assert as_string == as_array
+    assert as_array.ntp_servers == ("pool.ntp.org", "10.0.0.1")
+
+
+def test_unknown_keys_are_kept_untouched() -> None:
+    document = {"uuid": UUID, "apiKey": "k", "deviceApiKeys": {"api.example.com": "k"}, "os": {"future": [1]}}
+    reading = cfg.read(json.dumps(document).encode())
+    assert reading.document == document
+
+
+# -- per-key isolation ------------------------------------------------------------------------
+
+
+def test_one_bad_value_holds_back_only_its_key() -> None:
+    reading = read(
+        {
+            "hostname": "kitchen",
+            "dnsServers": ["1.1.1.1", "not-an-ip", 5],
+            "ntpServers": "pool.ntp.org",
+            "country": "GBR",
+            "developmentMode": "true",
+        }
+    )
+    assert [(entry.key, entry.pointer) for entry in reading.held_back] == [
+        ("dnsServers", "/dnsServers/1"),
+        ("dnsServers", "/dnsServers/2"),
+        ("country", "/country"),
+    ]
+    config = reading.config
+    assert (config.hostname, config.ntp_servers, config.development_mode) == ("kitchen", ("pool.ntp.org",), True)
+    assert (config.dns_servers, config.country) == (("8.8.8.8",), None)  # the defaults: no last-known-good
+    fallback = cfg.Config(uuid=UUID, dns_servers=("9.9.9.9",), country="DE")
+    again = cfg.read(json.dumps({"uuid": UUID, "dnsServers": "bad", "country": "GBR"}).encode(), fallback=fallback)
+    assert (again.config.dns_servers, again.config.country) == (("9.9.9.9",), "DE")
+    assert {entry.fallback for entry in again.held_back} == {"last-known-good"}
+
+
+def test_parse_is_strict_for_a_configuration_given_to_hostd() -> None:
+    assert issues({"uuid": UUID, "dnsServers": "bad"}) == ["/dnsServers: 'bad' is not an IPv4 or IPv6 address"]
+
+
+def test_an_invalid_uuid_is_held_back_not_replaced() -> None:
+    reading = read({"uuid": "NOT-A-UUID"})
+    assert reading.config.uuid is None and not reading.config.uuid_generated  # never written over
+    assert [entry.key for entry in reading.held_back] == ["uuid"]
+
+
+def test_applied_values_round_trip() -> None:
+    config = parse(
+        {
+            "uuid": UUID,
+            "hostname": "x",
+            "dnsServers": "",
+            "os": {"udevRules": {"b": "B", "a": "A"}, "sshKeys": [ED25519_KEY], "journal": {"runtimeMaxUse": 2 << 20}},
+            "apiEndpoint": "https://api.example.com",
+        }
+    )
+    assert cfg.config_of_applied(cfg.applied_values(config)) == config
+    assert cfg.config_of_applied(b'{"uuid": 5}') is None
+
+
+# -- secrets ----------------------------------------------------------------------------------------
+
+CREDENTIAL = "s3cr3t-Pa55"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [f"https://user:{CREDENTIAL}@c.example.com/check x", f"ftp://u:{CREDENTIAL}@x/", f"https://u:{CREDENTIAL}@x/\n"],
+)
+def test_secret_bearing_values_are_never_echoed(uri: str) -> None:
+    document = {"uuid": UUID, "apiKey": CREDENTIAL, "os": {"network": {"connectivity": {"uri": uri}}}}
+    reading = cfg.read(json.dumps(document).encode(), "/mnt/boot/config.json")
+    [held] = reading.held_back
+    assert held.key in keys.SECRET and held.pointer == "/os/network/connectivity/uri"
+    with pytest.raises(cfg.ConfigError) as excinfo:
+        cfg.parse(json.dumps(document).encode(), "/mnt/boot/config.json")
+    texts = [str(excinfo.value), *map(str, excinfo.value.issues), str(held), held.message]
+    assert all(CREDENTIAL not in text for text in texts), texts
+    assert "withheld" in held.message
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(sorted(keys.SECRET)), json_values)
+def test_no_value_of_a_secret_key_reaches_a_message(name: str, value: object) -> None:
+    document: dict = {}
+    node = document
+    *parents, last = name.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = [CREDENTIAL, value] if isinstance(value, list) else {"x": CREDENTIAL} if value is None else value
+    reading = cfg.read(json.dumps(document).encode())
+    assert all(CREDENTIAL not in str(entry) for entry in reading.held_back)
+
+
+# -- property: any mix of valid and invalid values applies exactly the valid ones -------------------
+
+VALID = {
+    "hostname": ("kitchen", "kitchen"),
+    "persistentLogging": ("true", True),
+    "os.journal.runtimeMaxUse": ("16m", "16M"),
+    "os.journal.systemMaxUse": (64 << 20, str(64 << 20)),
+    "dnsServers": (["1.1.1.1"], ("1.1.1.1",)),
+    "os.dns.mode": ("exclusive", "exclusive"),
+    "ntpServers": ("time.example.com", ("time.example.com",)),
+    "developmentMode": (1, True),
+    "os.sshKeys": ([ED25519_KEY], (ED25519_KEY,)),
+    "os.network.connectivity.uri": ("https://c.example.com/", "https://c.example.com/"),
+    "os.network.connectivity.interval": ("300", 300),
+    "os.network.connectivity.response": ("ok", "ok"),
+    "os.network.wifi.randomMacAddressScan": ("off", False),
+    "os.udevRules": ({"99-x": "A"}, (("99-x", "A"),)),
+    "country": ("gb", "GB"),
+    "os.safeApply.timeout": (30.0, 30),
+    "os.safeApply.probeName": ("Api.Example.com.", "api.example.com"),
+}
+INVALID = {
+    "hostname": "-ẋ-",
+    "persistentLogging": "yes",
+    "os.journal.runtimeMaxUse": "1K",
+    "os.journal.systemMaxUse": "65G",
+    "dnsServers": "1.1.1.1 x",
+    "os.dns.mode": "sometimes",
+    "ntpServers": ["a..b"],
+    "developmentMode": 2,
+    "os.sshKeys": ["ssh-rsa nope"],
+    "os.network.connectivity.uri": "gopher://x",
+    "os.network.connectivity.interval": -1,
+    "os.network.connectivity.response": "a\nb",
+    "os.network.wifi.randomMacAddressScan": "sometimes",
+    "os.udevRules": {"../x": "A"},
+    "country": "GBR",
+    "os.safeApply.timeout": 1,
+    "os.safeApply.probeName": "not a name",
+}
+LAST_KNOWN_GOOD = cfg.Config(
+    uuid=UUID,
+    hostname="before",
+    persistent_logging=False,
+    runtime_max_use="2M",
+    system_max_use="3M",
+    dns_servers=("9.9.9.9",),
+    ntp_servers=("old.example.com",),
+    ssh_keys=(),
+    connectivity_uri="https://old.example.com/",
+    connectivity_interval=60,
+    connectivity_response="old",
+    wifi_random_mac_scan=True,
+    udev_rules=(("old", "B"),),
+    country="DE",
+    safe_apply_timeout=90,
+    probe_name="old.example.com",
+)
+
+
+def test_the_property_tables_cover_every_key() -> None:
+    assert set(VALID) == set(INVALID) == {key.name for key in keys.TABLE} - {"uuid"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted(VALID)), st.booleans()), st.booleans())
+def test_any_mix_applies_exactly_the_valid_values(choices: dict[str, bool], with_fallback: bool) -> None:
+    document: dict = {"uuid": UUID, "apiKey": "k"}
+    for name, valid in choices.items():
+        node = document
+        *parents, last = name.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = VALID[name][0] if valid else INVALID[name]
+    fallback = LAST_KNOWN_GOOD if with_fallback else None
+    reading = cfg.read(json.dumps(document).encode(), fallback=fallback)
+    assert {entry.key for entry in reading.held_back} == {name for name, valid in choices.items() if not valid}
+    for key in (key for key in keys.TABLE if key.name != "uuid"):
+        value = getattr(reading.config, key.attribute)
+        if key.name not in choices:
+            assert value == key.default_for(document), key.name
+        elif choices[key.name]:
+            assert value == VALID[key.name][1], key.name
+        else:
+            expected = getattr(fallback, key.attribute) if fallback else key.default_for(document)
+            assert value == expected, key.name

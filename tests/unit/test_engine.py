@@ -7,7 +7,7 @@ import os
 import stat
 
 from hostd import config as cfg
-from hostd import engine
+from hostd import engine, generations
 from hostd.steps import ALL_STEPS, STEPS_BY_NAME
 from hostd.steps.base import Context, Facts
 
@@ -68,7 +68,7 @@ def test_full_apply_writes_every_target(device) -> None:
     assert profile.read_text() == WIFI and stat.S_IMODE(profile.stat().st_mode) == 0o600
     if os.geteuid() == 0:
         assert (profile.stat().st_uid, profile.stat().st_gid) == (0, 0)
-    assert layout.last_known_good.read_bytes() == layout.config_json.read_bytes()
+    assert good_config(device) == layout.config_json.read_bytes()
     # bind mounts are planned, not made, offline
     assert {c.path for c in results["state"].pending} >= {"/etc/hostname", "/var/log/journal"}
 
@@ -123,22 +123,48 @@ def test_missing_uuid_is_written_back_preserving_other_keys(device) -> None:
     document = json.loads(written)
     assert len(document["uuid"]) == 32
     assert written == original.replace("{\n", '{\n  "uuid": "' + document["uuid"] + '",\n', 1)
-    assert device.layout.last_known_good.read_text() == written
+    assert good_config(device) == written.encode()
     before = device.snapshot()
     apply(device)
     assert device.snapshot() == before
 
 
-def test_broken_config_uses_last_known_good_and_leaves_file(device) -> None:
+def good_config(device) -> bytes | None:
+    kept = generations.GenerationStore(device.layout).good_config()
+    return kept[0] if kept else None
+
+
+def test_a_bad_value_holds_back_its_key_alone_and_leaves_the_file(device) -> None:
     device.write_config({"uuid": UUID, "hostname": "good"})
     apply(device)
-    device.write_config('{"uuid": "' + UUID + '", "hostname": "bad host"}')
+    device.write_config('{"uuid": "' + UUID + '", "hostname": "bäd host", "ntpServers": "a.example.com"}')
     loaded = cfg.load(device.layout)
-    assert loaded.source == "last-known-good" and "'bad host'" in str(loaded.error)
+    assert loaded.source == "config.json" and loaded.error is None
+    [held] = loaded.held_back
+    assert (held.pointer, held.fallback) == ("/hostname", "last-known-good") and "'bäd host'" in held.message
+    results = apply(device)
+    assert device.layout.etc_hostname.read_text() == "good\n"
+    assert device.layout.chrony_sources.read_text() == "pool a.example.com iburst\n"  # the other keys apply
+    assert all(r.status != "failed" for r in results.values())
+    assert "bäd host" in device.layout.config_json.read_text()
+
+    # Kept as good with hostname held back: the next bad value still falls back to "good", not the default.
+    device.write_config('{"uuid": "' + UUID + '", "hostname": "wörse"}')
+    apply(device)
+    assert cfg.load(device.layout).config.hostname == "good"
+    assert device.layout.etc_hostname.read_text() == "good\n"
+
+
+def test_unreadable_config_uses_last_known_good_and_leaves_file(device) -> None:
+    device.write_config({"uuid": UUID, "hostname": "good"})
+    apply(device)
+    device.write_config('{"uuid": "' + UUID + '", "hostname": ')
+    loaded = cfg.load(device.layout)
+    assert loaded.source == "last-known-good" and "not valid JSON" in str(loaded.error)
     results = apply(device)
     assert device.layout.etc_hostname.read_text() == "good\n"
     assert all(r.status == "ok" for r in results.values())
-    assert "bad host" in device.layout.config_json.read_text()
+    assert device.layout.config_json.read_text().endswith('"hostname": ')
 
 
 def test_failing_step_is_isolated(device, monkeypatch) -> None:

@@ -79,3 +79,13 @@ def test_corrupt_state_files_are_ignored(device) -> None:
     (device.layout.hostd_state / "good-generation").write_text("does-not-exist\n")
     assert store.rejected() == {}
     assert store.good() is None
+
+
+def test_a_profile_name_that_is_not_utf8_is_kept(device) -> None:
+    """Names are bytes on Linux: a boot file named with a stray byte has an id and is saved."""
+    device.write_config({"uuid": UUID})
+    with open(bytes(device.layout.boot_connections) + b"/caf\xe9", "wb") as file:
+        file.write(WIRED.encode())
+    store = generations.GenerationStore(device.layout)
+    generation = store.save(inputs_of(device))
+    assert store.load(generation) == inputs_of(device)
