@@ -394,12 +394,12 @@ TABLE: tuple[Key, ...] = (
         default_text="generated and written back power-safely",
         effect="device identity",
     ),
-    # A new name changes what the device answers to (<name>.local): judged like a network change.
+    # A new name changes only what the device answers to over mDNS (<name>.local); its address,
+    # routes and resolver stay as they are, so it cannot cut the device off: applied at once.
     Key(
         "hostname",
         "hostname",
         ("hostname",),
-        risky=True,
         form=Form(
             "RFC 1123 label, folded to lowercase; another ASCII name is used as the nearest label "
             "(`my_device` as `my-device`, with a warning)",
