@@ -100,10 +100,12 @@ class GenerationStore:
 
         staging = self.directory / f".{generation_id}.hostd-tmp"
         shutil.rmtree(staging, ignore_errors=True)
+        self._restrict_directory()
+        for sub in ("", *INPUT_DIRS):  # config.json and profiles carry credentials: root only
+            fsutil.ensure_dir(staging / sub, 0o700)
         with fsutil.batch():  # one flush for all the files
             for name, content in {"config.json": inputs.config, **inputs.files}.items():
                 fsutil.atomic_write(staging / name, content, 0o600)
-        fsutil.ensure_dir(self.directory, 0o700)
         os.rename(staging, target)
         fsutil.fsync_dir(self.directory)
         self._prune(keep={generation_id, self.good() or ""})
@@ -133,7 +135,30 @@ class GenerationStore:
         if fsutil.file_differs(self._good_file, content, 0o600) is None:
             return changed
         fsutil.atomic_write(self._good_file, content, 0o600)
+        self._forget_dropped_profiles(generation_id)
         return True
+
+    def _restrict_directory(self) -> None:
+        """The generations directory is root's alone (0700), also when an older hostd made it 0755."""
+        fsutil.ensure_dir(self.directory, 0o700)
+        if self.directory.stat().st_mode & 0o777 != 0o700:
+            os.chmod(self.directory, 0o700)
+
+    def _forget_dropped_profiles(self, good: str) -> None:
+        """Once a generation is good, no other one keeps a profile (and its PSK) the good one does not
+        hold as it is: a profile removed or changed on the boot partition leaves no copy behind."""
+        import shutil
+
+        kept = self.load(good)
+        if kept is None:
+            return
+        for entry in self._generation_entries():
+            if entry.name == good:
+                continue
+            other = self.load(entry.name)
+            if other is None or any(kept.files.get(name) != content for name, content in other.files.items()):
+                shutil.rmtree(entry.path, ignore_errors=True)
+        fsutil.fsync_dir(self.directory)
 
     def rejected(self) -> dict[str, dict[str, Any]]:
         raw = fsutil.read_bytes(self._rejected_file)
@@ -151,13 +176,14 @@ class GenerationStore:
         fsutil.atomic_write(self._rejected_file, (json.dumps(rejected, indent=1) + "\n").encode(), 0o600)
         return record
 
-    def _prune(self, keep: set[str]) -> None:
+    def _generation_entries(self) -> list[os.DirEntry[str]]:
         try:
-            entries = [
-                entry for entry in os.scandir(self.directory) if entry.is_dir() and not entry.name.startswith(".")
-            ]
+            return [entry for entry in os.scandir(self.directory) if entry.is_dir() and not entry.name.startswith(".")]
         except OSError:
-            return
+            return []
+
+    def _prune(self, keep: set[str]) -> None:
+        entries = self._generation_entries()
         entries.sort(key=lambda entry: entry.stat().st_mtime, reverse=True)
         import shutil
 

@@ -65,7 +65,8 @@ async def _check_once(nm: NetworkManagerAdapter, settings: ProbeSettings) -> lis
     if settings.uri:
         answer = await asyncio.to_thread(_http_status, settings.uri)
         if answer is not None:
-            failures.append(f"{settings.uri}: {answer}")
+            # The URI may carry credentials (keys.SECRET): evidence names it, never shows it.
+            failures.append(f"the connectivity URI: {answer}")
     return failures
 
 

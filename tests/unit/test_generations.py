@@ -89,3 +89,37 @@ def test_a_profile_name_that_is_not_utf8_is_kept(device) -> None:
     store = generations.GenerationStore(device.layout)
     generation = store.save(inputs_of(device))
     assert store.load(generation) == inputs_of(device)
+
+
+def test_generations_are_root_only(device) -> None:
+    """config.json (apiKey) and profiles (PSKs) are kept in a 0700 directory, files 0600, also when an
+    older hostd left the directory 0755."""
+    device.write_config({"uuid": UUID, "apiKey": "secret"})
+    device.boot_profile("home", WIFI)
+    store = generations.GenerationStore(device.layout)
+    store.directory.mkdir(parents=True, mode=0o755)
+    store.directory.chmod(0o755)
+    generation = store.save(inputs_of(device))
+    modes = {path.relative_to(store.directory): path.stat().st_mode & 0o777 for path in store.directory.rglob("*")}
+    assert store.directory.stat().st_mode & 0o777 == 0o700
+    assert modes[store.path(generation).relative_to(store.directory)] == 0o700
+    assert {mode for path, mode in modes.items() if store.path(generation).joinpath(path.name).is_file()} <= {0o600}
+    assert all(mode in (0o700, 0o600) for mode in modes.values()), modes
+
+
+def test_a_dropped_profile_leaves_no_generation_once_its_removal_is_good(device) -> None:
+    """The PSK of a profile removed from the boot partition (or changed there) is gone from every
+    generation as soon as the generation without it is good; until then the good one keeps it."""
+    store = generations.GenerationStore(device.layout)
+    device.write_config({"uuid": UUID})
+    device.boot_profile("home", WIFI)
+    device.boot_profile("wired", WIRED)
+    with_wifi = store.save(inputs_of(device))
+    store.promote(with_wifi)
+    (device.layout.boot_connections / "home").unlink()
+    without = store.save(inputs_of(device))
+    assert store.path(with_wifi).is_dir()  # on trial: the good one still holds it
+    store.promote(without)
+    assert not store.path(with_wifi).exists()
+    assert store.path(without).is_dir() and store.load(without).files == {"system-connections/wired": WIRED.encode()}
+    assert not any(WIFI.encode() in path.read_bytes() for path in store.directory.rglob("*") if path.is_file())

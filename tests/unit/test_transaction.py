@@ -37,3 +37,15 @@ def test_confirm_only_what_waits_for_it() -> None:
 def test_unconfirmed_within_the_timeout_fails() -> None:
     verdict = asyncio.run(Transaction().confirmation(0.01))
     assert not verdict.passed and verdict.reason == "not confirmed within 0.01 s"
+
+
+def test_probe_evidence_names_the_connectivity_uri_without_showing_it() -> None:
+    """The URI may carry user:password (keys.SECRET): LastRollback, NotApplied and the log never show it."""
+    from types import SimpleNamespace
+
+    from hostd import probe
+
+    settings = probe.ProbeSettings(None, ("127.0.0.1", 9), "http://user:hunter2@127.0.0.1:9/check")
+    evidence = asyncio.run(probe._check_once(SimpleNamespace(attached=False), settings))  # type: ignore[arg-type]
+    assert len(evidence) == 1 and evidence[0].startswith("the connectivity URI: unreachable")
+    assert "hunter2" not in evidence[0]
