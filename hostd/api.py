@@ -59,6 +59,7 @@ PROPERTIES: dict[str, str] = {
     "Transaction": "s",
     "NotApplied": "s",
     "LastRollback": "(dsss)",
+    "Retry": "(suuds)",  # a change not blamed for its rollback: generation, retries made, of, next at, why
 }
 
 
@@ -81,7 +82,11 @@ METHODS: dict[str, MethodSpec] = {
     "Confirm": MethodSpec("", "", True),
 }
 # outcome: applied, probing, trying, kept, rolled-back, re-applied
-SIGNALS: dict[str, tuple[str, tuple[str, ...]]] = {"Reconciled": ("a(sssdd)s", ("steps", "outcome"))}
+# RetryAttempt outcome: deferred (rolled back, not blamed: retried later), kept, rejected
+SIGNALS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "Reconciled": ("a(sssdd)s", ("steps", "outcome")),
+    "RetryAttempt": ("suus", ("generation", "attempt", "attempts", "outcome")),
+}
 
 
 class ApiError(Exception):
@@ -227,6 +232,11 @@ class Api:
     def emit_reconciled(self, steps: list[tuple[str, str, str, float, float]], outcome: str) -> None:
         signature = SIGNALS["Reconciled"][0]
         self._bus.send(Message.new_signal(OBJECT_PATH, INTERFACE, "Reconciled", signature, [steps, outcome]))
+
+    def emit_retry_attempt(self, generation: str, attempt: int, attempts: int, outcome: str) -> None:
+        signature = SIGNALS["RetryAttempt"][0]
+        body = [generation, attempt, attempts, outcome]
+        self._bus.send(Message.new_signal(OBJECT_PATH, INTERFACE, "RetryAttempt", signature, body))
 
     def describe(self) -> str:
         if self._describe_cache is None:

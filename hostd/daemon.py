@@ -93,6 +93,7 @@ class Daemon:
         await reconciler.reconcile(full=True)
 
         self._api = Api(bus, Manager(reconciler, view, watch), admin_gids=self.admin_gids)
+        reconciler.retry_reported = self._api.emit_retry_attempt
         reconciler.at_boot = False
         self._api.export()
         self._publish()

@@ -44,7 +44,7 @@ async def probe(nm: NetworkManagerAdapter, settings: ProbeSettings, timeout: flo
     result = ProbeResult(False)
     while True:
         result.attempts += 1
-        result.evidence = await _check_once(nm, settings)
+        result.evidence = await check_once(nm, settings)
         result.seconds = loop.time() - started
         if not result.evidence:
             result.ok = True
@@ -54,7 +54,7 @@ async def probe(nm: NetworkManagerAdapter, settings: ProbeSettings, timeout: flo
         await asyncio.sleep(RETRY_SECONDS)
 
 
-async def _check_once(nm: NetworkManagerAdapter, settings: ProbeSettings) -> list[str]:
+async def check_once(nm: NetworkManagerAdapter, settings: ProbeSettings) -> list[str]:
     failures: list[str] = []
     if nm.attached and nm.state.value < NM_CONNECTED_LOCAL:
         failures.append(f"NetworkManager state is {nm.state.name.lower()} ({nm.state.value})")

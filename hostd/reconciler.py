@@ -21,7 +21,16 @@ from hostd.bus import errors
 from hostd.layout import Layout
 from hostd.steps import ALL_STEPS, STEPS_BY_NAME
 from hostd.steps.base import Context, Facts, Outcome, Step, StepResult, StepStatus, live_effect
-from hostd.transaction import Rollback, Transaction, TransactionState, Verdict
+from hostd.transaction import (
+    MAX_RETRIES,
+    NO_RETRY,
+    Retry,
+    Rollback,
+    Transaction,
+    TransactionState,
+    TrialRecord,
+    Verdict,
+)
 
 if TYPE_CHECKING:
     from hostd.bus.services import Services
@@ -36,6 +45,8 @@ log = logging.getLogger("hostd.reconciler")
 AWAITED_AT_BOOT = frozenset({"state"})
 
 Reconciled = Callable[[list[StepResult], str], None]
+RetryReported = Callable[[str, int, int, str], None]  # generation, attempt, of, outcome
+UPLINK_POLL_SECONDS = 5.0  # while a deferred change waits for a healthy uplink
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,11 @@ class Reconciler:
         self.records: dict[str, object] = {}
         self._publish = publish
         self._reconciled = reconciled
+        self._trial_file = layout.hostd_state / "trial.json"
+        self.retry = NO_RETRY
+        self.retry_reported: RetryReported = lambda generation, attempt, of, outcome: None
+        self._retrying: asyncio.Task[None] | None = None
+        self._uplink_before: tuple[str, ...] = ()  # the uplink's failures before the change on trial
 
     @property
     def applied_id(self) -> str:
@@ -128,16 +144,22 @@ class Reconciler:
         assert loaded.raw is not None
         inputs = await asyncio.to_thread(generations.read_inputs, self.layout, loaded.raw)
         candidate = inputs.id
+        interrupted = self.applied is None and await self._resume_interrupted_trial(candidate)
+        if self.retry.generation and self.retry.generation != candidate:
+            self._drop_retry()  # the boot partition moved on: the new content is judged on its own
         rejected = self.store.rejected().get(candidate)
         if rejected is not None and not trial:
             self.not_applied = (
-                f"config.json (generation {candidate}) is not applied: it cut the device off at "
+                f"config.json (generation {candidate}) is not applied: rejected at "
                 f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(rejected['when']))} ({rejected['reason']}); "
                 "change it to try again"
             )
             if self.applied is None and (good := self.store.good()) is not None:
                 return await self._restore(good, "the boot partition holds a rejected generation")
             self._publish()
+            return []
+        if self._retrying is not None and self.retry.generation == candidate and not trial:
+            self._publish()  # not blamed, waiting for its retry: not before its backoff and a healthy uplink
             return []
         self.not_applied = ""
         if candidate == self.applied_id and not full and not trial:
@@ -160,10 +182,14 @@ class Reconciler:
             or bool(keys.RISKY & config_model.changed_keys(baseline_config, loaded.config))
             or inputs.files_differ(baseline)
         )
+        # A change on top of one still on trial is judged with it: the earlier one is not kept unprobed.
+        on_trial = self.transaction.state != TransactionState.NONE
         self.transaction.supersede()
         self.store.save(inputs)
-        needs_trial = trial or (risky and good is not None and good != candidate)
+        needs_trial = trial or ((risky or interrupted or on_trial) and good is not None and good != candidate)
         outcome = ("trying" if trial else "probing") if needs_trial else "applied"
+        if needs_trial:
+            await self._open_trial(candidate, good or "", loaded, trial_timeout, carry_on=on_trial or interrupted)
         results = await self._apply(Applied(loaded.config, self.layout, inputs), steps, outcome)
         if trial_timeout is not None:
             self.transaction.begin(
@@ -173,8 +199,63 @@ class Reconciler:
             self.transaction.begin(TransactionState.PROBING, self._judge(candidate, loaded))
         else:
             self._promote(candidate, loaded)
+            await self.transaction.release_checkpoint(self.services.networkmanager, roll_back=False)
+            TrialRecord.clear(self._trial_file)
         self._publish()
         return results
+
+    async def _resume_interrupted_trial(self, candidate: str) -> bool:
+        """At start: a trial recorded but never judged (power cut, reboot, crash inside its window).
+        Try's change is rolled back (it was never confirmed); an automatic one is judged afresh
+        (True).  Never kept silently.  NetworkManager's checkpoints left by it are rolled back."""
+        record = await asyncio.to_thread(TrialRecord.read, self._trial_file)
+        await self.transaction.clear_stale_checkpoints(self.services.networkmanager, roll_back=record is not None)
+        if record is None:
+            return False
+        TrialRecord.clear(self._trial_file)
+        began = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.began))
+        if record.candidate != candidate:
+            log.warning(
+                "the trial of generation %s (began %s) was interrupted; config.json has moved on",
+                record.candidate,
+                began,
+            )
+            return False
+        if record.kind == "try":
+            reason = f"hostd stopped inside the confirm window (began {began}): not confirmed"
+            rejected = self.store.reject(candidate, reason, [])
+            self.transaction.last_rollback = Rollback(rejected["when"], candidate, reason, "")
+            log.error("generation %s rejected: %s", candidate, reason)
+            return False
+        log.warning("generation %s was on trial when hostd stopped (began %s): judged afresh", candidate, began)
+        return True
+
+    async def _open_trial(
+        self,
+        candidate: str,
+        good: str,
+        loaded: config_model.LoadedConfig,
+        trial_timeout: float | None,
+        *,
+        carry_on: bool,
+    ) -> None:
+        """Before the change: record the trial, probe the uplink as it is (so that a failure it
+        already had is not blamed on the change), take NetworkManager's checkpoint."""
+        kind = "probe" if trial_timeout is None else "try"
+        await asyncio.to_thread(TrialRecord(candidate, kind, good, time.time()).write, self._trial_file)
+        nm = self.services.networkmanager
+        if trial_timeout is not None:
+            self._uplink_before = ()
+        elif not carry_on:  # on top of a change on trial, the uplink before that one is what counts
+            from hostd import probe
+
+            self._uplink_before = tuple(await probe.check_once(nm, self._probe_settings(loaded.config)))
+            if self._uplink_before:
+                log.warning(
+                    "the uplink fails before generation %s is applied: %s", candidate, "; ".join(self._uplink_before)
+                )
+        window = trial_timeout if trial_timeout is not None else loaded.config.safe_apply_timeout
+        await self.transaction.take_checkpoint(nm, window)
 
     async def _apply(self, applied: Applied, steps: tuple[Step, ...], outcome: str) -> list[StepResult]:
         results = await self._run_steps(Context(applied.config, applied.layout, self.facts()), steps, outcome)
@@ -226,34 +307,96 @@ class Reconciler:
         self, candidate: str, loaded: config_model.LoadedConfig, *, confirm_within: float | None = None
     ) -> None:
         """Keep the candidate if it passes (probe, or confirmation within ``confirm_within`` s), else roll back."""
+        nm = self.services.networkmanager
+        window = confirm_within if confirm_within is not None else loaded.config.safe_apply_timeout
+        holding = asyncio.ensure_future(self.transaction.hold_checkpoint(nm, time.monotonic() + window))
         verdict: Verdict
-        if confirm_within is not None:
-            verdict = await self.transaction.confirmation(confirm_within)
-        else:
-            verdict = await self.transaction.probe(
-                self.services.networkmanager, self._probe_settings(loaded.config), loaded.config.safe_apply_timeout
-            )
+        try:
+            if confirm_within is not None:
+                verdict = await self.transaction.confirmation(confirm_within)
+            else:
+                verdict = await self.transaction.probe(nm, self._probe_settings(loaded.config), window)
+        finally:
+            holding.cancel()
         async with self.lock:
             if self.applied_id != candidate:
                 return  # superseded while being judged
+            retry = self.retry if self.retry.generation == candidate else NO_RETRY
             if verdict.passed:
                 how = "confirmation" if confirm_within is not None else "probe"
                 log.info("generation %s passed its %s: kept", candidate, how)
+                await self.transaction.release_checkpoint(nm, roll_back=False)
                 self.transaction.end()
                 self._promote(candidate, loaded)
+                TrialRecord.clear(self._trial_file)
+                if retry.generation:
+                    self._drop_retry()
+                    self.retry_reported(candidate, retry.attempts, MAX_RETRIES, "kept")
                 self._publish()
                 self._reconciled([], "kept")
                 return
             good = self.store.good()
-            evidence = "; ".join(verdict.evidence)
-            record = self.store.reject(candidate, verdict.reason, list(verdict.evidence))
-            self.transaction.last_rollback = Rollback(record["when"], candidate, verdict.reason, evidence)
-            log.error("generation %s rejected: %s; %s; restoring %s", candidate, verdict.reason, evidence, good)
-            self.not_applied = f"config.json (generation {candidate}) was rolled back: {verdict.reason}"
+            uplink_before = self._uplink_before if confirm_within is None else ()
+            deferred = bool(uplink_before) and retry.attempts < MAX_RETRIES
+            reason, evidence = verdict.reason, list(verdict.evidence)
+            if uplink_before:
+                reason += "; the uplink was failing before the change (" + "; ".join(uplink_before) + ")"
+                reason += ": not blamed on it" if deferred else f", and at each of {MAX_RETRIES} retries"
+            if deferred:
+                when = time.time()
+                self.retry = Retry(
+                    candidate, retry.attempts, when + window * 2**retry.attempts, "; ".join(uplink_before)
+                )
+                self.not_applied = (
+                    f"config.json (generation {candidate}) was rolled back: {reason}; "
+                    f"retry {retry.attempts + 1} of {MAX_RETRIES} once the uplink is healthy"
+                )
+                log.warning("generation %s rolled back, not rejected: %s", candidate, reason)
+            else:
+                when = self.store.reject(candidate, reason, evidence)["when"]
+                self.not_applied = f"config.json (generation {candidate}) was rolled back: {reason}"
+                log.error("generation %s rejected: %s; %s; restoring %s", candidate, reason, "; ".join(evidence), good)
             if good is not None:
-                await self._restore(good, verdict.reason)
+                await self._restore(good, reason)
+            # Files first (outer layer), then NetworkManager's devices to exactly what they were.
+            rolled_back = await self.transaction.release_checkpoint(nm, roll_back=True)
+            self.transaction.last_rollback = Rollback(
+                when, candidate, reason, "; ".join(filter(None, [*evidence, rolled_back]))
+            )
+            TrialRecord.clear(self._trial_file)
             self.transaction.end()  # the trial ends once the good generation is back
+            if retry.generation and not deferred:
+                self._drop_retry()
+            if retry.generation or deferred:
+                self.retry_reported(candidate, retry.attempts, MAX_RETRIES, "deferred" if deferred else "rejected")
+            if deferred:
+                self._retrying = asyncio.ensure_future(self._retry_when_healthy(candidate))
             self._publish()
+
+    async def _retry_when_healthy(self, candidate: str) -> None:
+        """Try a change that was not blamed again, after its backoff and once the uplink is healthy."""
+        from hostd import probe
+
+        await asyncio.sleep(max(0.0, self.retry.next_at - time.time()))
+        while self.applied is not None and await probe.check_once(
+            self.services.networkmanager, self._probe_settings(self.applied.config)
+        ):
+            await asyncio.sleep(UPLINK_POLL_SECONDS)
+        async with self.lock:
+            if self.retry.generation != candidate:
+                return
+            self.retry = Retry(candidate, self.retry.attempts + 1, 0.0, self.retry.reason)
+            log.info(
+                "generation %s: retry %d of %d, the uplink is healthy", candidate, self.retry.attempts, MAX_RETRIES
+            )
+            self._retrying = None
+            await self._reconcile(full=False, trial_timeout=None)
+
+    def _drop_retry(self) -> None:
+        if self._retrying is not None:
+            self._retrying.cancel()
+            self._retrying = None
+        self.retry = NO_RETRY
 
     async def _restore(self, good: str, why: str) -> list[StepResult]:
         layout = self.store.layout_of(good)

@@ -70,6 +70,7 @@ class View:
             "Transaction": reconciler.transaction.state.value,
             "NotApplied": reconciler.not_applied,
             "LastRollback": reconciler.transaction.last_rollback.as_tuple(),
+            "Retry": reconciler.retry.as_tuple(),
         }
 
     def describe(self) -> dict[str, Any]:
@@ -108,6 +109,7 @@ class View:
                 "transaction": props["Transaction"],
                 "notApplied": props["NotApplied"],
                 "lastRollback": reconciler.transaction.last_rollback.as_dict(),
+                "retry": reconciler.retry.as_dict(),
             },
         }
 

@@ -22,6 +22,10 @@ NM_ACTIVE_INTERFACE = "org.freedesktop.NetworkManager.Connection.Active"
 NM_OBJECT_MANAGER_PATH = "/org/freedesktop"
 CONNECTIVITY_CHECK_TIMEOUT = 30.0
 """CheckConnectivity answers after NetworkManager's own HTTP probe, which can take many seconds."""
+CHECKPOINT_FLAGS = 0x02 | 0x04
+"""NM_CHECKPOINT_CREATE_FLAG_DELETE_NEW_CONNECTIONS | DISCONNECT_NEW_DEVICES: a rollback also removes
+the profiles the change added and takes down devices that appeared with it."""
+ROLLBACK_RESULTS = {0: "restored", 1: "not restored", 2: "gone", 3: "unmanaged"}
 PROFILE_READS_IN_FLIGHT = 32
 """GetSettings calls in flight at once when reading many profiles: a burst of thousands fills the bus
 socket (dbus-fast then drops the connection, and hostd exits) and is no faster than a few dozen."""
@@ -210,6 +214,44 @@ class NetworkManagerAdapter(BusAdapter):
     async def check_connectivity(self, *, timeout: float = CONNECTIVITY_CHECK_TIMEOUT) -> Connectivity:
         (value,) = await self._call(names.NM_PATH, names.NM_INTERFACE, "CheckConnectivity", timeout=timeout)
         return Connectivity(value)
+
+    async def checkpoints(self) -> list[str]:
+        """NetworkManager's checkpoints now (one left behind blocks the next one on the same devices)."""
+        (paths,) = await self._call(
+            names.NM_PATH, names.PROPERTIES_INTERFACE, "Get", "ss", names.NM_INTERFACE, "Checkpoints"
+        )
+        return [str(path) for path in paths]
+
+    async def checkpoint_create(self, rollback_timeout: int) -> str:
+        """Snapshot every device and profile; NetworkManager itself rolls back to it after
+        ``rollback_timeout`` seconds unless it is destroyed or extended first."""
+        (path,) = await self._call(
+            names.NM_PATH, names.NM_INTERFACE, "CheckpointCreate", "aouu", [], rollback_timeout, CHECKPOINT_FLAGS
+        )
+        return str(path)
+
+    async def checkpoint_extend(self, checkpoint: str, rollback_timeout: int) -> None:
+        """NetworkManager rolls back ``rollback_timeout`` seconds from now (not from the creation)."""
+        await self._call(
+            names.NM_PATH, names.NM_INTERFACE, "CheckpointAdjustRollbackTimeout", "ou", checkpoint, rollback_timeout
+        )
+
+    async def checkpoint_destroy(self, checkpoint: str) -> None:
+        await self._call(names.NM_PATH, names.NM_INTERFACE, "CheckpointDestroy", "o", checkpoint)
+
+    async def checkpoint_rollback(self, checkpoint: str) -> dict[str, str]:
+        """Return every device and profile to the checkpoint; per interface, what became of it."""
+        (results,) = await self._call(names.NM_PATH, names.NM_INTERFACE, "CheckpointRollback", "o", checkpoint)
+        outcome: dict[str, str] = {}
+        for device, result in results.items():
+            try:
+                (interface,) = await self._call(
+                    device, names.PROPERTIES_INTERFACE, "Get", "ss", NM_DEVICE_INTERFACE, "Interface"
+                )
+            except errors.RemoteError:
+                interface = device  # removed by the rollback itself
+            outcome[str(interface)] = ROLLBACK_RESULTS.get(int(result), f"result {result}")
+        return outcome
 
     async def _settings(self, method: str, signature: str = "", *body: Any) -> list[Any]:
         return await self._call(names.NM_SETTINGS_PATH, names.NM_SETTINGS_INTERFACE, method, signature, *body)

@@ -46,6 +46,6 @@ def test_probe_evidence_names_the_connectivity_uri_without_showing_it() -> None:
     from hostd import probe
 
     settings = probe.ProbeSettings(None, ("127.0.0.1", 9), "http://user:hunter2@127.0.0.1:9/check")
-    evidence = asyncio.run(probe._check_once(SimpleNamespace(attached=False), settings))  # type: ignore[arg-type]
+    evidence = asyncio.run(probe.check_once(SimpleNamespace(attached=False), settings))  # type: ignore[arg-type]
     assert len(evidence) == 1 and evidence[0].startswith("the connectivity URI: unreachable")
     assert "hunter2" not in evidence[0]

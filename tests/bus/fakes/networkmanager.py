@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid as uuidlib
 from typing import Annotated, Any
 
-from dbus_fast import Variant
+from dbus_fast import DBusError, Variant
 from dbus_fast.annotations import DBusSignature
 from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_method, dbus_property
 
@@ -16,8 +16,10 @@ from .base import FakeService
 UInt = Annotated[int, DBusSignature("u")]
 Bool = Annotated[bool, DBusSignature("b")]
 Str = Annotated[str, DBusSignature("s")]
+Path = Annotated[str, DBusSignature("o")]
 PathList = Annotated[list[str], DBusSignature("ao")]
 StrList = Annotated[list[str], DBusSignature("as")]
+RollbackReply = Annotated[dict[str, int], DBusSignature("a{su}")]
 LoadReply = Annotated[tuple[bool, list[str]], DBusSignature("bas")]
 ConnectionSettings = Annotated[dict[str, dict[str, Variant]], DBusSignature("a{sa{sv}}")]
 DnsConfiguration = Annotated[list[dict[str, Variant]], DBusSignature("aa{sv}")]
@@ -31,6 +33,49 @@ class NetworkManager(ServiceInterface):
         super().__init__(names.NM_INTERFACE)
         self.state = NM_STATE_CONNECTED_GLOBAL
         self.connectivity = NM_CONNECTIVITY_FULL
+        self.checkpoints: dict[str, int] = {}
+        """checkpoint path -> its rollback timeout (s), as last set"""
+        self.checkpoint_calls: list[tuple[str, ...]] = []
+        self._next_checkpoint = 0
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Checkpoints(self) -> PathList:
+        return list(self.checkpoints)
+
+    @dbus_method()
+    def CheckpointCreate(self, devices: PathList, rollback_timeout: UInt, flags: UInt) -> Path:
+        if self.checkpoints:  # as NetworkManager: one checkpoint per device at a time
+            raise DBusError("org.freedesktop.NetworkManager.InvalidArguments", "a checkpoint already exists")
+        self._next_checkpoint += 1
+        path = f"/org/freedesktop/NetworkManager/Checkpoint/{self._next_checkpoint}"
+        self.checkpoints[path] = rollback_timeout
+        self.checkpoint_calls.append(("create", path, str(rollback_timeout), str(flags)))
+        return path
+
+    @dbus_method()
+    def CheckpointAdjustRollbackTimeout(
+        self, checkpoint: Path, add_timeout: UInt
+    ):  # no return annotation: no reply body
+        self._checkpoint(checkpoint)
+        self.checkpoints[checkpoint] = add_timeout
+        self.checkpoint_calls.append(("adjust", checkpoint, str(add_timeout)))
+
+    @dbus_method()
+    def CheckpointDestroy(self, checkpoint: Path):  # no return annotation: no reply body
+        self._checkpoint(checkpoint)
+        del self.checkpoints[checkpoint]
+        self.checkpoint_calls.append(("destroy", checkpoint))
+
+    @dbus_method()
+    def CheckpointRollback(self, checkpoint: Path) -> RollbackReply:
+        self._checkpoint(checkpoint)
+        del self.checkpoints[checkpoint]
+        self.checkpoint_calls.append(("rollback", checkpoint))
+        return {}
+
+    def _checkpoint(self, checkpoint: str) -> None:
+        if checkpoint not in self.checkpoints:
+            raise DBusError("org.freedesktop.NetworkManager.InvalidArguments", f"no checkpoint {checkpoint}")
 
     @dbus_property(access=PropertyAccess.READ)
     def State(self) -> UInt:
