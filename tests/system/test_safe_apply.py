@@ -12,6 +12,7 @@ meets a generation rejected by an earlier run.  Figures are printed (pytest -s).
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 from typing import Any
@@ -125,6 +126,18 @@ def dnsmasq_upstreams(hostd: Hostd) -> list[str]:
     return [m["address"] for m in metrics]
 
 
+NM = ("org.freedesktop.NetworkManager", "/org/freedesktop/NetworkManager", "org.freedesktop.NetworkManager")
+
+
+def nm_checkpoints(hostd: Hostd) -> list[str]:
+    """NetworkManager's own Checkpoints property."""
+    return hostd.busctl_json("get-property", *NM, "Checkpoints")
+
+
+def journal_since(hostd: Hostd, since: int) -> str:
+    return hostd.tb.exec(["journalctl", "--no-pager", "-o", "cat", "-u", "hostd", f"--since=@{since}"]).stdout
+
+
 def rejected_ids(hostd: Hostd) -> set[str]:
     path = hostd.tb.state_dir / "hostd" / "rejected-generations.json"
     return set(json.loads(path.read_text())) if path.exists() else set()
@@ -151,6 +164,7 @@ def test_profile_that_cuts_the_uplink_is_rolled_back_and_not_retried_after_reboo
     tb.wait_for(lambda: host0_profile(boot) == "systest-cutoff", 5, "NetworkManager runs the new profile")
     assert f"inet {wrong}/24" in tb.exec(["ip", "-4", "addr", "show", tb.device_if]).stdout
     assert not peer_reaches_device(boot)
+    assert len(nm_checkpoints(boot)) == 1  # NetworkManager holds the state before the change
     cut_off_at = time.monotonic() - started
 
     doc, rolled_back_after = wait_rolled_back(boot, good, started)
@@ -167,6 +181,8 @@ def test_profile_that_cuts_the_uplink_is_rolled_back_and_not_retried_after_reboo
     assert "probe failed" in gens["lastRollback"]["reason"]
     assert f"{tb.probe_name} does not resolve" in gens["lastRollback"]["evidence"]
     assert "rolled back" in gens["notApplied"] and candidate in gens["notApplied"]
+    assert "NetworkManager checkpoint rolled back (host0 restored" in gens["lastRollback"]["evidence"]
+    assert nm_checkpoints(boot) == []
     assert host0_profile(boot) == "testbed-host0"
     assert f"{NM_DIR}/{CUTOFF}" not in boot.nm_profiles()
     assert (tb.boot_dir / "system-connections" / CUTOFF).exists()  # the user's files are left alone
@@ -326,3 +342,141 @@ def test_try_rolls_back_unless_confirmed(boot: Hostd) -> None:
     nothing = boot.hostctl("confirm")
     assert nothing.returncode == 1 and "io.hostd1.Error.NothingToConfirm" in nothing.stderr, nothing.stderr
     assert generations(boot)["good"] == trial and trial not in rejected_ids(boot)
+
+
+def disabled_profile(interface: str) -> bytes:
+    """A profile that takes the uplink over (higher autoconnect-priority) with no IP at all: the
+    uplink is up but carries nothing."""
+    return (
+        "[connection]\nid=systest-noip\nuuid=0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0\ntype=ethernet\n"
+        f"interface-name={interface}\nautoconnect=true\nautoconnect-priority=100\n\n[ethernet]\n\n"
+        "[ipv4]\nmethod=disabled\n\n[ipv6]\nmethod=disabled\n"
+    ).encode()
+
+
+def test_profile_that_deactivates_the_uplink_is_undone_by_the_checkpoint(boot: Hostd) -> None:
+    """A profile that leaves the uplink without an address: NetworkManager's checkpoint (taken before
+    the change, extended while probing) puts host0 back on its profile; the files follow."""
+    tb = boot.tb
+    make_good_baseline(boot)
+    good = generations(boot)["good"]
+    started = time.monotonic()
+    (tb.boot_dir / "system-connections" / "systest-noip.nmconnection").write_bytes(disabled_profile(tb.device_if))
+    boot.wait_describe(lambda d: d["generations"]["transaction"] == "probing", what="probing the profile")
+    tb.wait_for(lambda: host0_profile(boot) == "systest-noip", 5, "NetworkManager runs the profile")
+    [checkpoint] = nm_checkpoints(boot)
+    doc, rolled_back_after = wait_rolled_back(boot, good, started)
+    tb.wait_for(lambda: peer_reaches_device(boot), ROLLBACK_SLACK, "the peer reaches the device again")
+    print(f"\n[safe-apply no-ip profile] rolled back after {rolled_back_after:.1f} s (timeout {PROBE_TIMEOUT} s)")
+    assert host0_profile(boot) == "testbed-host0" and nm_checkpoints(boot) == []
+    assert f"{NM_DIR}/systest-noip.nmconnection" not in boot.nm_profiles()
+    assert "NetworkManager checkpoint rolled back (host0 restored" in doc["generations"]["lastRollback"]["evidence"]
+    assert checkpoint.startswith("/org/freedesktop/NetworkManager/Checkpoint/")
+
+
+def test_kill_9_inside_the_window_leads_to_a_fresh_judgement(boot: Hostd) -> None:
+    """hostd killed (SIGKILL) while a change that cuts the device off is probed: systemd starts it
+    again, it finds the trial recorded on the state partition and NetworkManager's checkpoint left
+    behind, rolls NetworkManager back to it, judges the change afresh and rejects it: never kept."""
+    tb = boot.tb
+    make_good_baseline(boot)
+    good = generations(boot)["good"]
+    since = int(time.time()) - 1
+    (tb.boot_dir / "system-connections" / CUTOFF).write_bytes(cutoff_profile(tb.device_if, other_subnet(tb.device_ip)))
+    doc = boot.wait_describe(lambda d: d["generations"]["transaction"] == "probing", what="probing the profile")
+    candidate = doc["generations"]["current"]
+    assert (tb.state_dir / "hostd" / "trial.json").exists()
+    pid = boot.pid()
+    started = time.monotonic()
+    tb.exec(["kill", "-9", str(pid)])
+    tb.wait_for(lambda: boot.ready() and boot.pid() != pid, 30, "hostd started again by systemd")
+    doc, rolled_back_after = wait_rolled_back(boot, good, started)
+    tb.wait_for(lambda: peer_reaches_device(boot), ROLLBACK_SLACK, "the peer reaches the device again")
+    print(f"\n[safe-apply kill -9] rolled back {rolled_back_after:.1f} s after the kill (timeout {PROBE_TIMEOUT} s)")
+    log = journal_since(boot, since)
+    assert "checkpoint" in log and "rolled back" in log and f"generation {candidate} was on trial" in log, log
+    assert doc["generations"]["lastRollback"]["generation"] == candidate and candidate in rejected_ids(boot)
+    assert host0_profile(boot) == "testbed-host0" and nm_checkpoints(boot) == []
+    assert not (tb.state_dir / "hostd" / "trial.json").exists()
+
+
+def test_a_checkpoint_left_over_is_cleared_at_start(boot: Hostd) -> None:
+    """A checkpoint nobody will finish (left by a crash) blocks NetworkManager's next one: hostd
+    clears it when it starts, and the next change gets its own checkpoint, destroyed once kept."""
+    tb = boot.tb
+    cfg = make_good_baseline(boot)
+    good = generations(boot)["good"]
+    [stale] = tb.exec(["busctl", "call", *NM, "CheckpointCreate", "aouu", "0", "600", "0"]).stdout.split()[1:]
+    assert nm_checkpoints(boot) == [stale.strip('"')]
+    tb.exec(["systemctl", "restart", "hostd"])
+    boot.wait_ready()
+    assert nm_checkpoints(boot) == []
+    tb.write_config({**cfg, "dnsServers": f"{tb.peer_ip} {sibling(tb.peer_ip, 250)}"})
+    wait_kept(boot, good)
+    assert nm_checkpoints(boot) == []
+
+
+def test_try_interrupted_by_a_reboot_is_rolled_back(boot: Hostd) -> None:
+    """`hostctl apply --try` then a reboot inside the confirm window: the change is never kept; the
+    device comes back on the good generation and says why."""
+    tb = boot.tb
+    cfg = make_good_baseline(boot)
+    good = generations(boot)["good"]
+    trial = write_and_try(boot, {**cfg, "ntpServers": sibling(tb.peer_ip, 253)}, 120)
+    tb.reboot()
+    boot.wait_ready()
+    doc = boot.wait_describe(lambda d: d["generations"]["current"] == good, what="back on the good generation")
+    gens = doc["generations"]
+    assert (gens["good"], gens["transaction"]) == (good, "")
+    assert gens["lastRollback"]["generation"] == trial
+    assert "hostd stopped inside the confirm window" in gens["lastRollback"]["reason"]
+    assert "is not applied" in gens["notApplied"] and trial in rejected_ids(boot)
+    assert doc["time"]["ntpServers"] == cfg.get("ntpServers", "").split()
+    tb.wait_for(lambda: peer_reaches_device(boot), 10, "the peer reaches the device after the reboot")
+
+
+def set_uplink(hostd: Hostd, up: bool) -> None:
+    """The far end of the device's veth, from the host side (the peer namespace)."""
+    link = ["ip", "netns", "exec", hostd.tb.netns, "ip", "link", "set", "tb-peer0", "up" if up else "down"]
+    subprocess.run(link, check=True, capture_output=True)
+
+
+def test_a_good_change_during_an_uplink_flap_is_kept(boot: Hostd) -> None:
+    """The uplink goes down (host side) just before a good change and stays down through its probe
+    window (5 s): the probe before the change saw the outage, so the change is not blamed: rolled
+    back without being rejected (Retry and LastRollback say so), tried again once the uplink is
+    healthy, and kept.  It is never rejected."""
+    tb = boot.tb
+    cfg = make_good_baseline(boot)
+    servers = [tb.peer_ip, sibling(tb.peer_ip, 249)]
+    quick = {**cfg, "os": {**cfg["os"], "safeApply": {**cfg["os"]["safeApply"], "timeout": 5}}}
+    started = time.monotonic()
+    try:
+        set_uplink(boot, False)
+        tb.write_config({**quick, "dnsServers": " ".join(servers)})
+        doc = boot.wait_describe(lambda d: d["generations"]["transaction"] == "probing", what="probing")
+        candidate = doc["generations"]["current"]
+        deferred = boot.wait_describe(
+            lambda d: d["generations"]["transaction"] == "" and d["generations"]["retry"] is not None,
+            timeout=15,
+            what="rolled back, not blamed",
+        )
+    finally:
+        set_uplink(boot, True)
+    flap = time.monotonic() - started
+    gens = deferred["generations"]
+    assert gens["retry"]["generation"] == candidate and gens["retry"]["attempts"] == 0, gens
+    assert gens["lastRollback"]["generation"] == candidate and "not blamed" in gens["lastRollback"]["reason"]
+    assert "retry 1 of 3 once the uplink is healthy" in gens["notApplied"]
+    assert candidate not in rejected_ids(boot)
+    doc = boot.wait_describe(
+        lambda d: d["generations"]["good"] == candidate and d["generations"]["transaction"] == "",
+        timeout=45,
+        what="the change retried and kept",
+    )
+    print(f"\n[safe-apply flap] uplink down {flap:.1f} s; kept {time.monotonic() - started:.1f} s after it went down")
+    gens = doc["generations"]
+    assert gens["current"] == candidate and gens["notApplied"] == "" and gens["retry"] is None
+    assert candidate not in rejected_ids(boot) and nm_checkpoints(boot) == []
+    assert dnsmasq_upstreams(boot) == servers
+    tb.wait_for(lambda: peer_reaches_device(boot), 10, "the peer reaches the device")
