@@ -18,8 +18,8 @@ pytestmark = pytest.mark.system
 WRITTEN = [
     "/etc/hostname",
     "/run/dnsmasq.servers",
-    "/run/hostd/development-features.env",
-    "/run/hostd/chrony/hostd.sources",
+    "/var/volatile/development-features",
+    "/run/chrony/hostd.sources",
     "/mnt/state/hostd/config.json",
 ]
 
@@ -38,11 +38,12 @@ def snapshot(hostd: Hostd) -> dict[str, Any]:
 
 
 def reachable(hostd: Hostd) -> None:
-    """The peer resolves a name through the device's dnsmasq (over host0, forwarded to the peer's
-    resolver), and NetworkManager still has host0 connected."""
+    """The device resolves a name through its dnsmasq (forwarded to the peer's resolver), the peer
+    reaches the device's sshd, and NetworkManager still has host0 connected."""
     tb = hostd.tb
-    answer = hostd.dns(f"peer.{tb.probe_name}", server=tb.device_ip, from_peer=True, timeout=2)
+    answer = hostd.dns(f"peer.{tb.probe_name}", timeout=2)
     assert answer.ok and answer.addrs == (tb.probe_addr,), answer
+    assert hostd.peer_connects(22222)
     assert hostd.host0_connection() == "100 (connected)\ntestbed-host0"
 
 
