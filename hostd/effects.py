@@ -22,7 +22,7 @@ from hostd.bus.services import Services
 from hostd.bus.systemd import ActiveState, unit_name_from_path
 from hostd.engine import StepResult
 from hostd.layout import Layout
-from hostd.steps import dns, state
+from hostd.steps import devmode, dns, state
 from hostd.steps.base import Context, Facts
 
 log = logging.getLogger("hostd.effects")
@@ -30,10 +30,6 @@ log = logging.getLogger("hostd.effects")
 OnEvent = Callable[[tuple[str, ...]], Awaitable[None]]
 
 HOSTD_UNIT = "hostd.service"
-# Units behind the development features: started or stopped with developmentMode, restarted
-# when the environment file they read changed.  Units a device does not have are left alone.
-DEVMODE_SWITCHED_UNITS = ("getty@tty1.service", "serial-getty@ttyS0.service")
-DEVMODE_RESTARTED_UNITS = ("sshd.service", "balena-engine.service")
 
 
 class Effects:
@@ -368,16 +364,6 @@ class Effects:
             result.problems.append(f"the kernel refused regulatory domain {country}: {exc.strerror}")
 
     async def _devmode(self, ctx: Context, result: StepResult) -> None:
-        if not result.changes:
-            return  # only units whose input changed are touched
-        systemd = self.services.systemd
-        development = ctx.config.development_mode
-        for unit in DEVMODE_SWITCHED_UNITS:
-            if (await systemd.unit_state(unit)).load_state != "loaded":
-                continue
-            job = await (systemd.start_unit(unit) if development else systemd.stop_unit(unit))
-            if job.value != "done":
-                result.problems.append(f"{unit}: {'start' if development else 'stop'} job {job.value}")
-        for unit in DEVMODE_RESTARTED_UNITS:
-            if (await systemd.unit_state(unit)).load_state == "loaded":
-                await systemd.try_restart_unit(unit)
+        await devmode.restart_development_features(self.services.systemd, self.layout, result)
+
+    _ssh = _devmode  # os.sshKeys also shape the development flag (keys required when given)

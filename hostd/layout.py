@@ -130,4 +130,5 @@ class Layout:
 
     @property
     def devmode_env(self) -> Path:
-        return self.path("/run/hostd/development-features.env")
+        """balenaOS's development flag, also the environment of the development-feature units."""
+        return self.path("/var/volatile/development-features")

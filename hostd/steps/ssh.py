@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hostd import fsutil
+from hostd.steps import devmode
 from hostd.steps.base import Change, Context, Plan, plan_file
 
 NAME = "ssh"
@@ -19,4 +20,6 @@ def plan(ctx: Context) -> Plan:
         )
     content = "".join(f"{key}\n" for key in keys).encode() if keys else None
     plan_file(result, ctx.layout, path, content, 0o600)
+    # With keys, development mode requires them too: the development flag's SSHD_OPTS follow them.
+    devmode.plan_flag(result, ctx)
     return result
