@@ -115,9 +115,10 @@ class Layout:
 
     @property
     def chrony_sources(self) -> Path:
-        # Not chrony's own /run/chrony: systemd empties that when chrony stops, and hands it to
-        # chrony's user when it starts.  units/conf/chrony adds this sourcedir.
-        return self.path("/run/hostd/chrony/hostd.sources")
+        # The sourcedir of balenaOS's chrony.conf, which has no confdir (a drop-in is never read).
+        # Debian's unit empties it when chronyd stops: hostd, which follows the unit, writes it
+        # again when chronyd runs again.
+        return self.path("/run/chrony/hostd.sources")
 
     @property
     def dnsmasq_servers(self) -> Path:

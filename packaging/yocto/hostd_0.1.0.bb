@@ -59,7 +59,6 @@ FILES:${PN} += " \
     ${nonarch_libdir}/systemd/journald.conf.d/50-hostd-defaults.conf \
     ${nonarch_libdir}/NetworkManager/conf.d/50-hostd.conf \
     ${sysconfdir}/dnsmasq.d/50-hostd.conf \
-    ${sysconfdir}/chrony/conf.d/50-hostd.conf \
     ${datadir}/hostd/nm_connections \
 "
-CONFFILES:${PN} += "${sysconfdir}/dnsmasq.d/50-hostd.conf ${sysconfdir}/chrony/conf.d/50-hostd.conf"
+CONFFILES:${PN} += "${sysconfdir}/dnsmasq.d/50-hostd.conf"

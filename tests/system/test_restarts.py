@@ -30,7 +30,7 @@ MANAGED = [
     "/run/systemd/journald.conf.d",
     "/run/dnsmasq.servers",
 ]
-CHRONY_SOURCES = "/run/hostd/chrony/hostd.sources"
+CHRONY_SOURCES = "/run/chrony/hostd.sources"
 SERVICES = [
     "NetworkManager.service",
     "ModemManager.service",
