@@ -286,6 +286,8 @@ class Effects:
                 result.problems.append(f"{name}: not activated on {interface}: {exc}")
 
     async def _dns(self, ctx: Context, result: StepResult) -> None:
+        if self.layout.is_live:
+            await dns.reread_servers_file(self.services.systemd, self.layout, result)
         dnsmasq = self.services.dnsmasq
         servers = list(dns.effective_servers(ctx))
         if dnsmasq.servers == servers and dnsmasq.attached:

@@ -1,13 +1,25 @@
 """dnsmasq's upstream resolvers (``dnsServers``, ``os.dns.mode``).
 
 ``append`` (balenaOS's behaviour): the configured servers go after the ones the network
-provides.  ``exclusive``: only the configured servers.  The servers file is what dnsmasq reads
-when it (re)starts; the running dnsmasq gets the same list over D-Bus.
+provides.  ``exclusive``: only the configured servers.  The servers file (balenaOS's
+``--servers-file``) is what dnsmasq reads when it (re)starts, so the last list applied outlives
+hostd; the running dnsmasq re-reads it and gets the same list over D-Bus.
 """
 
 from __future__ import annotations
 
+import signal
+from typing import TYPE_CHECKING
+
+from hostd.bus import errors
 from hostd.steps.base import Context, Plan, plan_file
+
+if TYPE_CHECKING:  # the engine imports the steps
+    from hostd.bus.systemd import SystemdAdapter
+    from hostd.engine import StepResult
+    from hostd.layout import Layout
+
+DNSMASQ_UNIT = "dnsmasq.service"
 
 NAME = "dns"
 KEYS = frozenset({"dnsServers", "os.dns.mode"})
@@ -25,3 +37,18 @@ def plan(ctx: Context) -> Plan:
     lines = "".join(f"server={server}\n" for server in effective_servers(ctx))
     plan_file(result, ctx.layout, ctx.layout.dnsmasq_servers, lines.encode())
     return result
+
+
+async def reread_servers_file(systemd: SystemdAdapter, layout: Layout, result: StepResult) -> None:
+    """dnsmasq keeps the servers it read from --servers-file beside those set over D-Bus until it
+    reads the file again (on SIGHUP): after the step rewrote it, an old server would stay in use."""
+    servers_file = layout.device_path(layout.dnsmasq_servers)
+    if not any(change.path == servers_file for change in result.changes) or not systemd.available:
+        return
+    state = await systemd.unit_state(DNSMASQ_UNIT)
+    if state.active_state.value != "active":
+        return  # it reads the file when it starts
+    try:
+        await systemd.kill_unit(DNSMASQ_UNIT, signal.SIGHUP)
+    except errors.BusError as exc:
+        result.problems.append(f"dnsmasq not told to re-read {servers_file}: {exc}")
