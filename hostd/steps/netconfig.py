@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from hostd.bus import errors
 from hostd.steps.base import Context, Plan, plan_file
+
+if TYPE_CHECKING:  # the engine imports the steps
+    from hostd.bus.networkmanager import NetworkManagerAdapter
+    from hostd.engine import StepResult
 
 NAME = "network-config"
 KEYS = frozenset(
@@ -34,3 +41,18 @@ def plan(ctx: Context) -> Plan:
     content = render(ctx)
     plan_file(result, ctx.layout, ctx.layout.nm_dropin, content.encode() if content is not None else None)
     return result
+
+
+async def reload_networkmanager(nm: NetworkManagerAdapter, result: StepResult) -> None:
+    """A changed drop-in takes effect only once NetworkManager re-reads its configuration (until
+    then its ConnectivityCheckUri is the old one, and the safe-apply probe would judge a setting
+    NetworkManager never loaded)."""
+    if not result.changes:
+        return
+    if not nm.attached:
+        result.problems.append("NetworkManager is not running: it reads the settings when it starts")
+        return
+    try:
+        await nm.reload_config()
+    except errors.BusError as exc:
+        result.problems.append(f"NetworkManager did not reload its configuration: {exc}")
