@@ -1,10 +1,11 @@
 """Persistent paths: bind mounts from the state (and data) partition onto the read-only root.
 
-Also the first-boot / reset flag: when ``remove_me_to_reset`` is missing from a partition, its
-overlay is wiped and the flag recreated.  Missing bind sources are created with the type of
-their target, with its mode and owner, and empty: the image's content is not copied, except
-the CA certificates, without which nothing can use TLS.  The mounts themselves are made
-through systemd by the daemon; offline they are reported as pending.
+Also the first-boot / reset flag: when ``remove_me_to_reset`` is missing from a partition at
+boot (none of its bind mounts made yet), its overlay is wiped and the flag recreated.  Missing
+bind sources are created with the type of their target, with its mode and owner, and empty: the
+image's content is not copied, except the CA certificates, without which nothing can use TLS.
+The mounts themselves are made through systemd by the daemon; offline they are reported as
+pending.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ def plan(ctx: Context) -> Plan:
     result = Plan()
     layout = ctx.layout
     wiping: set[Path] = set()
+    mounted = mounted_targets() if layout.is_live else set()
     for partition in (layout.state, layout.data):
         if not partition.is_dir():
             result.problems.append(f"{partition}: partition is not mounted; its bind mounts are skipped")
@@ -109,6 +111,12 @@ def plan(ctx: Context) -> Plan:
         flag = partition / RESET_FLAG
         if not flag.exists():
             overlay = partition / "root-overlay"
+            if any(str(target) in mounted for source, target in bind_mounts(layout) if source.is_relative_to(overlay)):
+                # Removing the flag asks for a reset at the next boot: wiping now would pull the
+                # files from under the running services (a profile made a minute ago, gone).
+                reason = "the overlay is wiped at the next boot"
+                result.report.append({"name": layout.device_path(flag), "status": "missing", "reason": reason})
+                continue
             wiping.add(overlay)
             result.changes.append(
                 Change(
@@ -118,7 +126,6 @@ def plan(ctx: Context) -> Plan:
                     lambda o=overlay, f=flag: _reset(o, f),
                 )
             )
-    mounted = mounted_targets() if layout.is_live else set()
     for source, target in bind_mounts(layout):
         overlay = next((o for o in (layout.state, layout.data) if source.is_relative_to(o)), None)
         if overlay is None or not overlay.is_dir():
