@@ -22,7 +22,7 @@ from hostd.bus.services import Services
 from hostd.bus.systemd import ActiveState, unit_name_from_path
 from hostd.engine import StepResult
 from hostd.layout import Layout
-from hostd.steps import devmode, dns, netconfig, state
+from hostd.steps import devmode, dns, netconfig, state, udev
 from hostd.steps.base import Context, Facts
 
 log = logging.getLogger("hostd.effects")
@@ -309,6 +309,10 @@ class Effects:
             self._journal_usage = await journald.disk_usage()
         except errors.BusError as exc:
             log.debug("journal disk usage unknown: %s", exc)
+
+    async def _udev(self, ctx: Context, result: StepResult) -> None:
+        if self.layout.is_live:
+            await udev.reload_and_trigger(self.layout, result)
 
     async def _network_config(self, ctx: Context, result: StepResult) -> None:
         await netconfig.reload_networkmanager(self.services.networkmanager, result)

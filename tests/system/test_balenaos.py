@@ -133,3 +133,19 @@ def test_network_settings_reach_networkmanager_live(boot: Hostd, peer_http: str)
     boot.edit_config(os=None)
     boot.tb.wait_for(lambda: nm_property(boot, "ConnectivityCheckUri") == "", 10, "no connectivity URI")
     assert boot.main_pid("NetworkManager.service") == nm_pid
+
+
+def test_udev_rules_reach_udev_for_present_devices(boot: Hostd) -> None:
+    """os.udevRules: the rule lands in /etc/udev/rules.d (bound from the state partition) and
+    udev's own rules engine applies it to host0, a device already present (`udevadm test`).  The
+    container has no systemd-udevd to reload and trigger (its ConditionPathIsReadWrite=/sys fails:
+    nspawn mounts /sys read-only, and the kernel's uevents do not reach a container), so hostd
+    says the rules wait for it instead of claiming them in effect."""
+    tb = boot.tb
+    rule = 'SUBSYSTEM=="net", KERNEL=="host0", ENV{HOSTD_TEST}="applied"'
+    boot.edit_config(os={"udevRules": {"99-hostd-test": rule}})
+    boot.reload()
+    assert tb.exec(["cat", "/etc/udev/rules.d/99-hostd-test.rules"]).stdout == rule + "\n"
+    replay = tb.exec(["udevadm", "test", "--action=change", "/sys/class/net/host0"])
+    assert "HOSTD_TEST=applied" in replay.stdout + replay.stderr
+    assert "systemd-udevd is not running: the rules take effect when it starts" in boot.step("udev")["problems"]
