@@ -124,7 +124,7 @@ def run(ctx: Context, steps: Iterable[Step] = ALL_STEPS, *, apply: bool, clean: 
                         result.changes.append(change)
             if result.changes:
                 result.status = "changed" if apply else "planned"
-            if refused:
+            if refused or plan.failed:
                 result.status = "failed"
         except OSError as exc:  # the device's state (read-only, full, a directory in the way): no bug
             log.error("step %s failed: %s", step.NAME, exc)

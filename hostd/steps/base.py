@@ -49,6 +49,8 @@ class Plan:
     report: list[dict[str, Any]] = field(default_factory=list)
     # Problems that do not stop the rest of the step (one bad profile among many).
     problems: list[str] = field(default_factory=list)
+    # The step cannot do its job at all (its problems say why): reported as failed, not ok.
+    failed: bool = False
 
 
 class Step(Protocol):

@@ -231,3 +231,13 @@ def test_wrong_mode_is_fixed_without_rewrite(device, mode) -> None:
     results = apply(device)
     assert [c.kind for c in results["ssh"].changes] == ["chmod"]
     assert stat.S_IMODE(keys.stat().st_mode) == 0o600 and keys.stat().st_ino == inode
+
+
+def test_no_name_at_all_fails_the_hostname_step(device) -> None:
+    """First boot with an unusable config.json and no last-known-good: no uuid, no hostname; the
+    step says it failed instead of "ok" with no name set."""
+    device.write_config('{"uuid": ')
+    loaded = cfg.load(device.layout)
+    assert loaded.source == "defaults"
+    result = apply(device)["hostname"]
+    assert result.status == "failed" and result.problems == ["no hostname and no uuid to derive one from"]
