@@ -241,3 +241,17 @@ def test_no_name_at_all_fails_the_hostname_step(device) -> None:
     assert loaded.source == "defaults"
     result = apply(device)["hostname"]
     assert result.status == "failed" and result.problems == ["no hostname and no uuid to derive one from"]
+
+
+def test_bind_target_the_image_lacks_converges_in_one_pass(device) -> None:
+    """No /etc/hostname in the root: the state step makes the mount point, its source and the
+    mount in one pass, so the hostname step writes through the mount (live) instead of onto the
+    root, where the mount would hide it next time."""
+    device.layout.etc_hostname.unlink()
+    device.write_config({"uuid": UUID})
+    state_step = apply(device)["state"]
+    assert not any("bind target" in problem for problem in state_step.problems), state_step.problems
+    assert stat.S_IMODE(device.layout.etc_hostname.stat().st_mode) == 0o644
+    assert (device.layout.state / "root-overlay/etc/hostname").is_file()
+    assert any(c.kind == "mount" and c.path == "/etc/hostname" for c in state_step.pending)
+    assert plan(device)["state"].changes == []  # nothing left but the mounts (pending offline)
