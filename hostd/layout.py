@@ -78,6 +78,12 @@ class Layout:
     def last_known_good(self) -> Path:
         return self.hostd_state / "config.json"
 
+    @property
+    def saved_dnsmasq_servers(self) -> Path:
+        """dnsServers as dnsmasq lines, copied to /run/dnsmasq.servers at boot by tmpfiles (before
+        dnsmasq, hostd or not): a device whose hostd fails still has upstreams to be reached by."""
+        return self.hostd_state / "dnsmasq.servers"
+
     # targets on the root filesystem
     @property
     def etc_hostname(self) -> Path:

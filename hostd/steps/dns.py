@@ -32,10 +32,15 @@ def effective_servers(ctx: Context) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ctx.facts.network_dns_servers + configured))
 
 
+def servers_file(servers: tuple[str, ...]) -> bytes:
+    return "".join(f"server={server}\n" for server in servers).encode()
+
+
 def plan(ctx: Context) -> Plan:
     result = Plan()
-    lines = "".join(f"server={server}\n" for server in effective_servers(ctx))
-    plan_file(result, ctx.layout, ctx.layout.dnsmasq_servers, lines.encode())
+    plan_file(result, ctx.layout, ctx.layout.dnsmasq_servers, servers_file(effective_servers(ctx)))
+    # Only config.json's servers are kept on flash: the network's change with every lease.
+    plan_file(result, ctx.layout, ctx.layout.saved_dnsmasq_servers, servers_file(ctx.config.dns_servers))
     return result
 
 

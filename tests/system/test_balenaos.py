@@ -62,6 +62,28 @@ def test_dns_survives_hostd_absence(hostd_stopped: Hostd) -> None:
     assert answer.ok and answer.addrs == (tb.probe_addr,), answer
 
 
+def test_dns_survives_a_boot_without_hostd(boot: Hostd) -> None:
+    """hostd masked, device rebooted: tmpfiles copies the upstreams hostd last saved on the state
+    partition to /run/dnsmasq.servers, and the device still resolves through 127.0.0.2, so it can
+    reach whoever repairs it."""
+    tb = boot.tb
+    mask = tb.root_dir / "etc/systemd/system/hostd.service"  # written from outside: the root is read-only
+    mask.symlink_to("/dev/null")
+    try:
+        # not tb.reboot(): without hostd's bind mounts logind cannot start, so the device never
+        # has all the bus names the testbed waits for
+        leader = tb.leader
+        subprocess.run(["systemctl", "-M", tb.machine, "reboot"], check=False, capture_output=True)
+        tb.wait_for(lambda: tb.leader != leader and tb.unit_state("dnsmasq.service") == "active", 60, "rebooted")
+        assert tb.unit_state("hostd.service") != "active"
+        tb.wait_for(lambda: dnsmasq_servers(boot) == [tb.peer_ip], 10, "dnsmasq's servers from the saved copy")
+        tb.wait_for(lambda: boot.probe().addrs == (tb.probe_addr,), 20, "probe.test through 127.0.0.2, host0 up")
+    finally:
+        mask.unlink()
+        tb.reboot()
+        boot.wait_ready()
+
+
 def nm_profiles(tb) -> list[str]:
     return tb.exec(["nmcli", "-g", "NAME", "connection", "show"]).stdout.split()
 
