@@ -15,7 +15,9 @@ from .test_dns import dnsmasq_servers, resolves
 
 pytestmark = pytest.mark.system
 
+CHRONY_SOURCES = "/run/chrony/hostd.sources"
 # hostd's files, as device paths (directories: every file below); see the README's "Device paths"
+# (the sample is in production mode: no /var/volatile/development-features)
 MANAGED = [
     "/mnt/boot/config.json",
     "/mnt/state/hostd",
@@ -25,12 +27,11 @@ MANAGED = [
     "/mnt/state/root-overlay/etc/NetworkManager",
     "/mnt/state/root-overlay/etc/udev",
     "/mnt/state/root-overlay/home/root/.ssh",
-    "/run/hostd",
+    CHRONY_SOURCES,
     "/run/NetworkManager/conf.d",
     "/run/systemd/journald.conf.d",
     "/run/dnsmasq.servers",
 ]
-CHRONY_SOURCES = "/run/chrony/hostd.sources"
 SERVICES = [
     "NetworkManager.service",
     "ModemManager.service",
