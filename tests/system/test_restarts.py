@@ -163,9 +163,9 @@ def test_hostd_restart_changes_nothing(hostd: Hostd) -> None:
 
 
 def test_hostd_restart_leaves_chrony_sources_alone(hostd: Hostd) -> None:
-    """hostd keeps chrony's sources in its own directory, which chrony's (re)start leaves alone
-    (systemd empties and re-owns chrony's /run/chrony): after a chrony restart, a hostd restart
-    neither rewrites the file nor reloads chrony."""
+    """chrony's sources live in its sourcedir /run/chrony, which Debian's unit hands, files
+    included, to chrony's user at every start: after a chrony restart, a hostd restart neither
+    rewrites the file (nor takes its owner back) nor reloads chrony."""
     hostd.tb.restart_unit("chrony.service")
     before = files_state(hostd, [CHRONY_SOURCES])
     restart_hostd(hostd)
