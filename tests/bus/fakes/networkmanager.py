@@ -33,6 +33,7 @@ class NetworkManager(ServiceInterface):
         super().__init__(names.NM_INTERFACE)
         self.state = NM_STATE_CONNECTED_GLOBAL
         self.connectivity = NM_CONNECTIVITY_FULL
+        self.reloads: list[int] = []  # the flags of every Reload call
         self.checkpoints: dict[str, int] = {}
         """checkpoint path -> its rollback timeout (s), as last set"""
         self.checkpoint_calls: list[tuple[str, ...]] = []
@@ -88,6 +89,10 @@ class NetworkManager(ServiceInterface):
     @dbus_method()
     def CheckConnectivity(self) -> UInt:
         return self.connectivity
+
+    @dbus_method()
+    def Reload(self, flags: UInt):  # no return annotation: dbus-fast reads it as "no reply body"
+        self.reloads.append(flags)
 
     def change(self, **values: int) -> None:
         """Change state/connectivity and signal it, as NetworkManager does."""
