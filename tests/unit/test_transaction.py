@@ -49,3 +49,20 @@ def test_probe_evidence_names_the_connectivity_uri_without_showing_it() -> None:
     evidence = asyncio.run(probe.check_once(SimpleNamespace(attached=False), settings))  # type: ignore[arg-type]
     assert len(evidence) == 1 and evidence[0].startswith("the connectivity URI: unreachable")
     assert "hunter2" not in evidence[0]
+
+
+def test_the_trial_record_survives_as_written_and_a_torn_one_is_no_trial(tmp_path) -> None:
+    from hostd.transaction import TrialRecord
+
+    path = tmp_path / "hostd" / "trial.json"
+    assert TrialRecord.read(path) is None
+    record = TrialRecord("abc", "try", "good", 1.5)
+    record.write(path)
+    assert TrialRecord.read(path) == record and path.stat().st_mode & 0o777 == 0o600
+    path.write_text('{"candidate": "abc"')
+    assert TrialRecord.read(path) is None
+    path.write_text('{"unknown": 1}')
+    assert TrialRecord.read(path) is None
+    TrialRecord.clear(path)
+    TrialRecord.clear(path)  # already gone: nothing to do
+    assert not path.exists()
