@@ -9,12 +9,15 @@ Exit codes: 0 success; 1 invalid configuration, a failed step or an error from h
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any
 
+# typing.TYPE_CHECKING without importing typing: `hostctl status` starts without typing and argparse.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
     from hostd.config import Reading
 
 EXIT_OK = 0
@@ -25,6 +28,8 @@ EXIT_DENIED = 4
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(prog="hostctl", description="Inspect and change the host's configuration.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
