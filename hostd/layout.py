@@ -60,6 +60,10 @@ class Layout:
     def boot_dispatcher(self) -> Path:
         return self.boot / "dispatcher.d"
 
+    @property
+    def boot_proxy(self) -> Path:
+        return self.boot / "system-proxy"
+
     # state partition (persistent, small) and data partition (persistent, large)
     @property
     def state(self) -> Path:
@@ -131,3 +135,13 @@ class Layout:
     @property
     def devmode_env(self) -> Path:
         return self.path("/run/hostd/development-features.env")
+
+    @property
+    def redsocks_conf(self) -> Path:
+        """What hostd-redsocks.service runs with (0600: it may hold the proxy's credentials)."""
+        return self.path("/run/hostd/proxy/redsocks.conf")
+
+    @property
+    def proxy_rules(self) -> Path:
+        """The nftables table that redirects to redsocks, as ``nft -f`` loads it."""
+        return self.path("/run/hostd/proxy/rules.nft")

@@ -32,7 +32,8 @@ do_install:append() {
 }
 
 # The standard-library parts hostd imports (OE splits python3 into packages; the unit tests map
-# each import to one of these), dbus-fast from meta-python, and the services hostd drives.
+# each import to one of these), dbus-fast from meta-python, and the services hostd drives;
+# nftables and redsocks (meta-networking) for the system proxy.
 RDEPENDS:${PN} += " \
     python3-asyncio \
     python3-core \
@@ -45,6 +46,8 @@ RDEPENDS:${PN} += " \
     python3-netclient \
     python3-shell \
     python3-stringold \
+    nftables \
+    redsocks \
 "
 RRECOMMENDS:${PN} += "avahi-daemon chrony dnsmasq modemmanager networkmanager"
 
@@ -52,6 +55,7 @@ FILES:${PN} += " \
     ${PYTHON_SITEPACKAGES_DIR}/hostd \
     ${PYTHON_SITEPACKAGES_DIR}/hostd-${PV}.dist-info \
     ${systemd_system_unitdir}/hostd.service \
+    ${systemd_system_unitdir}/hostd-redsocks.service \
     ${datadir}/dbus-1/system.d/io.hostd1.conf \
     ${datadir}/dbus-1/system-services/io.hostd1.service \
     ${datadir}/dbus-1/interfaces/io.hostd1.Manager.xml \

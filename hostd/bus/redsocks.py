@@ -1,0 +1,27 @@
+"""redsocks, run by systemd as ``hostd-redsocks.service`` while a proxy is configured; followed by its unit."""
+
+from __future__ import annotations
+
+from hostd.bus.base import Feature
+
+REDSOCKS_UNIT = "hostd-redsocks.service"
+
+
+class Redsocks(Feature):
+    """Degraded only while a proxy is configured (``wanted``) and its unit does not run."""
+
+    key = "redsocks"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wanted = False
+        self._recover()
+
+    async def start(self) -> None:
+        """Nothing to attach: the unit's state arrives from systemd."""
+
+    def follow_unit(self, unit: str, state: str) -> None:
+        if self.wanted:
+            super().follow_unit(unit, state)
+        else:
+            self._recover()
