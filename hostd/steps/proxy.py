@@ -138,9 +138,15 @@ def _tokens(text: str) -> Iterator[tuple[int, str]]:
         position = found.end()
 
 
-def parse_sections(text: str) -> dict[str, dict[str, tuple[int, str]]]:
-    """section -> key -> (line, value), as redsocks reads ``name { key = value; ... }``."""
-    sections: dict[str, dict[str, tuple[int, str]]] = {}
+@dataclass(frozen=True)
+class Section:
+    line: int  # where its name is
+    entries: dict[str, tuple[int, str]]  # key -> (line, value)
+
+
+def parse_sections(text: str) -> dict[str, Section]:
+    """The sections, as redsocks reads ``name { key = value; ... }``."""
+    sections: dict[str, Section] = {}
     tokens = list(_tokens(text))
     index = 0
 
@@ -152,11 +158,11 @@ def parse_sections(text: str) -> dict[str, dict[str, tuple[int, str]]]:
         return tokens[index - 1]
 
     while index < len(tokens):
-        line, name = take("a section name")
+        section_line, name = take("a section name")
         if name not in SECTIONS:
-            raise ConfError(line, f"unknown section {name!r} (known: {', '.join(SECTIONS)})")
+            raise ConfError(section_line, f"unknown section {name!r} (known: {', '.join(SECTIONS)})")
         if name in sections:
-            raise ConfError(line, f"a second {name!r} section; hostd runs one proxy")
+            raise ConfError(section_line, f"a second {name!r} section; hostd runs one proxy")
         brace_line, brace = take("'{'")
         if brace != "{":
             raise ConfError(brace_line, f"'{{' expected after {name!r}")
@@ -177,7 +183,7 @@ def parse_sections(text: str) -> dict[str, dict[str, tuple[int, str]]]:
             if end != ";":
                 raise ConfError(end_line, f"{name}: ';' expected after the value of {key!r}")
             entries[key] = (line, value.removeprefix('"').removesuffix('"') if value.startswith('"') else value)
-        sections[name] = entries
+        sections[name] = Section(section_line, entries)
     return sections
 
 
@@ -191,12 +197,16 @@ def _port(section: str, key: str, entry: tuple[int, str]) -> int:
 def parse_redsocks_conf(text: str) -> ProxyServer:
     """The proxy a redsocks.conf names; ConfError (with its line) when redsocks could not use it."""
     sections = parse_sections(text)
-    proxy = sections.get("redsocks")
-    if proxy is None:
+    section = sections.get("redsocks")
+    if section is None:
         raise ConfError(1, "no 'redsocks { ... }' section: it names the proxy")
+    proxy = section.entries
+    if "type" in proxy and proxy["type"][1] not in PROXY_TYPES:
+        line, kind = proxy["type"]
+        raise ConfError(line, f"redsocks: type {kind!r} is not one of {', '.join(PROXY_TYPES)}")
     for required in ("ip", "port", "type"):
         if required not in proxy:
-            raise ConfError(1, f"redsocks: {required!r} is missing")
+            raise ConfError(section.line, f"redsocks: {required!r} is missing")
     line, address = proxy["ip"]
     try:
         server_ip = ipaddress.ip_address(address)
@@ -204,16 +214,13 @@ def parse_redsocks_conf(text: str) -> ProxyServer:
         raise ConfError(line, f"redsocks: ip {address!r} is not an IP address (redsocks takes no host name)") from None
     if server_ip.version != 4:
         raise ConfError(line, f"redsocks: ip {address}: the distribution's redsocks (0.5) reaches IPv4 proxies only")
-    line, kind = proxy["type"]
-    if kind not in PROXY_TYPES:
-        raise ConfError(line, f"redsocks: type {kind!r} is not one of {', '.join(PROXY_TYPES)}")
     ignored = []
     if "dnsu2t" in sections:
         ignored.append("dnsu2t: the distribution's redsocks (0.5) has no dnsu2t; DNS goes direct")
     if "redudp" in sections:
         ignored.append("redudp: not used (UDP goes direct)")
     return ProxyServer(
-        type=kind,
+        type=proxy["type"][1],
         ip=str(server_ip),
         port=_port("redsocks", "port", proxy["port"]),
         local_port=_port("redsocks", "local_port", proxy["local_port"])
