@@ -371,6 +371,7 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
         return outcome  # rejected (or no boot partition): what is in force stays
     from hostd.bus.errors import CommandFailed
     from hostd.bus.redsocks import REDSOCKS_UNIT
+    from hostd.bus.systemd import ActiveState
 
     systemd, nftables = services.systemd, services.nftables
     layout = ctx.layout
@@ -383,7 +384,8 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
         await nftables.delete_table(TABLE)
         return outcome
     if layout.device_path(layout.redsocks_conf) in changed:
-        await systemd.reset_failed_unit(REDSOCKS_UNIT)  # a deliberate restart is not refused by its start limit
+        if (await systemd.unit_state(REDSOCKS_UNIT)).active_state == ActiveState.FAILED:
+            await systemd.reset_failed_unit(REDSOCKS_UNIT)  # a deliberate restart is not refused by its start limit
         job = await systemd.restart_unit(REDSOCKS_UNIT)
     else:
         job = await systemd.start_unit(REDSOCKS_UNIT)  # nothing to do while it runs
