@@ -224,6 +224,51 @@ def test_tcp_goes_through_the_peers_proxy_ipv6_never_leaks(hostd: Hostd, peer: P
     assert f"Proxy: http-connect {tb.peer_ip}:{PROXY_PORT}" in status.stdout
 
 
+@pytest.fixture
+def container(hostd: Hostd) -> Iterator[str]:
+    """A container's network as the engine makes it: a namespace on the device behind the balena0 bridge."""
+    tb = hostd.tb
+    setup = (
+        "ip netns add hostd-ctr && ip link add balena0 type bridge && ip addr add 10.114.101.1/24 dev balena0"
+        " && ip link set balena0 up && ip link add vethctr type veth peer name eth0 netns hostd-ctr"
+        " && ip link set vethctr master balena0 up && ip -n hostd-ctr addr add 10.114.101.2/24 dev eth0"
+        " && ip -n hostd-ctr link set eth0 up && ip -n hostd-ctr route add default via 10.114.101.1"
+    )
+    tb.exec(["sh", "-c", setup])
+    try:
+        yield "hostd-ctr"
+    finally:
+        tb.exec(["sh", "-c", "ip netns del hostd-ctr; ip link del balena0"], check=False)
+
+
+def test_a_containers_tcp_goes_through_the_proxy(hostd: Hostd, peer: Peer, proxy_dir: Path, container: str) -> None:
+    tb = hostd.tb
+    url = f"http://{ONLY_THROUGH_PROXY}:{TARGET_PORT}/"
+    in_container = ["ip", "netns", "exec", container, "curl", "-sS", "--max-time", "5", url]
+    assert tb.exec(in_container, check=False).returncode != 0  # no forwarding on the device: no way out
+    write_files(proxy_dir, peer.conf())
+    wait_in_force(hostd, f"http-connect {tb.peer_ip}:{PROXY_PORT}")
+    before = peer.proxied_connections()
+    answer = tb.exec(in_container, check=False)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout == ONLY_THROUGH_PROXY and peer.proxied_connections() == before + 1
+
+
+def test_set_proxy_from_the_supervisor_is_written_and_applied(hostd: Hostd, peer: Peer, proxy_dir: Path) -> None:
+    tb = hostd.tb
+    conf = peer.conf()["redsocks.conf"]
+    hostd.call("SetProxy", "sas", conf, "1", EXEMPTABLE)
+    assert (proxy_dir / "redsocks.conf").read_text() == conf
+    assert (proxy_dir / "no_proxy").read_text() == f"{EXEMPTABLE}\n"
+    wait_in_force(hostd, f"http-connect {tb.peer_ip}:{PROXY_PORT}")
+    assert curl(hostd, f"http://{ONLY_THROUGH_PROXY}:{TARGET_PORT}/").stdout == ONLY_THROUGH_PROXY
+    assert curl(hostd, f"http://{EXEMPTABLE}:{TARGET_PORT}/").stdout == tb.device_ip
+    hostd.call("SetProxy", "sas", "", "0")
+    hostd.wait_describe(lambda d: d["proxy"] == {"state": "off"}, 90, "proxy off")
+    assert not (proxy_dir / "redsocks.conf").exists()
+    tb.wait_for(lambda: not table_listed(hostd), 30, "the table removed")
+
+
 def test_no_proxy_is_honoured_and_removal_takes_the_rules_away(hostd: Hostd, peer: Peer, proxy_dir: Path) -> None:
     tb = hostd.tb
     url = f"http://{EXEMPTABLE}:{TARGET_PORT}/"
