@@ -14,6 +14,10 @@ class Nftables(CommandFeature):
     def __init__(self, *, nft: str = "nft", timeout: float = DEFAULT_TIMEOUT) -> None:
         super().__init__(nft, timeout=timeout)
 
+    async def start(self) -> None:
+        """Used only while a proxy is configured: a missing nft shows when it is needed, not before."""
+        self._recover()
+
     async def load(self, path: Path) -> None:
         """Apply a rules file: all of it or, when nft refuses any of it, none (CommandFailed)."""
         await self._run("-f", str(path))

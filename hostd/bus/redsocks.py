@@ -15,10 +15,16 @@ class Redsocks(Feature):
     def __init__(self) -> None:
         super().__init__()
         self.wanted = False
-        self._recover()
 
     async def start(self) -> None:
-        """Nothing to attach: the unit's state arrives from systemd."""
+        """Nothing to attach: the unit's state arrives from systemd, and matters once a proxy is wanted."""
+        self._recover()
+
+    def want(self, wanted: bool) -> None:
+        """A proxy is configured (or no longer: redsocks not running is then no loss)."""
+        self.wanted = wanted
+        if not wanted:
+            self._recover()
 
     def follow_unit(self, unit: str, state: str) -> None:
         if self.wanted:

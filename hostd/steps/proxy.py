@@ -377,11 +377,12 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
     layout = ctx.layout
     changed = {change.path for change in result.changes}
     on = layout.redsocks_conf.exists()
-    services.redsocks.wanted = on
+    services.redsocks.want(on)
     if not on:
-        if (await systemd.unit_state(REDSOCKS_UNIT)).load_state == "loaded":
-            await systemd.stop_unit(REDSOCKS_UNIT)
-        await nftables.delete_table(TABLE)
+        if changed:  # the proxy was taken away; a device that had none has nothing to undo
+            if (await systemd.unit_state(REDSOCKS_UNIT)).load_state == "loaded":
+                await systemd.stop_unit(REDSOCKS_UNIT)
+            await nftables.delete_table(TABLE)
         return outcome
     if layout.device_path(layout.redsocks_conf) in changed:
         if (await systemd.unit_state(REDSOCKS_UNIT)).active_state == ActiveState.FAILED:

@@ -158,3 +158,20 @@ def test_neither_nft_nor_systemd_is_touched_for_a_root_directory(proxied) -> Non
     result = proxied.run_step(proxy)
     outcome = asyncio.run(proxy.apply_live(services(), proxied.context(), result))
     assert not outcome.problems and not outcome.made
+
+
+def test_redsocks_is_degraded_only_while_a_proxy_wants_it() -> None:
+    from hostd.bus.redsocks import REDSOCKS_UNIT, Redsocks
+
+    redsocks = Redsocks()
+    asyncio.run(redsocks.start())
+    redsocks.follow_unit(REDSOCKS_UNIT, "inactive")
+    assert redsocks.available  # no proxy: not running is no loss
+    redsocks.want(True)
+    redsocks.follow_unit(REDSOCKS_UNIT, "failed")
+    assert redsocks.degraded_reason == f"{REDSOCKS_UNIT} is failed"
+    redsocks.follow_unit(REDSOCKS_UNIT, "active")
+    assert redsocks.available
+    redsocks.follow_unit(REDSOCKS_UNIT, "inactive")
+    redsocks.want(False)
+    assert redsocks.available
