@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -175,3 +177,21 @@ def test_redsocks_is_degraded_only_while_a_proxy_wants_it() -> None:
     redsocks.follow_unit(REDSOCKS_UNIT, "inactive")
     redsocks.want(False)
     assert redsocks.available
+
+
+@pytest.mark.skipif(shutil.which("redsocks") is None, reason="redsocks is not installed")
+def test_the_distributions_redsocks_accepts_the_file_hostd_writes(proxied) -> None:
+    proxied.run_step(proxy)
+    checked = subprocess.run(
+        ["redsocks", "-t", "-c", str(proxied.layout.redsocks_conf)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+@pytest.mark.skipif(shutil.which("nft") is None or os.geteuid() != 0, reason="needs nft, as root")
+def test_nft_accepts_the_table_hostd_writes(proxied) -> None:
+    proxied.run_step(proxy)
+    checked = subprocess.run(
+        ["nft", "--check", "-f", str(proxied.layout.proxy_rules)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stderr
