@@ -66,7 +66,7 @@ NEVER_PROXIED = tuple(
     )
 )
 
-# The keys redsocks 0.5 knows, per section; a value's check (None: any string).
+# What redsocks 0.5 knows: proxy types, and the keys of each section.
 PROXY_TYPES = ("socks4", "socks5", "http-connect", "http-relay")
 SECTIONS: dict[str, frozenset[str]] = {
     "base": frozenset({"log_debug", "log_info", "log", "daemon", "user", "group", "chroot", "redirector"}),
@@ -78,7 +78,6 @@ SECTIONS: dict[str, frozenset[str]] = {
     | frozenset({"udp_timeout", "udp_timeout_stream"}),
     "dnsu2t": frozenset({"local_ip", "local_port", "remote_ip", "remote_port", "remote_timeout", "inflight_max"}),
 }
-SECRET_KEYS = frozenset({"login", "password"})
 
 
 class ConfError(ValueError):
@@ -247,7 +246,8 @@ def parse_no_proxy(text: str, path: str) -> tuple[list[ipaddress.IPv4Network | i
 
 
 def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # The value as it stood between quotes in the boot file: redsocks reads it the same way again.
+    return f'"{value}"'
 
 
 def render_redsocks_conf(server: ProxyServer) -> str:
