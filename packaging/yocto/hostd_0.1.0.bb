@@ -54,6 +54,7 @@ FILES:${PN} += "\
 # each import to one of these), dbus-fast from meta-python, and the services hostd drives;
 # nftables and redsocks (meta-networking) for the system proxy.
 RDEPENDS:${PN} += "\
+    nftables \
     python3-asyncio \
     python3-core \
     python3-crypt \
@@ -65,7 +66,6 @@ RDEPENDS:${PN} += "\
     python3-netclient \
     python3-shell \
     python3-stringold \
-    nftables \
     redsocks \
 "
 
