@@ -60,6 +60,7 @@ PROPERTIES: dict[str, str] = {
     "NotApplied": "s",
     "LastRollback": "(dsss)",
     "Retry": "(suuds)",  # a change not blamed for its rollback: generation, retries made, of, next at, why
+    "Proxy": "a{ss}",  # the system proxy in force: state, server, noProxy, ipv6, udp, rejected
 }
 
 
@@ -80,6 +81,7 @@ METHODS: dict[str, MethodSpec] = {
     "SetPersistentLogging": MethodSpec("b", "", True, in_names=("enabled",)),
     "Try": MethodSpec("su", "", True, in_names=("config", "timeout")),
     "Confirm": MethodSpec("", "", True),
+    "SetProxy": MethodSpec("sas", "", True, in_names=("redsocks_conf", "no_proxy")),
 }
 # outcome: applied, probing, trying, kept, rolled-back, re-applied
 # RetryAttempt outcome: deferred (rolled back, not blamed: retried later), kept, rejected
@@ -111,6 +113,7 @@ class Host(Protocol):
     async def set_persistent_logging(self, enabled: bool) -> None: ...
     async def try_apply(self, config: str, timeout: int) -> None: ...
     async def confirm(self) -> None: ...
+    async def set_proxy(self, redsocks_conf: str, no_proxy: list[str]) -> None: ...
 
 
 def introspection_xml() -> str:
@@ -304,6 +307,8 @@ class Api:
             return lambda: self._host.try_apply(body[0], body[1])
         if member == "Confirm":
             return self._host.confirm
+        if member == "SetProxy":
+            return lambda: self._host.set_proxy(body[0], body[1])
         raise AssertionError(member)
 
     async def _authorize(self, msg: Message) -> None:

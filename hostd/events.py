@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from hostd import steps
 from hostd.bus.chrony import CHRONY_UNITS
+from hostd.bus.redsocks import REDSOCKS_UNIT
 from hostd.bus.systemd import ActiveState
 from hostd.steps.base import Event
 
@@ -50,12 +51,13 @@ def follow(services: Services, layout: Layout, on_event: OnEvent) -> None:
         feature.on_detach(publish)
 
     async def unit_state_changed(unit: str, state: ActiveState) -> None:
-        """Down, chronyd or journald shows in Degraded; back, it gets what it needs again."""
-        feature, event = (
-            (services.chrony, Event.CHRONYD_RETURNED)
-            if unit in CHRONY_UNITS
-            else (services.journald, Event.JOURNALD_RETURNED)
-        )
+        """Down, chronyd, journald or redsocks shows in Degraded; back, it gets what it needs again."""
+        if unit in CHRONY_UNITS:
+            feature, event = services.chrony, Event.CHRONYD_RETURNED
+        elif unit == REDSOCKS_UNIT:
+            feature, event = services.redsocks, Event.REDSOCKS_RETURNED
+        else:
+            feature, event = services.journald, Event.JOURNALD_RETURNED
         was_available = feature.available
         feature.follow_unit(unit, state.value)
         returned = feature.available and not was_available

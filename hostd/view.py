@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from hostd import __version__
 from hostd import config as config_model
-from hostd.steps import connections, dns, ntp
+from hostd.steps import connections, dns, ntp, proxy
 from hostd.steps import logging as logging_step
 from hostd.steps.base import StepResult, StepStatus
 
@@ -71,6 +71,7 @@ class View:
             "NotApplied": reconciler.not_applied,
             "LastRollback": reconciler.transaction.last_rollback.as_tuple(),
             "Retry": reconciler.retry.as_tuple(),
+            "Proxy": self._proxy(),
         }
 
     def describe(self) -> dict[str, Any]:
@@ -111,6 +112,7 @@ class View:
                 "lastRollback": reconciler.transaction.last_rollback.as_dict(),
                 "retry": reconciler.retry.as_dict(),
             },
+            "proxy": props["Proxy"],
         }
 
     def status_line(self) -> str:
@@ -129,6 +131,10 @@ class View:
         if reconciler.not_applied:
             parts.append("config.json not applied")
         return "; ".join(parts)
+
+    def _proxy(self) -> dict[str, str]:
+        in_force = self.reconciler.records.get(proxy.NAME)
+        return in_force.as_dict() if isinstance(in_force, proxy.InForce) else proxy.InForce().as_dict()
 
     def _kernel_hostname(self) -> str:
         # The kernel's own answer on the device: hostnamed's cached one goes stale when the name is
