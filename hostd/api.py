@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
+from hostd.bus.base import unwrap
 from hostd.bus.names import HOSTD_INTERFACE as INTERFACE
 from hostd.bus.names import HOSTD_NAME as BUS_NAME
 from hostd.bus.names import HOSTD_PATH as OBJECT_PATH
@@ -59,6 +60,7 @@ PROPERTIES: dict[str, str] = {
     "Transaction": "s",
     "NotApplied": "s",
     "LastRollback": "(dsss)",
+    "Discoverable": "b",  # announced over mDNS (name and services)
 }
 
 
@@ -79,9 +81,19 @@ METHODS: dict[str, MethodSpec] = {
     "SetPersistentLogging": MethodSpec("b", "", True, in_names=("enabled",)),
     "Try": MethodSpec("su", "", True, in_names=("config", "timeout")),
     "Confirm": MethodSpec("", "", True),
+    "SetConfig": MethodSpec("a{sv}", "", True, in_names=("changes",)),
+    "SetDiscoverable": MethodSpec("b", "", True, in_names=("discoverable",)),
 }
-# outcome: applied, probing, trying, kept, rolled-back, re-applied
-SIGNALS: dict[str, tuple[str, tuple[str, ...]]] = {"Reconciled": ("a(sssdd)s", ("steps", "outcome"))}
+SIGNALS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # outcome: applied, probing, trying, kept, rolled-back, re-applied
+    "Reconciled": ("a(sssdd)s", ("steps", "outcome")),
+    # the generation the device runs now; state: kept (last-known-good), on-trial, applied
+    "Applied": ("ss", ("generation", "state")),
+    # a change on trial failed and the last-known-good generation is back
+    "RolledBack": ("sss", ("generation", "reason", "evidence")),
+    # config.json keys not applied now: pointer, message, fallback
+    "HeldBack": ("a(sss)", ("keys",)),
+}
 
 
 class ApiError(Exception):
@@ -106,6 +118,8 @@ class Host(Protocol):
     async def set_persistent_logging(self, enabled: bool) -> None: ...
     async def try_apply(self, config: str, timeout: int) -> None: ...
     async def confirm(self) -> None: ...
+    async def set_config(self, changes: dict[str, Any]) -> None: ...
+    async def set_discoverable(self, discoverable: bool) -> None: ...
 
 
 def introspection_xml() -> str:
@@ -225,8 +239,10 @@ class Api:
         return self._values[name]
 
     def emit_reconciled(self, steps: list[tuple[str, str, str, float, float]], outcome: str) -> None:
-        signature = SIGNALS["Reconciled"][0]
-        self._bus.send(Message.new_signal(OBJECT_PATH, INTERFACE, "Reconciled", signature, [steps, outcome]))
+        self.emit("Reconciled", [steps, outcome])
+
+    def emit(self, signal: str, body: list[Any]) -> None:
+        self._bus.send(Message.new_signal(OBJECT_PATH, INTERFACE, signal, SIGNALS[signal][0], body))
 
     def describe(self) -> str:
         if self._describe_cache is None:
@@ -294,6 +310,10 @@ class Api:
             return lambda: self._host.try_apply(body[0], body[1])
         if member == "Confirm":
             return self._host.confirm
+        if member == "SetConfig":
+            return lambda: self._host.set_config(unwrap(body[0]))
+        if member == "SetDiscoverable":
+            return lambda: self._host.set_discoverable(body[0])
         raise AssertionError(member)
 
     async def _authorize(self, msg: Message) -> None:

@@ -67,6 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("confirm", help="keep the change applied by `hostctl apply --try`")
     hostname = commands.add_parser("hostname", help="show the hostname, or set it in config.json and apply it")
     hostname.add_argument("name", nargs="?", help="new hostname ('' returns to the uuid-derived name)")
+    hostname.add_argument(
+        "--from-config",
+        action="store_true",
+        help="have hostd apply config.json's hostname now; exit 0 once the kernel carries it "
+        "(what balena-hostname.service runs)",
+    )
+    set_cmd = commands.add_parser(
+        "set", help="set config.json keys through hostd (validated; risky keys through safe apply)"
+    )
+    set_cmd.add_argument(
+        "assignments",
+        nargs="+",
+        metavar="KEY=JSON",
+        help='a key of the table and its value as JSON (`dnsServers=["1.1.1.1"]`); a bare word is a string',
+    )
+    discoverable = commands.add_parser("discoverable", help="announce the device over mDNS, or withdraw it")
+    discoverable.add_argument("state", nargs="?", choices=("on", "off"), help="show the setting when omitted")
     logs = commands.add_parser("logs", help="journal storage")
     logs_sub = logs.add_subparsers(dest="logs_command", required=True, metavar="SUBCOMMAND")
     persistent = logs_sub.add_parser("persistent", help="keep the journal on the data partition, or in RAM")
@@ -283,8 +300,16 @@ def online(args: argparse.Namespace) -> int:
         if command == "reload":
             hostd.call("Reload")
             command = "status"
+        elif command == "hostname" and args.from_config:
+            hostd.call("Reload")
+            return hostname_applied(json.loads(hostd.call("Describe")[0]))
         elif command == "hostname" and args.name is not None:
             hostd.call("SetHostname", "s", args.name)
+        elif command == "set":
+            hostd.call("SetConfig", "a{sv}", parse_assignments(args.assignments))
+            command = "status"
+        elif command == "discoverable" and args.state is not None:
+            hostd.call("SetDiscoverable", "b", args.state == "on")
         elif command == "logs":
             hostd.call("SetPersistentLogging", "b", args.state == "on")
             command = "status"
@@ -311,6 +336,42 @@ def online(args: argparse.Namespace) -> int:
     failed = any(step["status"] == "failed" for step in state["steps"])
     not_applied = (state.get("generations") or {}).get("notApplied")
     return EXIT_INVALID if failed or state["config"]["error"] or not_applied else EXIT_OK
+
+
+def hostname_applied(state: dict[str, Any]) -> int:
+    """Exit 0 when the kernel carries config.json's hostname; other keys' problems are not this job's."""
+    held = [entry for entry in state["config"]["heldBack"] if entry["pointer"] == "/hostname"]
+    if held:
+        print(f"hostctl: config.json's hostname is not applied: {held[0]['message']}", file=sys.stderr)
+        return EXIT_INVALID
+    if state["hostname"] != state["staticHostname"]:
+        print(
+            f"hostctl: the kernel's hostname is {state['hostname']!r}, not {state['staticHostname']!r}",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    print(state["hostname"])
+    return EXIT_OK
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, tuple[str, Any]]:
+    """KEY=JSON words as SetConfig's a{sv}: each value a (signature, value) variant."""
+    from hostd import client
+
+    changes = {}
+    for word in assignments:
+        key, equals, text = word.partition("=")
+        if not equals or not key:
+            raise client.Failed(f"{word!r} is not KEY=VALUE")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text  # a bare word: a string, as a shell user means it
+        try:
+            changes[key] = client.variant(value)
+        except ValueError as exc:
+            raise client.Failed(f"{key}: {exc}") from None
+    return changes
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:
@@ -371,6 +432,11 @@ def render_connections(state: dict[str, Any]) -> str:
     return _table(rows) if len(rows) > 1 else "no profiles in the boot partition"
 
 
+def render_discoverable(state: dict[str, Any]) -> str:
+    discovery = state.get("discovery") or {}
+    return "on" if discovery.get("discoverable") else f"off ({discovery.get('why', '')})"
+
+
 def render_hostname(state: dict[str, Any]) -> str:
     return state["hostname"]
 
@@ -413,6 +479,7 @@ RENDERERS = {
     "status": render_status,
     "connections": render_connections,
     "hostname": render_hostname,
+    "discoverable": render_discoverable,
     "dns": render_dns,
     "time": render_time,
     "modems": render_modems,

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from hostd import steps
+from hostd.bus.avahi import AVAHI_SERVICE_UNIT
 from hostd.bus.chrony import CHRONY_UNITS
 from hostd.bus.systemd import ActiveState
 from hostd.steps.base import Event
@@ -29,8 +30,11 @@ HOSTD_UNIT = "hostd.service"
 OnEvent = Callable[[tuple[str, ...]], Awaitable[None]]
 
 
-def follow(services: Services, layout: Layout, on_event: OnEvent) -> None:
-    """Subscribe to the adapters' events; each ends in ``on_event``."""
+def follow(
+    services: Services, layout: Layout, on_event: OnEvent, on_discovery_changed: Callable[[], Awaitable[None]]
+) -> None:
+    """Subscribe to the adapters' events; each ends in ``on_event`` (avahi-daemon.service started or
+    stopped: in ``on_discovery_changed``)."""
 
     def rerun(event: Event) -> Callable[..., Awaitable[None]]:
         return lambda *_: on_event(steps.triggered_by(event))
@@ -51,6 +55,9 @@ def follow(services: Services, layout: Layout, on_event: OnEvent) -> None:
 
     async def unit_state_changed(unit: str, state: ActiveState) -> None:
         """Down, chronyd or journald shows in Degraded; back, it gets what it needs again."""
+        if unit == AVAHI_SERVICE_UNIT:
+            await on_discovery_changed()  # avahi itself is followed by its bus name
+            return
         feature, event = (
             (services.chrony, Event.CHRONYD_RETURNED)
             if unit in CHRONY_UNITS

@@ -282,9 +282,7 @@ def _connection(name: str, groups: _Groups) -> Keyfile:
         type_ = _ALIASES.get(given, given)
         if type_ not in _BASE_TYPES:
             problem = "is empty" if not given else "is not a NetworkManager connection type"
-            raise KeyfileError(
-                name, f"connection.type {_quote(given)} {problem}", line=line, key="connection.type"
-            )
+            raise KeyfileError(name, f"connection.type {_quote(given)} {problem}", line=line, key="connection.type")
     else:
         type_ = _infer_type(name, groups)
     return Keyfile(name=name, uuid=uuid, id=id_, type=type_)

@@ -7,11 +7,14 @@ under the reconciler's lock, and tell the watch that hostd itself made the chang
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from hostd import config as config_model
-from hostd import engine, fsutil, generations
+from hostd import engine, fsutil, generations, keys
 from hostd.api import ApiError, InvalidArgument
+from hostd.bus import errors
+from hostd.discovery import Discovery
 from hostd.reconciler import Reconciler
 from hostd.steps.base import Context
 from hostd.view import View
@@ -19,10 +22,19 @@ from hostd.watch import ConfigWatch
 
 
 class Manager:
-    def __init__(self, reconciler: Reconciler, view: View, watch: ConfigWatch) -> None:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        view: View,
+        watch: ConfigWatch,
+        discovery: Discovery,
+        publish: Callable[[], None],
+    ) -> None:
         self.reconciler = reconciler
         self.view = view
         self.watch = watch
+        self.discovery = discovery
+        self.publish = publish  # the properties and signals, after a change the reconciler does not make
         self.layout = reconciler.layout
 
     def describe(self) -> dict[str, Any]:
@@ -48,6 +60,25 @@ class Manager:
 
     async def set_persistent_logging(self, enabled: bool) -> None:
         await self._set_config_key("persistentLogging", bool(enabled))
+
+    async def set_config(self, changes: dict[str, Any]) -> None:
+        """Set owned keys (dotted names, values in their config.json forms), all or none: each is
+        validated through the keys table, then config.json is written once and reconciled (a risky
+        key through safe apply)."""
+        if not changes:
+            raise InvalidArgument("no keys given")
+        unknown = sorted(set(changes) - set(keys.BY_NAME))
+        if unknown:
+            raise InvalidArgument(f"not a key hostd owns: {', '.join(unknown)} (see hostd(8) for the table)")
+        await self._write_config(changes)
+
+    async def set_discoverable(self, discoverable: bool) -> None:
+        try:
+            await self.discovery.set(bool(discoverable))
+        except errors.BusError as exc:
+            action = "started" if discoverable else "stopped"
+            raise ApiError("Failed", f"avahi-daemon could not be {action}: {exc}") from None
+        self.publish()
 
     async def confirm(self) -> None:
         if not self.reconciler.transaction.confirm():
@@ -87,16 +118,28 @@ class Manager:
             await reconciler.try_locked(timeout)
 
     async def _set_config_key(self, key: str, value: Any) -> None:
+        await self._write_config({key: value})
+
+    async def _write_config(self, changes: dict[str, Any]) -> None:
+        """Write ``changes`` into config.json power-safely (every other byte kept), then reconcile.
+        Refused unless every key of the result applies: a changed key's bad value is InvalidArgs
+        (naming key and value, a secret withheld); another key held back is ConfigInvalid."""
         path = self.layout.config_json
         async with self.reconciler.lock:
             try:
                 raw = path.read_bytes()
-                config_model.parse(raw, path)
+                config_model.read(raw, path)
             except OSError as exc:
                 raise ApiError("ConfigUnreadable", f"{path}: cannot be read: {exc.strerror}") from None
             except config_model.ConfigError as exc:
                 raise ApiError("ConfigInvalid", f"fix config.json first: {exc}") from None
-            new = config_model.with_key_set(raw, key, value)
+            new = config_model.with_keys_set(raw, changes)
+            held_back = config_model.read(new, path).held_back
+            bad = [entry for entry in held_back if entry.key in changes]
+            if bad:
+                raise InvalidArgument("; ".join(f"{entry.key}: {entry.message}" for entry in bad))
+            if held_back:
+                raise ApiError("ConfigInvalid", "fix config.json first: " + "; ".join(map(str, held_back)))
             if new != raw:
                 fsutil.atomic_write(path, new, os.stat(path).st_mode & 0o777)
         self.watch.mark_seen()

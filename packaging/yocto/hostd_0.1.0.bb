@@ -52,6 +52,8 @@ FILES:${PN} += " \
     ${PYTHON_SITEPACKAGES_DIR}/hostd \
     ${PYTHON_SITEPACKAGES_DIR}/hostd-${PV}.dist-info \
     ${systemd_system_unitdir}/hostd.service \
+    ${systemd_system_unitdir}/balena-hostname.service \
+    ${systemd_system_unitdir}/resin-hostname.service \
     ${datadir}/dbus-1/system.d/io.hostd1.conf \
     ${datadir}/dbus-1/system-services/io.hostd1.service \
     ${datadir}/dbus-1/interfaces/io.hostd1.Manager.xml \
