@@ -83,6 +83,11 @@ METHODS: dict[str, MethodSpec] = {
     "Confirm": MethodSpec("", "", True),
     "SetConfig": MethodSpec("a{sv}", "", True, in_names=("changes",)),
     "SetDiscoverable": MethodSpec("b", "", True, in_names=("discoverable",)),
+    # boot-partition profiles: (file name, id, uuid, type, keyfile without secrets)
+    "ListConnections": MethodSpec("", "a(sssss)", False, out_names=("connections",)),
+    "AddConnection": MethodSpec("ss", "", True, in_names=("name", "keyfile")),
+    "UpdateConnection": MethodSpec("ss", "", True, in_names=("name", "keyfile")),
+    "RemoveConnection": MethodSpec("s", "", True, in_names=("name",)),
 }
 SIGNALS: dict[str, tuple[str, tuple[str, ...]]] = {
     # outcome: applied, probing, trying, kept, rolled-back, re-applied
@@ -120,6 +125,8 @@ class Host(Protocol):
     async def confirm(self) -> None: ...
     async def set_config(self, changes: dict[str, Any]) -> None: ...
     async def set_discoverable(self, discoverable: bool) -> None: ...
+    def list_connections(self) -> list[tuple[str, str, str, str, str]]: ...
+    async def set_connection(self, name: str, keyfile: str | None, *, exists: bool) -> None: ...
 
 
 def introspection_xml() -> str:
@@ -272,6 +279,8 @@ class Api:
             return Message.new_method_return(msg, "s", [self.describe()])
         if member == "Plan":
             return self._reply_sync(msg, lambda: json.dumps(self._host.plan(), sort_keys=True))
+        if member == "ListConnections":
+            return Message.new_method_return(msg, spec.out_signature, [self._host.list_connections()])
         task = asyncio.get_running_loop().create_task(self._call_mutating(msg, member))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -314,6 +323,12 @@ class Api:
             return lambda: self._host.set_config(unwrap(body[0]))
         if member == "SetDiscoverable":
             return lambda: self._host.set_discoverable(body[0])
+        if member == "AddConnection":
+            return lambda: self._host.set_connection(body[0], body[1], exists=False)
+        if member == "UpdateConnection":
+            return lambda: self._host.set_connection(body[0], body[1], exists=True)
+        if member == "RemoveConnection":
+            return lambda: self._host.set_connection(body[0], None, exists=True)
         raise AssertionError(member)
 
     async def _authorize(self, msg: Message) -> None:

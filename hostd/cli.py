@@ -82,6 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=JSON",
         help='a key of the table and its value as JSON (`dnsServers=["1.1.1.1"]`); a bare word is a string',
     )
+    connection = commands.add_parser(
+        "connection", help="change the boot partition's NetworkManager profiles through hostd (safe apply)"
+    )
+    connection_sub = connection.add_subparsers(dest="connection_command", required=True, metavar="SUBCOMMAND")
+    connection_sub.add_parser("list", help="the profiles, secrets left out")
+    for verb, text in (("add", "add a new profile"), ("update", "replace a profile")):
+        change = connection_sub.add_parser(
+            verb, help=f"{text} (validated as an import; rolled back if it cuts the device off)"
+        )
+        change.add_argument("name", help="file name in /mnt/boot/system-connections")
+        change.add_argument("keyfile", help="the NetworkManager keyfile to write")
+    remove = connection_sub.add_parser("remove", help="remove a profile (rolled back if it cuts the device off)")
+    remove.add_argument("name", help="file name in /mnt/boot/system-connections")
     discoverable = commands.add_parser("discoverable", help="announce the device over mDNS, or withdraw it")
     discoverable.add_argument("state", nargs="?", choices=("on", "off"), help="show the setting when omitted")
     logs = commands.add_parser("logs", help="journal storage")
@@ -308,6 +321,8 @@ def online(args: argparse.Namespace) -> int:
         elif command == "set":
             hostd.call("SetConfig", "a{sv}", parse_assignments(args.assignments))
             command = "status"
+        elif command == "connection":
+            return connection_command(hostd, args)
         elif command == "discoverable" and args.state is not None:
             hostd.call("SetDiscoverable", "b", args.state == "on")
         elif command == "logs":
@@ -336,6 +351,29 @@ def online(args: argparse.Namespace) -> int:
     failed = any(step["status"] == "failed" for step in state["steps"])
     not_applied = (state.get("generations") or {}).get("notApplied")
     return EXIT_INVALID if failed or state["config"]["error"] or not_applied else EXIT_OK
+
+
+def connection_command(hostd: Any, args: argparse.Namespace) -> int:
+    from hostd import client
+
+    verb = args.connection_command
+    if verb == "list":
+        [profiles] = hostd.call("ListConnections")
+        rows = [("FILE", "ID", "TYPE", "UUID")] + [(name, id_, type_, uuid) for name, id_, uuid, type_, _ in profiles]
+        print(_table(rows) if profiles else "no profiles in the boot partition")
+        return EXIT_OK
+    if verb == "remove":
+        hostd.call("RemoveConnection", "s", args.name)
+    else:
+        try:
+            with open(args.keyfile, encoding="utf-8") as file:
+                text = file.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise client.Failed(f"{args.keyfile}: cannot be read: {exc}") from None
+        hostd.call("AddConnection" if verb == "add" else "UpdateConnection", "ss", args.name, text)
+    state = json.loads(hostd.call("Describe")[0])
+    print(render_generations(state.get("generations") or {}))
+    return EXIT_INVALID if (state.get("generations") or {}).get("notApplied") else EXIT_OK
 
 
 def hostname_applied(state: dict[str, Any]) -> int:

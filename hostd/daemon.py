@@ -98,7 +98,9 @@ class Daemon:
         if not discovery.enabled:
             await self._withdraw_at_boot(discovery)
 
-        self._api = Api(bus, Manager(reconciler, view, watch, discovery, self._publish), admin_gids=self.admin_gids)
+        manager = Manager(reconciler, view, watch, discovery, self._publish)
+        self._outcomes.on_rolled_back = manager.rolled_back
+        self._api = Api(bus, manager, admin_gids=self.admin_gids)
         reconciler.at_boot = False
         self._api.export()
         self._publish()
@@ -196,6 +198,7 @@ class Outcomes:
         self._applied: tuple[str, str] | None = None
         self._rollback: tuple[float, str, str, str] | None = None
         self._held_back: list[tuple[str, str, str]] | None = None
+        self.on_rolled_back: Callable[[str], None] = lambda generation: None
 
     def publish(self, api: Api, properties: dict[str, Any]) -> None:
         generation, transaction = properties["Generation"], properties["Transaction"]
@@ -206,6 +209,7 @@ class Outcomes:
         rollback = properties["LastRollback"]
         if self._rollback is not None and rollback[1] and rollback != self._rollback:
             api.emit("RolledBack", list(rollback[1:]))
+            self.on_rolled_back(rollback[1])
         self._rollback = rollback
         held_back = properties["HeldBack"]
         if self._held_back is not None and held_back != self._held_back and held_back:

@@ -383,3 +383,18 @@ def _secret_context(group: str | None, line: str) -> bool:
         or _is_secret_key(group, line.split("=", 1)[0])
         or _is_secret_key(group, (line.split() or [""])[0])  # "pin 1234"
     )
+
+
+def without_secrets(text: str) -> str:
+    """A keyfile's text with every secret-bearing line left out (psk, passwords, PINs, vpn-secrets, ...):
+    what may be shown to a client."""
+    group: str | None = None
+    kept = []
+    for line in text.splitlines(keepends=True):
+        stripped = line.strip(_WS)
+        if stripped.startswith("[") and stripped.endswith("]"):
+            group = _ALIASES.get(stripped[1:-1], stripped[1:-1])
+        elif "=" in stripped and not stripped.startswith("#") and _is_secret_key(group, stripped.split("=", 1)[0]):
+            continue
+        kept.append(line)
+    return "".join(kept)

@@ -6,12 +6,13 @@ under the reconciler's lock, and tell the watch that hostd itself made the chang
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable
 from typing import Any
 
+from hostd import boot_profiles, engine, fsutil, generations, keys
 from hostd import config as config_model
-from hostd import engine, fsutil, generations, keys
 from hostd.api import ApiError, InvalidArgument
 from hostd.bus import errors
 from hostd.discovery import Discovery
@@ -35,6 +36,9 @@ class Manager:
         self.watch = watch
         self.discovery = discovery
         self.publish = publish  # the properties and signals, after a change the reconciler does not make
+        # generation on trial -> the boot profile it changed as it was, put back if it is rolled back
+        self._profile_undo: dict[str, boot_profiles.Undo] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self.layout = reconciler.layout
 
     def describe(self) -> dict[str, Any]:
@@ -79,6 +83,47 @@ class Manager:
             action = "started" if discoverable else "stopped"
             raise ApiError("Failed", f"avahi-daemon could not be {action}: {exc}") from None
         self.publish()
+
+    def list_connections(self) -> list[boot_profiles.ProfileTuple]:
+        return boot_profiles.listing(self.layout.boot_connections)
+
+    async def set_connection(self, name: str, keyfile: str | None, *, exists: bool) -> None:
+        """Add (``exists`` False), replace or remove (``keyfile`` None) a boot-partition profile, then
+        apply it through safe apply; a change rolled back puts the file back as it was."""
+        try:
+            data = boot_profiles.check(name, keyfile)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+        directory = self.layout.boot_connections
+        async with self.reconciler.lock:
+            present = (directory / name).is_file()
+            if present != exists:
+                raise ApiError(
+                    "NoSuchConnection" if exists else "ConnectionExists",
+                    f"{directory / name} {'does not exist' if exists else 'exists already'}",
+                )
+            undo = boot_profiles.write(directory, name, data)
+        self.watch.mark_seen()
+        await self.reconciler.reconcile()
+        if self.reconciler.transaction.state:
+            self._profile_undo[self.reconciler.applied_id] = undo
+
+    def rolled_back(self, generation: str) -> None:
+        """A generation was rolled back: a boot profile changed through the API for it goes back too,
+        so the boot partition says again what the device runs."""
+        undo = self._profile_undo.pop(generation, None)
+        if undo is None:
+            return
+
+        async def put_back() -> None:
+            async with self.reconciler.lock:
+                undo.apply()
+            self.watch.mark_seen()
+            await self.reconciler.reconcile()
+
+        task = asyncio.get_running_loop().create_task(put_back())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def confirm(self) -> None:
         if not self.reconciler.transaction.confirm():

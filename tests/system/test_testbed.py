@@ -77,9 +77,7 @@ def test_system_running(testbed):
     assert state in ("running", "degraded")
 
 
-@pytest.mark.parametrize(
-    ("name", "path", "iface", "prop"), BUS_PROPERTIES, ids=[b[0] for b in BUS_PROPERTIES]
-)
+@pytest.mark.parametrize(("name", "path", "iface", "prop"), BUS_PROPERTIES, ids=[b[0] for b in BUS_PROPERTIES])
 def test_bus_service_property(testbed, name, path, iface, prop):
     r = testbed.busctl("get-property", name, path, iface, prop)
     assert r.stdout.split(maxsplit=1)[0] in ("s", "u"), r.stdout
@@ -136,9 +134,7 @@ def test_stack_unit_active_over_bus(testbed, unit):
 def test_journal_and_chrony_work(testbed):
     testbed.exec(["logger", "-t", "testbed-probe", "hello-from-the-test"])
     testbed.wait_for(
-        lambda: (
-            "hello-from-the-test" in testbed.exec(["journalctl", "--no-pager", "-t", "testbed-probe"]).stdout
-        ),
+        lambda: "hello-from-the-test" in testbed.exec(["journalctl", "--no-pager", "-t", "testbed-probe"]).stdout,
         10,
         "journal entry",
     )
@@ -178,9 +174,7 @@ def test_network_stays_inside_the_testbed(testbed):
 def test_mdns_from_peer_resolves_device_hostname(testbed):
     def resolved():
         name = testbed.hostname()  # hostd may rename the device meanwhile: ask each time
-        r = testbed.peer_exec(
-            [sys.executable, "-c", MDNS_QUERY, testbed.peer_ip, f"{name}.local."], check=False
-        )
+        r = testbed.peer_exec([sys.executable, "-c", MDNS_QUERY, testbed.peer_ip, f"{name}.local."], check=False)
         return r.stdout.split() == [testbed.device_ip] and name
 
     assert testbed.wait_for(resolved, 20, "mDNS answer for the device's hostname")
@@ -214,9 +208,7 @@ def test_hostd_unit_active(testbed):
     try:
         testbed.wait_for(lambda: testbed.unit_state("hostd.service") == "active", 20, "hostd.service active")
     except TimeoutError:
-        pytest.fail(
-            f"hostd.service is {testbed.unit_state('hostd.service')}:\n{testbed.journal('hostd.service')}"
-        )
+        pytest.fail(f"hostd.service is {testbed.unit_state('hostd.service')}:\n{testbed.journal('hostd.service')}")
     exec_start = testbed.exec(["systemctl", "show", "-P", "ExecStart", "hostd.service"]).stdout
     assert exec_start.startswith("{ path=/usr/bin/hostd ;"), exec_start
 
@@ -249,10 +241,7 @@ def test_reboot_keeps_state_data_and_journal(testbed):
     leader = testbed.leader
     testbed.reboot()
     assert testbed.leader != leader
-    assert (
-        testbed.exec(["systemctl", "show", "-P", "InvocationID", "systemd-journald.service"]).stdout
-        != invocation
-    )
+    assert testbed.exec(["systemctl", "show", "-P", "InvocationID", "systemd-journald.service"]).stdout != invocation
     assert testbed.exec(["cat", "/mnt/state/reboot-probe"]).stdout == "state\n"
     assert testbed.exec(["cat", "/mnt/data/reboot-probe"]).stdout == "data\n"
     assert (testbed.root_dir / "var/log/journal/reboot-probe").read_text() == "journal\n"

@@ -150,8 +150,14 @@ def test_debian_vendors_exactly_the_runtime_dependencies_pinned_in_range() -> No
             op, bound = re.fullmatch(r"\s*(>=|<=|==|!=|<|>)\s*([\w.]+)\s*", clause).groups()
             pinned, limit = (tuple(int(x) for x in v.split(".")) for v in (version, bound))
             limit += (0,) * (len(pinned) - len(limit))
-            ok = {"<": pinned < limit, "<=": pinned <= limit, ">": pinned > limit, ">=": pinned >= limit,
-                  "==": pinned == limit, "!=": pinned != limit}[op]
+            ok = {
+                "<": pinned < limit,
+                "<=": pinned <= limit,
+                ">": pinned > limit,
+                ">=": pinned >= limit,
+                "==": pinned == limit,
+                "!=": pinned != limit,
+            }[op]
             assert ok, f"{name}=={version} is outside pyproject.toml's {wanted[name]}"
 
 
@@ -277,8 +283,16 @@ def test_bitbake_parser() -> None:
 
 
 def test_recipe_required_variables(recipe: Recipe) -> None:
-    for name in ("SUMMARY", "LICENSE", "LIC_FILES_CHKSUM", "SRC_URI", "SRCREV",
-                 "SYSTEMD_SERVICE:${PN}", "RDEPENDS:${PN}", "FILES:${PN}"):
+    for name in (
+        "SUMMARY",
+        "LICENSE",
+        "LIC_FILES_CHKSUM",
+        "SRC_URI",
+        "SRCREV",
+        "SYSTEMD_SERVICE:${PN}",
+        "RDEPENDS:${PN}",
+        "FILES:${PN}",
+    ):
         assert recipe.values.get(name, "").strip(), f"the recipe does not set {name}"
     assert {"python_setuptools_build_meta", "systemd"} <= set(recipe.inherits)
     assert recipe.values["LICENSE"] == PYPROJECT["project"]["license"]["text"]
@@ -307,12 +321,63 @@ def test_recipe_installs_and_packages_every_install_map_row(recipe: Recipe) -> N
 # stdlib modules hostd may import -> the OpenEmbedded package that has them (python3-manifest.json)
 OE_PYTHON3 = {
     **dict.fromkeys(
-        ("__future__", "abc", "argparse", "ast", "binascii", "bisect", "codecs", "collections", "configparser",
-         "contextlib", "copy", "dataclasses", "enum", "errno", "fcntl", "fnmatch", "functools", "gc", "glob",
-         "grp", "heapq", "importlib", "inspect", "io", "ipaddress", "itertools", "linecache", "locale", "math",
-         "operator", "os", "pathlib", "platform", "posix", "pwd", "re", "select", "selectors", "shutil",
-         "signal", "stat", "struct", "subprocess", "sys", "textwrap", "threading", "time", "traceback",
-         "types", "typing", "unicodedata", "urllib.parse", "warnings", "weakref", "zlib"),
+        (
+            "__future__",
+            "abc",
+            "argparse",
+            "ast",
+            "binascii",
+            "bisect",
+            "codecs",
+            "collections",
+            "configparser",
+            "contextlib",
+            "copy",
+            "dataclasses",
+            "enum",
+            "errno",
+            "fcntl",
+            "fnmatch",
+            "functools",
+            "gc",
+            "glob",
+            "grp",
+            "heapq",
+            "importlib",
+            "inspect",
+            "io",
+            "ipaddress",
+            "itertools",
+            "linecache",
+            "locale",
+            "math",
+            "operator",
+            "os",
+            "pathlib",
+            "platform",
+            "posix",
+            "pwd",
+            "re",
+            "select",
+            "selectors",
+            "shutil",
+            "signal",
+            "stat",
+            "struct",
+            "subprocess",
+            "sys",
+            "textwrap",
+            "threading",
+            "time",
+            "traceback",
+            "types",
+            "typing",
+            "unicodedata",
+            "urllib.parse",
+            "warnings",
+            "weakref",
+            "zlib",
+        ),
         "python3-core",
     ),
     "asyncio": "python3-asyncio",
