@@ -15,7 +15,7 @@ import json
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,59 +64,33 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _default(name: str) -> Any:
-    return keys.BY_NAME[name].default
-
-
-@dataclass(frozen=True)
-class Config:
-    """The host-setup part of config.json, validated.  Field metadata names the key in keys.TABLE."""
-
-    uuid: str | None = field(default=_default("uuid"), metadata={"key": "uuid"})
-    hostname: str | None = field(default=_default("hostname"), metadata={"key": "hostname"})
-    persistent_logging: bool = field(default=_default("persistentLogging"), metadata={"key": "persistentLogging"})
-    runtime_max_use: str = field(
-        default=_default("os.journal.runtimeMaxUse"), metadata={"key": "os.journal.runtimeMaxUse"}
-    )
-    system_max_use: str = field(
-        default=_default("os.journal.systemMaxUse"), metadata={"key": "os.journal.systemMaxUse"}
-    )
-    dns_servers: tuple[str, ...] = field(default=_default("dnsServers"), metadata={"key": "dnsServers"})
-    dns_mode: str = field(default=_default("os.dns.mode"), metadata={"key": "os.dns.mode"})
-    ntp_servers: tuple[str, ...] = field(default=_default("ntpServers"), metadata={"key": "ntpServers"})
-    development_mode: bool = field(default=_default("developmentMode"), metadata={"key": "developmentMode"})
-    ssh_keys: tuple[str, ...] = field(default=_default("os.sshKeys"), metadata={"key": "os.sshKeys"})
-    connectivity_uri: str | None = field(
-        default=_default("os.network.connectivity.uri"), metadata={"key": "os.network.connectivity.uri"}
-    )
-    connectivity_interval: int = field(
-        default=_default("os.network.connectivity.interval"), metadata={"key": "os.network.connectivity.interval"}
-    )
-    connectivity_response: str | None = field(
-        default=_default("os.network.connectivity.response"), metadata={"key": "os.network.connectivity.response"}
-    )
-    wifi_random_mac_scan: bool | None = field(
-        default=_default("os.network.wifi.randomMacAddressScan"),
-        metadata={"key": "os.network.wifi.randomMacAddressScan"},
-    )
-    udev_rules: tuple[tuple[str, str], ...] = field(default=_default("os.udevRules"), metadata={"key": "os.udevRules"})
-    country: str | None = field(default=_default("country"), metadata={"key": "country"})
-    safe_apply_timeout: int = field(default=_default("os.safeApply.timeout"), metadata={"key": "os.safeApply.timeout"})
-    probe_name: str | None = field(
-        default=_default("os.safeApply.probeName"), metadata={"key": "os.safeApply.probeName"}
-    )
-    # True when config.json had no uuid and one was generated: it is written back by the identity step.
-    uuid_generated: bool = field(default=False, compare=False)
-
+class _ConfigMethods:
     @property
     def effective_hostname(self) -> str | None:
         """The name the device goes by: ``hostname``, else the first 7 characters of the uuid."""
-        if self.hostname:
-            return self.hostname
-        return self.uuid[:7] if self.uuid else None
+        hostname: str | None = self.hostname  # type: ignore[attr-defined]
+        uuid: str | None = self.uuid  # type: ignore[attr-defined]
+        if hostname:
+            return hostname
+        return uuid[:7] if uuid else None
 
     def values_by_key(self) -> dict[str, Any]:
-        return {f.metadata["key"]: getattr(self, f.name) for f in fields(self) if "key" in f.metadata}
+        return {f.metadata["key"]: getattr(self, f.name) for f in fields(self) if "key" in f.metadata}  # type: ignore[arg-type]
+
+
+# The host-setup part of config.json, validated: one field per row of keys.TABLE (its attribute,
+# its default, the key's name in the metadata), so a key is declared once, in the table.
+# ``uuid_generated``: config.json had no uuid and one was generated; the identity step writes it back.
+Config = make_dataclass(
+    "Config",
+    [
+        *((key.attribute, Any, field(default=key.default, metadata={"key": key.name})) for key in keys.TABLE),
+        ("uuid_generated", bool, field(default=False, compare=False)),
+    ],
+    bases=(_ConfigMethods,),
+    frozen=True,
+)
+Config.__module__ = __name__
 
 
 def changed_keys(old: Config | None, new: Config) -> frozenset[str]:
