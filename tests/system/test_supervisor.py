@@ -11,11 +11,24 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import pytest
 
 from .device import Hostd
 from .test_hostname import wait_named
+from .test_safe_apply import (
+    CUTOFF,
+    NM_DIR,
+    ROLLBACK_SLACK,
+    cutoff_profile,
+    generations,
+    make_good_baseline,
+    other_subnet,
+    peer_reaches_device,
+    wait_kept,
+    wait_rolled_back,
+)
 
 pytestmark = pytest.mark.system
 
@@ -125,3 +138,43 @@ def test_avahi_stopped_the_supervisors_way_is_not_degraded(boot: Hostd) -> None:
     boot.wait_ready()
     assert boot.prop("Discoverable") is True
     boot.settle_mdns(15)
+
+
+def test_set_config_over_the_bus_applies_through_safe_apply_and_keeps_other_bytes(boot: Hostd) -> None:
+    """SetConfig from a client on the device's bus (busctl): config.json gains the key in place, the
+    risky key is probed, then kept; the API shows it."""
+    make_good_baseline(boot)
+    good = generations(boot)["good"]
+    before = boot.tb.config_path.read_text()
+    boot.call("SetConfig", "a{sv}", "1", "ntpServers", "as", "1", "time.example")
+    old = json.dumps(json.loads(before)["ntpServers"])  # the testbed's: a string, on one line
+    assert boot.tb.config_path.read_text() == before.replace(f'"ntpServers": {old}', '"ntpServers": ["time.example"]')
+    wait_kept(boot, good)
+    assert boot.prop("NtpServers") == ["time.example"]
+    refused = boot.tb.busctl(
+        "call", "io.hostd1", "/io/hostd1", "io.hostd1.Manager", "SetConfig", "a{sv}", "1", "country", "s", "XYZ",
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "country" in refused.stderr and "XYZ" in refused.stderr
+
+
+def test_profile_added_with_hostctl_that_cuts_the_device_off_is_rolled_back_file_included(boot: Hostd) -> None:
+    """`hostctl connection add` writes the profile to the boot partition and hostd puts it on trial: it
+    takes the uplink over on another subnet, the probe fails, and the good generation comes back with
+    the boot partition's file removed again; `hostctl connection list` never shows a secret."""
+    tb = boot.tb
+    make_good_baseline(boot)
+    good = generations(boot)["good"]
+    started = time.monotonic()
+    tb.exec(
+        ["sh", "-c", "cat > /run/cutoff.nmconnection"],
+        input=cutoff_profile(tb.device_if, other_subnet(tb.device_ip)).decode(),
+    )
+    added = boot.hostctl("connection", "add", CUTOFF, "/run/cutoff.nmconnection")
+    assert added.returncode == 0, added.stderr
+    assert CUTOFF in boot.hostctl("connection", "list").stdout
+    wait_rolled_back(boot, good, started)
+    tb.wait_for(lambda: not (tb.boot_dir / "system-connections" / CUTOFF).exists(), 10, "the boot file removed")
+    tb.wait_for(lambda: peer_reaches_device(boot), ROLLBACK_SLACK, "the peer reaches the device again")
+    assert f"{NM_DIR}/{CUTOFF}" not in boot.nm_profiles()
+    boot.wait_describe(lambda d: d["generations"]["notApplied"] == "", what="the boot partition runs again")
