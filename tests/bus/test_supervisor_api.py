@@ -5,41 +5,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-from dbus_fast import Message, MessageType, Variant
+from dbus_fast import MessageType, Variant
 
 from hostd import api
 
 from .fakes.systemd import FakeSystemd
 from .support import wait_until
-from .test_daemon import UUID, call, client, get_all, hostd_call, make_root, running_daemon
+from .test_daemon import UUID, client, follow_signals, get_all, hostd_call, make_root, running_daemon
 
 # As balena's tools write it: keys hostd does not own, nested objects, its own spacing.
 CONFIG = (
     '{\n  "apiKey": "keep-me",\n  "uuid": "' + UUID + '",\n'
     '  "os": {"sshKeys": [ ], "dns" : {"mode": "append"}},\n  "applicationId": 1234\n}\n'
 )
-
-
-async def follow_signals(bus: Any) -> list[tuple[str, list[Any]]]:
-    seen: list[tuple[str, list[Any]]] = []
-
-    def on_message(message: Message) -> None:
-        if message.message_type == MessageType.SIGNAL and message.path == api.OBJECT_PATH:
-            seen.append((message.member, message.body))
-
-    bus.add_message_handler(on_message)
-    await call(
-        bus,
-        "org.freedesktop.DBus",
-        "/org/freedesktop/DBus",
-        "org.freedesktop.DBus",
-        "AddMatch",
-        "s",
-        f"type='signal',path='{api.OBJECT_PATH}'",
-    )
-    return seen
 
 
 async def test_set_config_writes_nested_keys_in_place_and_applies(tmp_path: Path, bus_address: str) -> None:
