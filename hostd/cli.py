@@ -5,6 +5,10 @@ with no daemon and no bus; the others are thin calls to the hostd daemon's io.ho
 Exit codes: 0 success; 1 invalid configuration, a failed step or an error from hostd;
 2 the input could not be read or the command was misused; 3 hostd is not running;
 4 hostd refused the change (not root).
+
+``balena-hostname.service`` (installed as ``resin-hostname.service`` too), which the balena
+supervisor restarts after editing config.json's hostname, runs ``hostctl hostname --from-config``:
+hostd reloads config.json and the command succeeds once the kernel carries the hostname.
 """
 
 from __future__ import annotations
