@@ -427,14 +427,10 @@ def render_status(state: dict[str, Any]) -> str:
     config = state["config"]
     logging_state = state["logging"]
     degraded = state["degraded"]
-    mdns = state.get("mdns") or {}
     lines = [
         f"       Hostname: {state['hostname']}",
         f"Static hostname: {state['staticHostname']}",
-        f"           mDNS: {mdns.get('hostname', '?')}.local"
-        + (" (name taken by another host)" if mdns.get("collision") else "")
-        if mdns
-        else "           mDNS: avahi-daemon not running",
+        f"           mDNS: {render_mdns(state)}",
         f"        Variant: {state['variant']}",
         f"         Config: {config['path']} "
         + (f"INVALID, using {config['source']}:\n                 {config['error']}" if config["error"] else "(valid)"),
@@ -451,6 +447,15 @@ def render_status(state: dict[str, Any]) -> str:
     rows = [("STEP", "STATUS", "MS", "MESSAGE")]
     rows += [(s["name"], s["status"], f"{s['duration_ms']:.1f}", s["message"]) for s in state["steps"]]
     return "\n".join(lines) + _table(rows)
+
+
+def render_mdns(state: dict[str, Any]) -> str:
+    mdns = state.get("mdns") or {}
+    if mdns:
+        return f"{mdns.get('hostname', '?')}.local" + (" (name taken by another host)" if mdns.get("collision") else "")
+    if not (state.get("discovery") or {}).get("discoverable", True):
+        return "not discoverable: " + render_discoverable(state)
+    return "avahi-daemon not running"
 
 
 def render_generations(generations: dict[str, Any]) -> str:

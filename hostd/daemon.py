@@ -192,7 +192,7 @@ class Daemon:
 class Outcomes:
     """The signals a client follows instead of polling, each sent when its state changes: Applied
     (the generation the device runs, kept or on trial), RolledBack (a trial failed, with its
-    evidence), HeldBack (config.json keys not applied, and why)."""
+    evidence), HeldBack (config.json keys not applied, and why; empty once every key applies)."""
 
     def __init__(self) -> None:
         self._applied: tuple[str, str] | None = None
@@ -212,7 +212,7 @@ class Outcomes:
             self.on_rolled_back(rollback[1])
         self._rollback = rollback
         held_back = properties["HeldBack"]
-        if self._held_back is not None and held_back != self._held_back and held_back:
+        if self._held_back is not None and held_back != self._held_back:
             api.emit("HeldBack", [held_back])
         self._held_back = held_back
 

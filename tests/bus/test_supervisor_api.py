@@ -77,6 +77,9 @@ async def test_held_back_key_is_signalled(tmp_path: Path, bus_address: str) -> N
         await wait_until(lambda: any(name == "HeldBack" for name, _ in signals))
         [held] = next(body for name, body in signals if name == "HeldBack")
         assert [pointer for pointer, _, _ in held] == ["/dnsServers"]
+        layout.config_json.write_text(json.dumps({"uuid": UUID, "dnsServers": "1.1.1.1"}))
+        await hostd_call(bus, "Reload")
+        await wait_until(lambda: [body for name, body in signals if name == "HeldBack"][-1] == [[]])
 
 
 async def test_set_discoverable_stops_avahi_persists_and_is_not_degraded(tmp_path: Path, bus_address: str) -> None:
