@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +35,8 @@ from .test_safe_apply import (
 )
 
 pytestmark = pytest.mark.system
+
+MONITORS: list[tuple[subprocess.Popen[bytes], Path]] = []
 
 # python-zeroconf in the peer namespace: the device's _ssh._tcp instance, or nothing.
 SSH_SERVICE_QUERY = r"""
@@ -75,6 +81,33 @@ def restart_unit_as_supervisor(hostd: Hostd, unit: str) -> str:
 
     hostd.tb.wait_for(job_gone, 60, f"the {unit} job done")
     return hostd.tb.exec(["journalctl", "-o", "cat", "-u", unit, f"--since=@{since}", "--no-pager"]).stdout
+
+
+def follow_signals(hostd: Hostd, member: str) -> Path:
+    """busctl monitor on the device's bus for io.hostd1's ``member`` signals, as JSON lines into a file;
+    stopped at the end of the test."""
+    out = Path(tempfile.mkstemp(prefix=f"hostd-{member}-")[1])
+    match = f"type='signal',sender='io.hostd1',interface='io.hostd1.Manager',member='{member}'"
+    command = ["busctl", f"--address={hostd.tb.bus_address}", "--json=short", "monitor", f"--match={match}"]
+    with open(out, "w") as sink:
+        monitor = subprocess.Popen(command, stdout=sink, stderr=subprocess.DEVNULL)
+    MONITORS.append((monitor, out))
+    time.sleep(0.5)  # subscribed before the change under test
+    return out
+
+
+def signal_bodies(out: Path) -> list[list[object]]:
+    return [json.loads(line)["payload"]["data"] for line in out.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(autouse=True)
+def _stop_monitors() -> Iterator[None]:
+    yield
+    while MONITORS:
+        monitor, out = MONITORS.pop()
+        monitor.terminate()
+        monitor.wait(timeout=5)
+        out.unlink()
 
 
 def ssh_service_port(hostd: Hostd, name: str, timeout_ms: int = 3000) -> str:
@@ -166,6 +199,7 @@ def test_profile_added_with_hostctl_that_cuts_the_device_off_is_rolled_back_file
     make_good_baseline(boot)
     good = generations(boot)["good"]
     started = time.monotonic()
+    monitor = follow_signals(boot, "RolledBack")
     tb.exec(
         ["sh", "-c", "cat > /run/cutoff.nmconnection"],
         input=cutoff_profile(tb.device_if, other_subnet(tb.device_ip)).decode(),
@@ -173,7 +207,12 @@ def test_profile_added_with_hostctl_that_cuts_the_device_off_is_rolled_back_file
     added = boot.hostctl("connection", "add", CUTOFF, "/run/cutoff.nmconnection")
     assert added.returncode == 0, added.stderr
     assert CUTOFF in boot.hostctl("connection", "list").stdout
-    wait_rolled_back(boot, good, started)
+    doc, _ = wait_rolled_back(boot, good, started)
+    # the supervisor's way to learn it: the RolledBack signal, with the probe's evidence
+    rollback = doc["generations"]["lastRollback"]
+    signalled = tb.wait_for(lambda: signal_bodies(monitor), 5, "RolledBack on the bus")
+    assert signalled[0] == [rollback["generation"], rollback["reason"], rollback["evidence"]]
+    assert f"{tb.probe_name} does not resolve" in signalled[0][2]
     tb.wait_for(lambda: not (tb.boot_dir / "system-connections" / CUTOFF).exists(), 10, "the boot file removed")
     tb.wait_for(lambda: peer_reaches_device(boot), ROLLBACK_SLACK, "the peer reaches the device again")
     assert f"{NM_DIR}/{CUTOFF}" not in boot.nm_profiles()
