@@ -73,7 +73,7 @@ class Manager:
             raise InvalidArgument("no keys given")
         unknown = sorted(set(changes) - set(keys.BY_NAME))
         if unknown:
-            raise InvalidArgument(f"not a key hostd owns: {', '.join(unknown)} (see hostd(8) for the table)")
+            raise InvalidArgument(f"not a key hostd owns: {', '.join(unknown)}; it owns {', '.join(keys.BY_NAME)}")
         await self._write_config(changes)
 
     async def set_discoverable(self, discoverable: bool) -> None:
