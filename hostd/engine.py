@@ -87,7 +87,7 @@ def run(ctx: Context, steps: Iterable[Step] = ALL_STEPS, *, apply: bool, clean: 
                         result.changes.append(change)
             if result.changes:
                 result.status = StepStatus.CHANGED if apply else StepStatus.PLANNED
-            if refused:
+            if refused or plan.failed:
                 result.status = StepStatus.FAILED
         except OSError as exc:  # the device's state (read-only, full, a directory in the way): no bug
             log.error("step %s failed: %s", step.NAME, exc)

@@ -196,7 +196,15 @@ def atomic_write(path: Path, content: bytes, mode: int = 0o644, uid: int = ROOT_
     ensure_dir(path.parent)
     tmp = temp_path(path)
     _fault_point()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    except OSError as exc:
+        if exc.errno != errno.EROFS or not path.is_file():
+            raise
+        # A file bind-mounted onto a read-only root (balenaOS's /etc/hostname): no temp file can
+        # be made beside it, and no rename could replace a mount point anyway (see _install).
+        _write_in_place(path, content, mode, uid, gid)
+        return
     try:
         _fault_point()
         _write_content(fd, content, mode, uid, gid)

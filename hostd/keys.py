@@ -473,7 +473,7 @@ TABLE: tuple[Key, ...] = (
     Key(
         "os.sshKeys",
         "ssh_keys",
-        ("ssh",),
+        ("ssh", "devmode"),  # with keys, development mode requires them (its sshd options)
         form=Form("array of OpenSSH public key lines", _ssh_keys),
         default=(),
         effect="authorized_keys_local",

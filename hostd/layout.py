@@ -78,6 +78,12 @@ class Layout:
     def last_known_good(self) -> Path:
         return self.hostd_state / "config.json"
 
+    @property
+    def saved_dnsmasq_servers(self) -> Path:
+        """dnsServers as dnsmasq lines, copied to /run/dnsmasq.servers at boot by tmpfiles (before
+        dnsmasq, hostd or not): a device whose hostd fails still has upstreams to be reached by."""
+        return self.hostd_state / "dnsmasq.servers"
+
     # targets on the root filesystem
     @property
     def etc_hostname(self) -> Path:
@@ -115,9 +121,10 @@ class Layout:
 
     @property
     def chrony_sources(self) -> Path:
-        # Not chrony's own /run/chrony: systemd empties that when chrony stops, and hands it to
-        # chrony's user when it starts.  units/conf/chrony adds this sourcedir.
-        return self.path("/run/hostd/chrony/hostd.sources")
+        # The sourcedir of balenaOS's chrony.conf, which has no confdir (a drop-in is never read).
+        # Debian's unit empties it when chronyd stops: hostd, which follows the unit, writes it
+        # again when chronyd runs again.
+        return self.path("/run/chrony/hostd.sources")
 
     @property
     def dnsmasq_servers(self) -> Path:
@@ -130,4 +137,5 @@ class Layout:
 
     @property
     def devmode_env(self) -> Path:
-        return self.path("/run/hostd/development-features.env")
+        """balenaOS's development flag, also the environment of the development-feature units."""
+        return self.path("/var/volatile/development-features")

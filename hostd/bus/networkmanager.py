@@ -27,6 +27,9 @@ PROFILE_READS_IN_FLIGHT = 32
 socket (dbus-fast then drops the connection, and hostd exits) and is no faster than a few dozen."""
 
 
+RELOAD_FLAG_CONF = 0x1
+
+
 class NMState(TolerantIntEnum):
     UNKNOWN = 0
     ASLEEP = 10
@@ -206,6 +209,11 @@ class NetworkManagerAdapter(BusAdapter):
         """Activate a profile on the device named interface (as NetworkManager would at boot)."""
         (device,) = await self._call(names.NM_PATH, names.NM_INTERFACE, "GetDeviceByIpIface", "s", interface)
         await self._call(names.NM_PATH, names.NM_INTERFACE, "ActivateConnection", "ooo", profile_path, device, "/")
+
+    async def reload_config(self) -> None:
+        """Re-read NetworkManager.conf and its conf.d snippets (Reload with NM_MANAGER_RELOAD_FLAG_CONF:
+        the configuration only, no DNS update, no profiles)."""
+        await self._call(names.NM_PATH, names.NM_INTERFACE, "Reload", "u", RELOAD_FLAG_CONF)
 
     async def check_connectivity(self, *, timeout: float = CONNECTIVITY_CHECK_TIMEOUT) -> Connectivity:
         (value,) = await self._call(names.NM_PATH, names.NM_INTERFACE, "CheckConnectivity", timeout=timeout)

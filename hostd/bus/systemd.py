@@ -155,6 +155,10 @@ class SystemdAdapter(BusAdapter):
         """Forget a unit's failures and its start-rate count, so a deliberate restart is not refused."""
         await self._manager("ResetFailedUnit", "s", name)
 
+    async def kill_unit(self, name: str, signal: int, *, who: str = "main") -> None:
+        """Send signal to the unit's main process (who="main") or all its processes ("all")."""
+        await self._manager("KillUnit", "ssi", name, who, signal)
+
     async def unit_state(self, name: str) -> UnitState:
         return (await self.unit_states([name]))[0]
 

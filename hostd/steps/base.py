@@ -90,6 +90,8 @@ class Plan:
     problems: list[str] = field(default_factory=list)
     # What the step gives its service, for the API to show as given (not computed again later).
     record: object = None
+    # The step cannot do its job at all (its problems say why): reported as failed, not ok.
+    failed: bool = False
 
 
 class StepStatus(StrEnum):

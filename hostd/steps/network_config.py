@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hostd import keys
-from hostd.steps.base import Context, Event, Plan, plan_file
+from hostd.bus import errors
+from hostd.steps.base import Context, Event, Outcome, Plan, StepResult, plan_file
+
+if TYPE_CHECKING:
+    from hostd.bus.services import Services
 
 NAME = "network-config"
 KEYS = keys.read_by(NAME)
 TRIGGERS: frozenset[Event] = frozenset()
-NO_LIVE_EFFECT = "NetworkManager reads its conf.d when it starts: at boot after hostd, at runtime at its next start"
 
 
 def render(ctx: Context) -> str | None:
@@ -30,3 +35,21 @@ def plan(ctx: Context) -> Plan:
     content = render(ctx)
     plan_file(result, ctx.layout, ctx.layout.nm_dropin, content.encode() if content is not None else None)
     return result
+
+
+async def apply_live(services: Services, ctx: Context, result: StepResult) -> Outcome:
+    """A changed drop-in takes effect only once NetworkManager re-reads its configuration (until
+    then its ConnectivityCheckUri is the old one, and the safe-apply probe would judge a setting
+    NetworkManager never loaded)."""
+    outcome = Outcome()
+    if not result.changes:
+        return outcome
+    nm = services.networkmanager
+    if not nm.attached:
+        outcome.problems.append("NetworkManager is not running: it reads the settings when it starts")
+        return outcome
+    try:
+        await nm.reload_config()
+    except errors.BusError as exc:
+        outcome.problems.append(f"NetworkManager did not reload its configuration: {exc}")
+    return outcome

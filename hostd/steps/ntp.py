@@ -48,7 +48,11 @@ def plan(ctx: Context) -> Plan:
     result = Plan()
     servers = ctx.config.ntp_servers
     content = "".join(f"pool {server} iburst\n" for server in servers).encode() if servers else None
-    plan_file(result, ctx.layout, ctx.layout.chrony_sources, content)
+    path = ctx.layout.chrony_sources
+    # A chrony unit with RuntimeDirectory= (Debian's) hands the directory, files included, to
+    # chrony's user when it starts: the file has the directory's owner, or every run would take it back.
+    owner = path.parent.stat() if path.parent.is_dir() else None
+    plan_file(result, ctx.layout, path, content, 0o644, *((owner.st_uid, owner.st_gid) if owner else ()))
     return result
 
 

@@ -1,10 +1,11 @@
 """Persistent paths: bind mounts from the state (and data) partition onto the read-only root.
 
-Also the first-boot / reset flag: when ``remove_me_to_reset`` is missing from a partition, its
-overlay is wiped and the flag recreated.  Missing bind sources are created with the type of
-their target, with its mode and owner, and empty: the image's content is not copied, except
-the CA certificates, without which nothing can use TLS.  The mounts themselves are made
-through systemd by the daemon; offline they are reported as pending.
+Also the first-boot / reset flag: when ``remove_me_to_reset`` is missing from a partition at
+boot (none of its bind mounts made yet), its overlay is wiped and the flag recreated.  Missing
+bind sources are created with the type of their target, with its mode and owner, and empty: the
+image's content is not copied, except the CA certificates, without which nothing can use TLS.
+The mounts themselves are made through systemd by the daemon; offline they are reported as
+pending.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,6 +48,9 @@ STATE_BIND_PATHS = (
     "/var/lib/chrony",
 )
 DATA_BIND_PATHS = ("/var/log/journal",)
+# The bind targets that are files (the others are directories), with their mode: a target the
+# image lacks is made as an empty mount point of this type where the root is writable.
+FILE_TARGET_MODES = {"/etc/hostname": 0o644, "/home/root/.rnd": 0o600}
 # Bind sources first filled from the image: without them the device cannot work at all.
 SEEDED_FROM_IMAGE = ("/etc/ssl/certs",)
 
@@ -96,6 +101,20 @@ def _create_source(source: Path, target: Path, copy_content: bool) -> None:
     fsutil.fsync_dir(source.parent)
 
 
+def _create_mount_point(target: Path, file_mode: int | None) -> None:
+    if file_mode is None:
+        fsutil.ensure_dir(target)
+    else:
+        fsutil.atomic_write(target, b"", file_mode)
+
+
+def _writable(path: Path) -> bool:
+    """Can path be created: is its nearest existing ancestor a writable directory?"""
+    while not path.exists():
+        path = path.parent
+    return os.access(path, os.W_OK)
+
+
 def _reset(overlay: Path, flag: Path) -> None:
     # Wipe first, flag last: a power cut in between wipes again at the next boot.
     if overlay.is_dir():
@@ -108,6 +127,7 @@ def plan(ctx: Context) -> Plan:
     result = Plan()
     layout = ctx.layout
     wiping: set[Path] = set()
+    mounted = mounted_targets() if layout.is_live else set()
     for partition in (layout.state, layout.data):
         if not partition.is_dir():
             result.problems.append(f"{partition}: partition is not mounted; its bind mounts are skipped")
@@ -115,6 +135,12 @@ def plan(ctx: Context) -> Plan:
         flag = partition / RESET_FLAG
         if not flag.exists():
             overlay = partition / "root-overlay"
+            if any(str(target) in mounted for source, target in bind_mounts(layout) if source.is_relative_to(overlay)):
+                # Removing the flag asks for a reset at the next boot: wiping now would pull the
+                # files from under the running services (a profile made a minute ago, gone).
+                reason = "the overlay is wiped at the next boot"
+                result.report.append({"name": layout.device_path(flag), "status": "missing", "reason": reason})
+                continue
             wiping.add(overlay)
             result.changes.append(
                 Change(
@@ -124,26 +150,37 @@ def plan(ctx: Context) -> Plan:
                     lambda o=overlay, f=flag: _reset(o, f),
                 )
             )
-    mounted = mounted_targets() if layout.is_live else set()
     for source, target in bind_mounts(layout):
         overlay = next((o for o in (layout.state, layout.data) if source.is_relative_to(o)), None)
         if overlay is None or not overlay.is_dir():
             continue
+        target_is_dir, file_mode = target.is_dir(), None
         if not (target.exists() or target.is_symlink()):
-            result.problems.append(f"{layout.device_path(target)}: bind target does not exist")
-            continue
-        source_missing = any(source.is_relative_to(o) for o in wiping) or not source.exists()
-        if source_missing:
-            kind = "mkdir" if target.is_dir() else "write"
+            # Made here, in the same pass as its source and mount: a step after this one (the
+            # hostname) would otherwise write the target itself, hidden by the mount next time.
+            device_target = layout.device_path(target)
+            if not _writable(target.parent):
+                result.problems.append(f"{device_target}: bind target does not exist (and cannot be made)")
+                continue
+            file_mode = FILE_TARGET_MODES.get(device_target)
+            target_is_dir = file_mode is None
             result.changes.append(
                 Change(
-                    kind,
-                    layout.device_path(source),
-                    "like its target",
-                    lambda s=source, t=target: _create_source(s, t, layout.device_path(t) in SEEDED_FROM_IMAGE),
+                    "mkdir" if target_is_dir else "write",
+                    device_target,
+                    "mount point the image lacks",
+                    lambda t=target, m=file_mode: _create_mount_point(t, m),
                 )
             )
-        elif source.is_dir() != target.is_dir():
+        source_missing = any(source.is_relative_to(o) for o in wiping) or not source.exists()
+        if source_missing:
+            kind = "mkdir" if target_is_dir else "write"
+            if file_mode is not None:  # the target is written in this step's batch: not in place yet
+                create = partial(fsutil.atomic_write, source, b"", file_mode)
+            else:
+                create = partial(_create_source, source, target, layout.device_path(target) in SEEDED_FROM_IMAGE)
+            result.changes.append(Change(kind, layout.device_path(source), "like its target", create))
+        elif source.is_dir() != target_is_dir:
             result.problems.append(
                 f"{layout.device_path(source)}: is a {'directory' if source.is_dir() else 'file'} but "
                 f"{layout.device_path(target)} is not"

@@ -1,21 +1,26 @@
 """``os.udevRules`` (name -> rule text) -> ``/etc/udev/rules.d/<name>.rules``.
 
 Rules hostd wrote are tracked like boot-partition imports, so a rule dropped from config.json
-is removed and rules created on the device are never touched.
+is removed and rules created on the device are never touched.  udevd is then told to re-read its
+rules and the present devices are replayed through them (a "change" event each), so the rules
+act on devices already there, not only on the next one plugged in.
 """
 
 from __future__ import annotations
 
+import asyncio
+from typing import TYPE_CHECKING
+
 from hostd import keys
-from hostd.steps.base import Context, Event, Plan
+from hostd.steps.base import Context, Event, Outcome, Plan, StepResult
 from hostd.steps.imports import BootFile, plan_import
+
+if TYPE_CHECKING:
+    from hostd.bus.services import Services
 
 NAME = "udev"
 KEYS = keys.read_by(NAME)
 TRIGGERS: frozenset[Event] = frozenset()
-NO_LIVE_EFFECT = (
-    "udevd notices a changed rules directory itself and applies the rules to the devices it sees from then on"
-)
 
 
 def plan(ctx: Context) -> Plan:
@@ -33,3 +38,35 @@ def plan(ctx: Context) -> Plan:
         mode=0o644,
     )
     return result
+
+
+UDEVADM_TIMEOUT = 30.0
+
+
+async def apply_live(services: Services, ctx: Context, result: StepResult) -> Outcome:
+    """udevadm control --reload, then udevadm trigger --action=change --settle (no D-Bus: udevd has
+    none).  Under a root other than / there is no udevd of the device's to tell."""
+    outcome = Outcome()
+    if not result.changes or not ctx.layout.is_live:
+        return outcome
+    if not ctx.layout.path("/run/udev/control").exists():
+        outcome.problems.append("systemd-udevd is not running: the rules take effect when it starts")
+        return outcome
+    for argv in (
+        ("udevadm", "control", "--reload"),
+        ("udevadm", "trigger", "--action=change", "--settle"),
+    ):
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+        try:
+            _, stderr = await asyncio.wait_for(process.communicate(), UDEVADM_TIMEOUT)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            outcome.problems.append(f"{' '.join(argv)}: no answer within {UDEVADM_TIMEOUT:g} s")
+            return outcome
+        if process.returncode != 0:
+            outcome.problems.append(f"{' '.join(argv)} failed: {stderr.decode(errors='replace').strip()}")
+            return outcome
+    return outcome

@@ -23,6 +23,7 @@ from hostd.daemon import Daemon
 from hostd.layout import Layout
 
 from .fakes.dnsmasq import FakeDnsmasq
+from .fakes.networkmanager import FakeNetworkManager
 from .fakes.systemd import FakeSystemd
 from .support import wait_until
 
@@ -224,6 +225,23 @@ async def test_reconcile_restarts_only_what_changed(tmp_path: Path, bus_address:
         assert [member for _, member, _ in systemd.calls if member != "ListUnitsByNames"] == []  # reads only
     await systemd.stop()
     await dnsmasq.stop()
+
+
+async def test_network_settings_make_networkmanager_reload_its_configuration(tmp_path: Path, bus_address: str) -> None:
+    """The drop-in alone changes nothing until NetworkManager re-reads it: Reload(CONF) follows
+    each change, and nothing else asks for one."""
+    layout = make_root(tmp_path, {"uuid": UUID})
+    nm = FakeNetworkManager(bus_address)
+    await nm.start()
+    async with running_daemon(layout, bus_address) as daemon, client(bus_address) as bus:
+        await wait_until(lambda: daemon.reconciler.services.networkmanager.attached, 5)
+        assert nm.manager.reloads == []
+        config = {"uuid": UUID, "os": {"network": {"connectivity": {"uri": "http://127.0.0.1:9/check"}}}}
+        layout.config_json.write_text(json.dumps(config))
+        await hostd_call(bus, "Reload")
+        assert "uri=http://127.0.0.1:9/check" in layout.nm_dropin.read_text()
+        assert nm.manager.reloads == [1]  # NM_MANAGER_RELOAD_FLAG_CONF
+    await nm.stop()
 
 
 async def test_invalid_config_at_runtime_changes_nothing(tmp_path: Path, bus_address: str) -> None:

@@ -152,16 +152,17 @@ class Hostd:
         return self.tb.wait_for(check, timeout, what)
 
     # -- probes -----------------------------------------------------------------------------------
-    def dns(self, name: str, server: str = "127.0.0.2", timeout: float = 1.0, from_peer: bool = False) -> DnsAnswer:
-        """An A query to server:53 from inside the device (or from the peer namespace)."""
-        args = ["-c", DNS_QUERY, name, server, str(timeout)]
-        r = (
-            self.tb.peer_exec([sys.executable, *args])
-            if from_peer
-            else self.tb.exec(["python3", *args], timeout=timeout + 30)
-        )
+    def dns(self, name: str, server: str = "127.0.0.2", timeout: float = 1.0) -> DnsAnswer:
+        """An A query to server:53 from inside the device (dnsmasq listens on 127.0.0.2 and the
+        resin-dns bridge only, as on balenaOS)."""
+        r = self.tb.exec(["python3", "-c", DNS_QUERY, name, server, str(timeout)], timeout=timeout + 30)
         doc = json.loads(r.stdout)
         return DnsAnswer(doc.get("timeout", False), doc.get("rcode"), tuple(doc.get("addrs", ())))
+
+    def peer_connects(self, port: int, timeout: float = 2.0) -> bool:
+        """Does the device accept a TCP connection on port from the peer namespace?"""
+        connect = f"import socket; socket.create_connection(({self.tb.device_ip!r}, {port}), {timeout}).close()"
+        return self.tb.peer_exec([sys.executable, "-c", connect], check=False).returncode == 0
 
     def probe(self, timeout: float = 1.0) -> DnsAnswer:
         """A fresh name under probe.test (never cached) through the device's dnsmasq."""

@@ -1,7 +1,8 @@
 """dnsServers and os.dns.mode reach the running dnsmasq live (over D-Bus, no restart): a name
 the peer's resolver knows answers through 127.0.0.2 while an answering server is in the list,
-and stops answering when only a silent one is.  The testbed's dnsmasq has no upstream of its
-own (no-resolv, no servers file): every upstream it uses came from hostd."""
+and stops answering when only a silent one is.  dnsmasq runs balenaOS's command line: its
+upstreams come from /run/dnsmasq.servers (re-read on SIGHUP) and over D-Bus, both hostd's; a
+server left from an earlier list would show among GetServerMetrics' addresses."""
 
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ def silent(hostd: Hostd) -> str:
 
 
 def dnsmasq_servers(hostd: Hostd) -> list[str]:
-    """The upstreams the running dnsmasq uses, asked from outside (GetServerMetrics)."""
+    """The upstreams the running dnsmasq uses, asked from outside (GetServerMetrics).  Each
+    server hostd gives is there twice, from the servers file and from D-Bus: once here."""
     name, path = "uk.org.thekelleys.dnsmasq", "/uk/org/thekelleys/dnsmasq"
     [metrics] = hostd.busctl_json("call", name, path, name, "GetServerMetrics")
-    return [m["address"] for m in metrics]
+    return list(dict.fromkeys(m["address"] for m in metrics))
 
 
 def apply_dns(hostd: Hostd, servers: str, mode: str | None, expect: list[str]) -> None:

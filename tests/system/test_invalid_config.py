@@ -14,12 +14,12 @@ from .device import Hostd
 
 pytestmark = pytest.mark.system
 
-# files hostd writes from config.json (device paths)
+# files hostd writes from config.json (device paths; the sample is in production mode, so
+# /var/volatile/development-features does not exist)
 WRITTEN = [
     "/etc/hostname",
     "/run/dnsmasq.servers",
-    "/run/hostd/development-features.env",
-    "/run/hostd/chrony/hostd.sources",
+    "/run/chrony/hostd.sources",
     "/mnt/state/hostd/good-generation",
 ]
 
@@ -38,11 +38,12 @@ def snapshot(hostd: Hostd) -> dict[str, Any]:
 
 
 def reachable(hostd: Hostd) -> None:
-    """The peer resolves a name through the device's dnsmasq (over host0, forwarded to the peer's
-    resolver), and NetworkManager still has host0 connected."""
+    """The device resolves a name through its dnsmasq (forwarded to the peer's resolver), the peer
+    reaches the device's sshd, and NetworkManager still has host0 connected."""
     tb = hostd.tb
-    answer = hostd.dns(f"peer.{tb.probe_name}", server=tb.device_ip, from_peer=True, timeout=2)
+    answer = hostd.dns(f"peer.{tb.probe_name}", timeout=2)
     assert answer.ok and answer.addrs == (tb.probe_addr,), answer
+    assert hostd.peer_connects(22222)
     assert hostd.host0_connection() == "100 (connected)\ntestbed-host0"
 
 

@@ -47,9 +47,14 @@ def test_bind_mounts_from_partitions(hostd: Hostd) -> None:
     assert step["problems"] == [] and step["status"] in ("ok", "changed"), step
 
 
-def test_bind_mounts_before_networkmanager_starts(hostd: Hostd) -> None:
+# services that read or write bound paths, each started only after hostd's mounts at boot
+CONSUMERS = ("NetworkManager.service", "systemd-logind.service")
+
+
+def test_bind_mounts_before_their_consumers_start(hostd: Hostd) -> None:
     """Every bind mount unit became active before hostd reported ready, and hostd before
-    NetworkManager.service left `inactive` at boot (systemd's own monotonic timestamps)."""
+    NetworkManager and logind (/var/lib/systemd) left `inactive` at boot (systemd's own monotonic
+    timestamps); sshd's host key, generated at the first boot, is on the state partition."""
     tb = hostd.tb
 
     def mono(unit: str, prop: str) -> int:
@@ -58,17 +63,18 @@ def test_bind_mounts_before_networkmanager_starts(hostd: Hostd) -> None:
     def boot_finished() -> int:
         return int(tb.exec(["systemctl", "show", "-P", "FinishTimestampMonotonic"]).stdout)
 
-    def boot_order() -> tuple[int, int]:
+    def boot_order() -> tuple[int, ...]:
         return (
             mono("hostd.service", "ActiveEnterTimestampMonotonic"),
-            mono("NetworkManager.service", "InactiveExitTimestampMonotonic"),
+            *(mono(unit, "InactiveExitTimestampMonotonic") for unit in CONSUMERS),
         )
 
     if max(boot_order()) > boot_finished():  # restarted since boot (an earlier test): look at a fresh boot
         tb.reboot()
         hostd.wait_ready()
-    hostd_ready, nm_started = boot_order()
-    assert 0 < hostd_ready < nm_started < boot_finished()
+    hostd_ready, *consumers_started = boot_order()
+    assert all(0 < hostd_ready < started < boot_finished() for started in consumers_started), boot_order()
+    assert (tb.state_dir / "root-overlay/etc/ssh/hostkeys/ssh_host_ed25519_key").is_file()
     for path in STATE_PATHS + DATA_PATHS:
         unit = mount_unit(hostd, path)
         props = hostd.unit_props(unit, "ActiveState", "ActiveEnterTimestampMonotonic", "Description")

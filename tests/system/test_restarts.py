@@ -15,7 +15,9 @@ from .test_dns import dnsmasq_servers, resolves
 
 pytestmark = pytest.mark.system
 
+CHRONY_SOURCES = "/run/chrony/hostd.sources"
 # hostd's files, as device paths (directories: every file below); see the README's "Device paths"
+# (the sample is in production mode: no /var/volatile/development-features)
 MANAGED = [
     "/mnt/boot/config.json",
     "/mnt/state/hostd",
@@ -25,12 +27,11 @@ MANAGED = [
     "/mnt/state/root-overlay/etc/NetworkManager",
     "/mnt/state/root-overlay/etc/udev",
     "/mnt/state/root-overlay/home/root/.ssh",
-    "/run/hostd",
+    CHRONY_SOURCES,
     "/run/NetworkManager/conf.d",
     "/run/systemd/journald.conf.d",
     "/run/dnsmasq.servers",
 ]
-CHRONY_SOURCES = "/run/hostd/chrony/hostd.sources"
 SERVICES = [
     "NetworkManager.service",
     "ModemManager.service",
@@ -162,9 +163,9 @@ def test_hostd_restart_changes_nothing(hostd: Hostd) -> None:
 
 
 def test_hostd_restart_leaves_chrony_sources_alone(hostd: Hostd) -> None:
-    """hostd keeps chrony's sources in its own directory, which chrony's (re)start leaves alone
-    (systemd empties and re-owns chrony's /run/chrony): after a chrony restart, a hostd restart
-    neither rewrites the file nor reloads chrony."""
+    """chrony's sources live in its sourcedir /run/chrony, which Debian's unit hands, files
+    included, to chrony's user at every start: after a chrony restart, a hostd restart neither
+    rewrites the file (nor takes its owner back) nor reloads chrony."""
     hostd.tb.restart_unit("chrony.service")
     before = files_state(hostd, [CHRONY_SOURCES])
     restart_hostd(hostd)

@@ -106,11 +106,11 @@ def wait_rolled_back(hostd: Hostd, good: str, since: float) -> tuple[dict[str, A
 
 
 def peer_reaches_device(hostd: Hostd) -> bool:
-    """The peer asks the device's dnsmasq (on its uplink address) for the probe name, and gets the answer
-    (which the device fetched from the peer's resolver): reachable both ways."""
+    """The peer reaches the device's sshd, and the device resolves the probe name through its
+    dnsmasq from the peer's resolver: reachable both ways."""
     tb = hostd.tb
-    answer = hostd.dns(f"q{time.monotonic_ns()}.{tb.probe_name}", server=tb.device_ip, from_peer=True)
-    return answer.ok and answer.addrs == (tb.probe_addr,)
+    answer = hostd.dns(f"q{time.monotonic_ns()}.{tb.probe_name}")
+    return answer.ok and answer.addrs == (tb.probe_addr,) and hostd.peer_connects(22222)
 
 
 def host0_profile(hostd: Hostd) -> str:

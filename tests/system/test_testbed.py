@@ -157,11 +157,13 @@ def test_boot_partition_is_mounted(testbed):
 
 
 def test_network_stays_inside_the_testbed(testbed):
-    """The device's only link is the veth to the peer namespace; neither side has a default route."""
+    """The device's only link is the veth to the peer namespace (beside balenaOS's resin-dns bridge,
+    which has no port); neither side has a default route."""
     links = testbed.exec(["ip", "-o", "link", "show"]).stdout
     assert {line.split(":")[1].strip().split("@")[0] for line in links.splitlines()} == {
         "lo",
         testbed.device_if,
+        "resin-dns",
     }
     routes = testbed.exec(["ip", "-4", "route", "show"]).stdout
     assert "default" not in routes and f"{testbed.device_ip.rsplit('.', 1)[0]}.0/24" in routes

@@ -59,7 +59,11 @@ def test_full_apply_writes_every_target(device) -> None:
     assert "Storage=persistent" in journald and "SystemMaxUse=32M" in journald and "RuntimeMaxUse=8M" in journald
     assert layout.authorized_keys.read_text() == ED25519_KEY + "\n"
     assert stat.S_IMODE(layout.authorized_keys.stat().st_mode) == 0o600
-    assert "DEVELOPMENT_MODE=1" in layout.devmode_env.read_text()
+    # keys given: development mode requires them too (balenaOS's flag file)
+    assert layout.devmode_env.read_text() == (
+        "SSHD_OPTS='-f /etc/ssh/sshd_config_development -o PasswordAuthentication=no'\n"
+        "BALENA_DEVELOPMENT_ARGS='-H tcp://0.0.0.0:2375'\n"
+    )
     nm = layout.nm_dropin.read_text()
     assert "uri=https://c.example.com/check" in nm and "interval=600" in nm and "wifi.scan-rand-mac-address=no" in nm
     assert (layout.udev_rules / "99-test.rules").read_text().startswith('ACTION=="add"')
@@ -97,7 +101,7 @@ def test_defaults_on_an_empty_config(device) -> None:
     assert not layout.authorized_keys.exists()
     assert not layout.nm_dropin.exists()
     assert not layout.modprobe_dropin.exists()
-    assert "DEVELOPMENT_MODE=0" in layout.devmode_env.read_text()
+    assert not layout.devmode_env.exists()  # production: no development flag
 
 
 def test_turning_features_off_removes_their_files(device) -> None:

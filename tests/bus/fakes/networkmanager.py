@@ -31,6 +31,7 @@ class NetworkManager(ServiceInterface):
         super().__init__(names.NM_INTERFACE)
         self.state = NM_STATE_CONNECTED_GLOBAL
         self.connectivity = NM_CONNECTIVITY_FULL
+        self.reloads: list[int] = []  # the flags of every Reload call
 
     @dbus_property(access=PropertyAccess.READ)
     def State(self) -> UInt:
@@ -43,6 +44,10 @@ class NetworkManager(ServiceInterface):
     @dbus_method()
     def CheckConnectivity(self) -> UInt:
         return self.connectivity
+
+    @dbus_method()
+    def Reload(self, flags: UInt):  # no return annotation: dbus-fast reads it as "no reply body"
+        self.reloads.append(flags)
 
     def change(self, **values: int) -> None:
         """Change state/connectivity and signal it, as NetworkManager does."""

@@ -51,13 +51,12 @@ class FakeSystemd:
         self.calls.append(("start", unit))
         return JobResult.DONE
 
-    async def stop_unit(self, unit: str) -> JobResult:
-        self.calls.append(("stop", unit))
+    async def restart_unit(self, unit: str) -> JobResult:
+        self.calls.append(("restart", unit))
         return JobResult.DONE
 
-    async def try_restart_unit(self, unit: str) -> JobResult:
-        self.calls.append(("try-restart", unit))
-        return JobResult.DONE
+    async def kill_unit(self, unit: str, signal: int) -> None:
+        self.calls.append(("kill", unit, str(signal)))
 
 
 @dataclass

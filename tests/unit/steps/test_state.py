@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import stat
 
 from hostd.bus.systemd import unit_name_from_path
 from hostd.steps import state
@@ -54,3 +55,17 @@ def test_no_systemd_no_mounts(device) -> None:
     result = device.run_step(state)
     outcome = asyncio.run(state.apply_live(services(systemd=FakeSystemd(available=False)), device.context(), result))
     assert outcome.problems == ["systemd is not reachable: bind mounts not made"] and not outcome.made
+
+
+def test_bind_target_the_image_lacks_converges_in_one_pass(device) -> None:
+    """No /etc/hostname in the root: the state step makes the mount point, its source and the
+    mount in one pass, so the hostname step writes through the mount (live) instead of onto the
+    root, where the mount would hide it next time."""
+    device.layout.etc_hostname.unlink()
+    device.write_config({"uuid": UUID})
+    result = device.run_step(state)
+    assert not any("bind target" in problem for problem in result.problems), result.problems
+    assert stat.S_IMODE(device.layout.etc_hostname.stat().st_mode) == 0o644
+    assert (device.layout.state / "root-overlay/etc/hostname").is_file()
+    assert any(c.kind == "mount" and c.path == "/etc/hostname" for c in result.pending)
+    assert device.run_step(state, apply=False).changes == []  # nothing left but the mounts (pending offline)
