@@ -79,7 +79,9 @@ def restart_unit_as_supervisor(hostd: Hostd, unit: str) -> str:
         state = ["busctl", "get-property", "org.freedesktop.systemd1", job, "org.freedesktop.systemd1.Job", "State"]
         return hostd.tb.exec(state, check=False).returncode != 0
 
+    started = time.monotonic()
     hostd.tb.wait_for(job_gone, 60, f"the {unit} job done")
+    print(f"\n[supervisor] {unit}: RestartUnit job done after {time.monotonic() - started:.2f} s")
     return hostd.tb.exec(["journalctl", "-o", "cat", "-u", unit, f"--since=@{since}", "--no-pager"]).stdout
 
 
