@@ -318,8 +318,8 @@ def read_config_bytes(path: Path, *, follow_symlinks: bool = False) -> bytes:
     if not stat.S_ISREG(st.st_mode):
         kind = "is a directory" if stat.S_ISDIR(st.st_mode) else "is not a regular file"
         raise OSError(errno.EINVAL, kind, str(path))
-    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow_symlinks else os.O_NOFOLLOW)
-    with os.fdopen(os.open(path, flags), "rb") as file:
+    flags = os.O_NONBLOCK | (0 if follow_symlinks else os.O_NOFOLLOW)
+    with os.fdopen(fsutil.open_to_read(path, flags), "rb") as file:
         if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):  # swapped since the check
             raise OSError(errno.EINVAL, "is not a regular file", str(path))
         return file.read(MAX_CONFIG_BYTES + 1)

@@ -49,13 +49,25 @@ def _can_chown() -> bool:
     return os.geteuid() == 0
 
 
+def open_to_read(path: Path | str, flags: int = 0) -> int:
+    """A file descriptor to read ``path`` without updating its access time: a read is then no
+    write (with relatime, the first read after every change would write the inode: flash wear,
+    and a write on every reconcile that changes nothing).  O_NOATIME is for the file's owner or
+    root; anyone else reads with the mount's atime policy."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NOATIME | flags)
+    except PermissionError:
+        return os.open(path, os.O_RDONLY | flags)
+
+
 def read_bytes(path: Path) -> bytes | None:
     """The content of a regular file, or None when there is none (missing, or not a regular file)."""
     try:
         st = path.lstat()
         if not stat.S_ISREG(st.st_mode):
             return None
-        return path.read_bytes()
+        with os.fdopen(open_to_read(path, os.O_NOFOLLOW), "rb") as file:
+            return file.read()
     except (FileNotFoundError, NotADirectoryError):
         return None
 

@@ -86,7 +86,8 @@ class GenerationStore:
         for sub in INPUT_DIRS:
             with contextlib.suppress(OSError):
                 for entry in os.scandir(directory / sub):
-                    files[f"{sub}/{entry.name}"] = Path(entry.path).read_bytes()
+                    if (content := fsutil.read_bytes(Path(entry.path))) is not None:
+                        files[f"{sub}/{entry.name}"] = content
         return Inputs(config, files)
 
     def save(self, inputs: Inputs) -> str:

@@ -59,6 +59,7 @@ class FileStatus(StrEnum):
     KEPT = "kept"
     CONFLICT = "conflict"
     SKIPPED = "skipped"
+    MISSING = "missing"  # a file that should be there is not (the reset flag, removed on a running device)
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ def read_plain_file(path: Path, max_bytes: int) -> bytes:
     if not stat.S_ISREG(st.st_mode):
         raise ValueError(f"{path}: is {'a directory' if stat.S_ISDIR(st.st_mode) else 'not a regular file'}")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = fsutil.open_to_read(path, os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise ValueError(f"{path}: is a symbolic link, not a file") from None

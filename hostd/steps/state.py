@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from hostd import fsutil
 from hostd.layout import Layout
-from hostd.steps.base import Change, Context, Event, Outcome, Plan, StepResult
+from hostd.steps.base import Change, Context, Event, FileEntry, FileStatus, Outcome, Plan, StepResult
 
 if TYPE_CHECKING:
     from hostd.bus.services import Services
@@ -139,7 +139,7 @@ def plan(ctx: Context) -> Plan:
                 # Removing the flag asks for a reset at the next boot: wiping now would pull the
                 # files from under the running services (a profile made a minute ago, gone).
                 reason = "the overlay is wiped at the next boot"
-                result.report.append({"name": layout.device_path(flag), "status": "missing", "reason": reason})
+                result.report.append(FileEntry(layout.device_path(flag), FileStatus.MISSING, reason))
                 continue
             wiping.add(overlay)
             result.changes.append(

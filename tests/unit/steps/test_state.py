@@ -69,3 +69,24 @@ def test_bind_target_the_image_lacks_converges_in_one_pass(device) -> None:
     assert (device.layout.state / "root-overlay/etc/hostname").is_file()
     assert any(c.kind == "mount" and c.path == "/etc/hostname" for c in result.pending)
     assert device.run_step(state, apply=False).changes == []  # nothing left but the mounts (pending offline)
+
+
+def test_reset_flag_removed_on_a_running_device_wipes_nothing(device, monkeypatch) -> None:
+    """The overlay's bind mounts are up (a running device): a removed flag asks for a reset at the
+    next boot, reported as a typed entry (Describe() shows it), and nothing is wiped now."""
+    device.write_config({"uuid": UUID})
+    device.run_step(state)
+    kept = device.layout.state / "root-overlay/etc/NetworkManager/system-connections/made-with-nmcli"
+    kept.write_text("[connection]\n")
+    (device.layout.state / "remove_me_to_reset").unlink()
+    monkeypatch.setattr(type(device.layout), "is_live", property(lambda layout: True))
+    monkeypatch.setattr(state, "mounted_targets", lambda: {str(t) for _, t in state.bind_mounts(device.layout)})
+    result = device.run_step(state, apply=False)
+    assert kept.exists() and not any(change.kind == "wipe" for change in result.changes)
+    assert result.as_dict()["report"] == [
+        {
+            "name": "/mnt/state/remove_me_to_reset",
+            "status": "missing",
+            "reason": "the overlay is wiped at the next boot",
+        }
+    ]
