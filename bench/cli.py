@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.common import Device, Report, Row, median
 
-TARGET_MS = 80.0
+HOSTNAMECTL_RATIO_TARGET = 3.0  # "answers like a C tool"
 
 
 def run(device: Device, report: Report, runs: int) -> None:
@@ -20,18 +20,27 @@ def run(device: Device, report: Report, runs: int) -> None:
             "ms",
             med["hostnamectl"],
             "hostnamectl",
-            f"<= {TARGET_MS:.0f} ms",
-            med["hostctl"] <= TARGET_MS,
+            f"<= {HOSTNAMECTL_RATIO_TARGET:g}x",
+            med["hostctl"] / med["hostnamectl"] <= HOSTNAMECTL_RATIO_TARGET,
         )
     )
     report.add(
         Row(
             "cli",
-            f"floor: python3 + import asyncio + dbus_fast.aio ({n})",
+            f"floor: python3 -IS -c pass, the launchers' interpreter start ({n})",
+            med["python"],
+            "ms",
+            med["hostctl"],
+            "hostctl status",
+        )
+    )
+    report.add(
+        Row(
+            "cli",
+            f"what hostctl no longer imports: python3 + asyncio + dbus_fast.aio ({n})",
             med["floor"],
             "ms",
             med["hostctl"],
             "hostctl status",
-            note=f"python3 -c pass alone: {med['python']:.1f} ms",
         )
     )

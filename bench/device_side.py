@@ -308,7 +308,7 @@ def cmd_cli(args: dict) -> dict:
     commands = {
         "hostctl": ["hostctl", "status"],
         "hostnamectl": ["hostnamectl", "status"],
-        "python": ["python3", "-c", "pass"],
+        "python": ["python3", "-IS", "-c", "pass"],
         "floor": ["python3", "-c", floor],
     }
     times: dict[str, list[float]] = {name: [] for name in commands}

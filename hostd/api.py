@@ -61,6 +61,7 @@ PROPERTIES: dict[str, str] = {
     "NotApplied": "s",
     "LastRollback": "(dsss)",
     "Discoverable": "b",  # announced over mDNS (name and services)
+    "Proxy": "a{ss}",  # the system proxy in force: state, server, noProxy, ipv6, udp, rejected
 }
 
 
@@ -88,6 +89,7 @@ METHODS: dict[str, MethodSpec] = {
     "AddConnection": MethodSpec("ss", "", True, in_names=("name", "keyfile")),
     "UpdateConnection": MethodSpec("ss", "", True, in_names=("name", "keyfile")),
     "RemoveConnection": MethodSpec("s", "", True, in_names=("name",)),
+    "SetProxy": MethodSpec("sas", "", True, in_names=("redsocks_conf", "no_proxy")),
 }
 SIGNALS: dict[str, tuple[str, tuple[str, ...]]] = {
     # outcome: applied, probing, trying, kept, rolled-back, re-applied
@@ -127,6 +129,7 @@ class Host(Protocol):
     async def set_discoverable(self, discoverable: bool) -> None: ...
     def list_connections(self) -> list[tuple[str, str, str, str, str]]: ...
     async def set_connection(self, name: str, keyfile: str | None, *, exists: bool) -> None: ...
+    async def set_proxy(self, redsocks_conf: str, no_proxy: list[str]) -> None: ...
 
 
 def introspection_xml() -> str:
@@ -329,6 +332,8 @@ class Api:
             return lambda: self._host.set_connection(body[0], body[1], exists=True)
         if member == "RemoveConnection":
             return lambda: self._host.set_connection(body[0], None, exists=True)
+        if member == "SetProxy":
+            return lambda: self._host.set_proxy(body[0], body[1])
         raise AssertionError(member)
 
     async def _authorize(self, msg: Message) -> None:

@@ -13,12 +13,15 @@ hostd reloads config.json and the command succeeds once the kernel carries the h
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any
 
+# typing.TYPE_CHECKING without importing typing: `hostctl status` starts without typing and argparse.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
     from hostd.config import Reading
 
 EXIT_OK = 0
@@ -29,6 +32,8 @@ EXIT_DENIED = 4
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(prog="hostctl", description="Inspect and change the host's configuration.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -439,6 +444,7 @@ def render_status(state: dict[str, Any]) -> str:
         f"            DNS: {state['dns']['mode']}: {' '.join(state['dns']['servers']) or '(none)'}",
         f"            NTP: {' '.join(state['time']['ntpServers']) or '(none)'}; "
         f"synchronized: {'yes' if state['time']['synchronized'] else 'no'}",
+        render_proxy(state.get("proxy") or {}),
         f"       Degraded: {', '.join(f'{name} ({why})' for name, why in sorted(degraded.items())) or 'none'}",
         render_generations(state.get("generations") or {}),
         f"        Version: {state['version']}",
@@ -456,6 +462,17 @@ def render_mdns(state: dict[str, Any]) -> str:
     if not (state.get("discovery") or {}).get("discoverable", True):
         return "not discoverable: " + render_discoverable(state)
     return "avahi-daemon not running"
+
+
+def render_proxy(proxy: dict[str, str]) -> str:
+    if proxy.get("state") != "on":
+        return "          Proxy: off"
+    exempt = ", ".join(["private ranges", *proxy["noProxy"].split()])
+    line = f"          Proxy: {proxy['server']}; not proxied: {exempt}"
+    line += f"\n                 IPv6: {proxy['ipv6']}\n                 UDP: {proxy['udp']}"
+    if proxy.get("rejected"):
+        line += f"\n                 rejected: {proxy['rejected']}"
+    return line
 
 
 def render_generations(generations: dict[str, Any]) -> str:

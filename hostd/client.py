@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from hostd import sync_bus
 from hostd.bus.names import (
     ERROR_ACCESS_DENIED,
@@ -13,6 +11,10 @@ from hostd.bus.names import (
     HOSTD_NAME,
     HOSTD_PATH,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
+if TYPE_CHECKING:
+    from typing import Any
 
 CALL_TIMEOUT = 120.0  # a reconcile may restart services
 

@@ -35,8 +35,10 @@ def written_dirs(layout: Layout) -> set[Path]:
         layout.dnsmasq_servers,
         layout.modprobe_dropin,
         layout.devmode_env,
+        layout.redsocks_conf,
     )
     dirs = {path.parent for path in files} | {layout.nm_connections, layout.nm_dispatcher, layout.udev_rules}
+    dirs.add(layout.boot_proxy)  # SetProxy's writes
     dirs |= {layout.state, layout.data} | {source.parent for source, _ in state.bind_mounts(layout)}
     return dirs
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from hostd import steps
 from hostd.bus.avahi import AVAHI_SERVICE_UNIT
 from hostd.bus.chrony import CHRONY_UNITS
+from hostd.bus.redsocks import REDSOCKS_UNIT
 from hostd.bus.systemd import ActiveState
 from hostd.steps.base import Event
 
@@ -54,15 +55,16 @@ def follow(
         feature.on_detach(publish)
 
     async def unit_state_changed(unit: str, state: ActiveState) -> None:
-        """Down, chronyd or journald shows in Degraded; back, it gets what it needs again."""
+        """Down, chronyd, journald or redsocks shows in Degraded; back, it gets what it needs again."""
         if unit == AVAHI_SERVICE_UNIT:
             await on_discovery_changed()  # avahi itself is followed by its bus name
             return
-        feature, event = (
-            (services.chrony, Event.CHRONYD_RETURNED)
-            if unit in CHRONY_UNITS
-            else (services.journald, Event.JOURNALD_RETURNED)
-        )
+        if unit in CHRONY_UNITS:
+            feature, event = services.chrony, Event.CHRONYD_RETURNED
+        elif unit == REDSOCKS_UNIT:
+            feature, event = services.redsocks, Event.REDSOCKS_RETURNED
+        else:
+            feature, event = services.journald, Event.JOURNALD_RETURNED
         was_available = feature.available
         feature.follow_unit(unit, state.value)
         returned = feature.available and not was_available

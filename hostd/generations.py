@@ -1,7 +1,7 @@
 """Generations: each configuration hostd applies, kept so that a bad one can be undone.
 
 A generation is what the boot partition held when hostd acted on it — config.json and the
-NetworkManager profiles and dispatcher scripts to import — saved on the state partition as a
+NetworkManager profiles and dispatcher scripts to import and the system proxy — saved on the state partition as a
 small directory laid out like a boot partition.  Restoring one is running the ordinary steps
 with that directory as their boot partition.  A generation becomes last-known-good only after
 its probe passed, together with the values its keys ran with (a key config.json held back ran
@@ -25,7 +25,7 @@ from hostd import fsutil
 from hostd.layout import Layout
 from hostd.steps.imports import read_plain_file
 
-INPUT_DIRS = ("system-connections", "dispatcher.d")
+INPUT_DIRS = ("system-connections", "dispatcher.d", "system-proxy")
 MAX_INPUT_BYTES = 1024 * 1024
 KEEP_GENERATIONS = 4  # the good one, the one on trial, and a little history
 APPLIED = "applied.json"  # in a good generation: the owned keys' values it ran with (hostd.config)

@@ -60,6 +60,10 @@ class Layout:
     def boot_dispatcher(self) -> Path:
         return self.boot / "dispatcher.d"
 
+    @property
+    def boot_proxy(self) -> Path:
+        return self.boot / "system-proxy"
+
     # state partition (persistent, small) and data partition (persistent, large)
     @property
     def state(self) -> Path:
@@ -139,3 +143,13 @@ class Layout:
     def devmode_env(self) -> Path:
         """balenaOS's development flag, also the environment of the development-feature units."""
         return self.path("/var/volatile/development-features")
+
+    @property
+    def redsocks_conf(self) -> Path:
+        """What hostd-redsocks.service runs with (0600: it may hold the proxy's credentials)."""
+        return self.path("/run/hostd/proxy/redsocks.conf")
+
+    @property
+    def proxy_rules(self) -> Path:
+        """The nftables table that redirects to redsocks, as ``nft -f`` loads it."""
+        return self.path("/run/hostd/proxy/rules.nft")

@@ -17,6 +17,7 @@ from hostd.api import ApiError, InvalidArgument
 from hostd.bus import errors
 from hostd.discovery import Discovery
 from hostd.reconciler import Reconciler
+from hostd.steps import proxy
 from hostd.steps.base import Context
 from hostd.view import View
 from hostd.watch import ConfigWatch
@@ -161,6 +162,30 @@ class Manager:
                     "NothingToTry", f"config.json (generation {good}) is applied and kept already; nothing to try"
                 )
             await reconciler.try_locked(timeout)
+
+    async def set_proxy(self, redsocks_conf: str, no_proxy: list[str]) -> None:
+        """Write ``system-proxy/`` power-safely ("" = no proxy: both files removed), then reconcile: a
+        changed proxy can cut the device off, so it is applied through safe apply (probed)."""
+        try:
+            if redsocks_conf:
+                proxy.parse_redsocks_conf(redsocks_conf)
+        except proxy.ConfError as exc:
+            raise InvalidArgument(f"redsocks_conf: {exc}") from None
+        no_proxy_text = "".join(f"{entry}\n" for entry in no_proxy)
+        _, problems = proxy.parse_no_proxy(no_proxy_text, "no_proxy")
+        if problems:
+            raise InvalidArgument("; ".join(problems))
+        directory = self.layout.boot_proxy
+        async with self.reconciler.lock:
+            with fsutil.batch():  # one flush for both files
+                for name, content in (("redsocks.conf", redsocks_conf), ("no_proxy", no_proxy_text)):
+                    path = directory / name
+                    if not (redsocks_conf and content):
+                        fsutil.remove_file(path)
+                    elif fsutil.read_bytes(path) != content.encode():
+                        fsutil.atomic_write(path, content.encode(), 0o600)  # it may hold credentials
+        self.watch.mark_seen()
+        await self.reconciler.reconcile()
 
     async def _set_config_key(self, key: str, value: Any) -> None:
         await self._write_config({key: value})

@@ -8,11 +8,14 @@ container types (arrays, structs, dict entries, variants given as ``(signature, 
 
 from __future__ import annotations
 
+import _socket  # the C module: `socket` adds enum and IntEnum wrappers hostctl does not need
 import os
-import socket
 import struct
-from collections.abc import Iterator
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 METHOD_CALL, METHOD_RETURN, ERROR, SIGNAL = 1, 2, 3, 4
 SYSTEM_BUS_ADDRESS = "unix:path=/run/dbus/system_bus_socket"
@@ -182,7 +185,7 @@ class Connection:
 
     def __init__(self, address: str | None = None, timeout: float = 25.0) -> None:
         address = address or os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") or SYSTEM_BUS_ADDRESS
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self._buf = bytearray()
         self._serial = 0

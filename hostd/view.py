@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from hostd import __version__
 from hostd import config as config_model
-from hostd.steps import connections, dns, ntp
+from hostd.steps import connections, dns, ntp, proxy
 from hostd.steps import logging as logging_step
 from hostd.steps.base import StepResult, StepStatus
 
@@ -80,6 +80,7 @@ class View:
             "NotApplied": reconciler.not_applied,
             "LastRollback": reconciler.transaction.last_rollback.as_tuple(),
             "Discoverable": self.discovery.discoverable,
+            "Proxy": self._proxy(),
         }
 
     def describe(self) -> dict[str, Any]:
@@ -124,6 +125,7 @@ class View:
                 "notApplied": props["NotApplied"],
                 "lastRollback": reconciler.transaction.last_rollback.as_dict(),
             },
+            "proxy": props["Proxy"],
         }
 
     def status_line(self) -> str:
@@ -142,6 +144,10 @@ class View:
         if reconciler.not_applied:
             parts.append("config.json not applied")
         return "; ".join(parts)
+
+    def _proxy(self) -> dict[str, str]:
+        in_force = self.reconciler.records.get(proxy.NAME)
+        return in_force.as_dict() if isinstance(in_force, proxy.InForce) else proxy.InForce().as_dict()
 
     def _kernel_hostname(self) -> str:
         # The kernel's own answer on the device: hostnamed's cached one goes stale when the name is

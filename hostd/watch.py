@@ -36,7 +36,7 @@ class ConfigWatch:
         """What changes when config.json or a file in a boot drop-in directory changes.  Every entry
         is stat'ed: a file edited in place changes its own mtime, not its directory's."""
         stamp: list[object] = [_stat_stamp(self.layout.config_json)]
-        for directory in (self.layout.boot_connections, self.layout.boot_dispatcher):
+        for directory in (self.layout.boot_connections, self.layout.boot_dispatcher, self.layout.boot_proxy):
             try:
                 with os.scandir(directory) as entries:
                     stamp.append(sorted((entry.name, _stat_stamp(Path(entry.path))) for entry in entries))

@@ -14,6 +14,8 @@ from hostd.bus.hostname1 import Hostname1Adapter
 from hostd.bus.journald import JOURNALD_UNIT, Journald
 from hostd.bus.modemmanager import ModemManagerAdapter
 from hostd.bus.networkmanager import NetworkManagerAdapter
+from hostd.bus.nftables import Nftables
+from hostd.bus.redsocks import REDSOCKS_UNIT, Redsocks
 from hostd.bus.systemd import SystemdAdapter
 from hostd.bus.timedate1 import Timedate1Adapter
 
@@ -24,7 +26,7 @@ class Services:
 
     def __init__(self, bus: MessageBus, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.systemd = SystemdAdapter(
-            bus, timeout=timeout, followed_units=(*CHRONY_UNITS, JOURNALD_UNIT, AVAHI_SERVICE_UNIT)
+            bus, timeout=timeout, followed_units=(*CHRONY_UNITS, JOURNALD_UNIT, REDSOCKS_UNIT, AVAHI_SERVICE_UNIT)
         )
         self.networkmanager = NetworkManagerAdapter(bus, timeout=timeout)
         self.modemmanager = ModemManagerAdapter(bus, timeout=timeout)
@@ -34,6 +36,8 @@ class Services:
         self.dnsmasq = DnsmasqAdapter(bus, timeout=timeout)
         self.chrony = Chrony(timeout=timeout)
         self.journald = Journald(self.systemd, timeout=timeout)
+        self.nftables = Nftables(timeout=timeout)
+        self.redsocks = Redsocks()
 
     @property
     def all(self) -> tuple[Feature, ...]:
@@ -47,6 +51,8 @@ class Services:
             self.dnsmasq,
             self.chrony,
             self.journald,
+            self.nftables,
+            self.redsocks,
         )
 
     async def start(self) -> None:

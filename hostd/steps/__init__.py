@@ -16,6 +16,7 @@ from hostd.steps import (
     logging,
     network_config,
     ntp,
+    proxy,
     regulatory_domain,
     ssh,
     state,
@@ -38,6 +39,7 @@ ALL_STEPS: tuple[Step, ...] = (
     network_config,
     regulatory_domain,
     udev,
+    proxy,
 )
 STEPS_BY_NAME: dict[str, Step] = {step.NAME: step for step in ALL_STEPS}
 

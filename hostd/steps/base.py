@@ -182,6 +182,7 @@ class Event(StrEnum):
     AVAHI_ATTACHED = "avahi-daemon attached"
     CHRONYD_RETURNED = "chronyd running again"
     JOURNALD_RETURNED = "journald running again"
+    REDSOCKS_RETURNED = "redsocks running again"
 
 
 LiveEffect = Callable[["Services", Context, StepResult], Awaitable[Outcome]]

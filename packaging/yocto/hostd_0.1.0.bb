@@ -41,6 +41,7 @@ FILES:${PN} += "\
     ${systemd_system_unitdir}/hostd.service \
     ${systemd_system_unitdir}/balena-hostname.service \
     ${systemd_system_unitdir}/resin-hostname.service \
+    ${systemd_system_unitdir}/hostd-redsocks.service \
     ${datadir}/dbus-1/system.d/io.hostd1.conf \
     ${datadir}/dbus-1/system-services/io.hostd1.service \
     ${datadir}/dbus-1/interfaces/io.hostd1.Manager.xml \
@@ -52,8 +53,10 @@ FILES:${PN} += "\
 "
 
 # The standard-library parts hostd imports (OE splits python3 into packages; the unit tests map
-# each import to one of these), dbus-fast from meta-python, and the services hostd drives.
+# each import to one of these), dbus-fast from meta-python, and the services hostd drives;
+# nftables and redsocks (meta-networking) for the system proxy.
 RDEPENDS:${PN} += "\
+    nftables \
     python3-asyncio \
     python3-core \
     python3-crypt \
@@ -65,6 +68,7 @@ RDEPENDS:${PN} += "\
     python3-netclient \
     python3-shell \
     python3-stringold \
+    redsocks \
 "
 
 RRECOMMENDS:${PN} += "avahi-daemon chrony dnsmasq modemmanager networkmanager"

@@ -166,7 +166,9 @@ async def test_introspection_matches_committed_xml(tmp_path: Path, bus_address: 
         # every method of the committed contract answers (reads) or checks its caller (mutations)
         for method in re.findall(r'<method name="(\w+)">', interface.group(0)):
             spec = api.METHODS[method]
-            args = {"": [], "s": ["x"], "b": [True], "su": ["", 60], "ss": ["x", "x"], "a{sv}": [{}]}[spec.in_signature]
+            args = {"": [], "s": ["x"], "b": [True], "su": ["", 60], "ss": ["x", "x"], "a{sv}": [{}], "sas": ["", []]}[
+                spec.in_signature
+            ]
             reply = await hostd_call(bus, method, spec.in_signature, *args)
             assert reply.error_name != "org.freedesktop.DBus.Error.UnknownMethod", method
 
@@ -196,8 +198,34 @@ async def test_set_hostname_writes_config_and_signals(tmp_path: Path, bus_addres
         await wait_until(lambda: len(reconciled()) >= 2)
         steps, outcome = reconciled()[0]
         assert outcome == "probing"
-        assert [step[0] for step in steps] == ["state", "hostname", "connections", "dispatcher"]
+        assert [step[0] for step in steps] == ["state", "hostname", "connections", "dispatcher", "proxy"]
         assert reconciled()[1] == ([], "kept")
+
+
+async def test_set_proxy_writes_the_boot_files_as_a_new_generation(tmp_path: Path, bus_address: str) -> None:
+    layout = make_root(tmp_path, {"uuid": UUID})
+    conf = "redsocks {\n type = http-connect;\n ip = 192.0.2.8;\n port = 3128;\n password = hunter2;\n}\n"
+    async with running_daemon(layout, bus_address), client(bus_address) as bus:
+        bad = await hostd_call(bus, "SetProxy", "sas", "redsocks {\n type = ftp;\n}\n", [])
+        assert bad.error_name == api.ERROR_INVALID_ARGS and "line 2" in bad.body[0]
+        bad = await hostd_call(bus, "SetProxy", "sas", conf, ["proxy.example.com"])
+        assert bad.error_name == api.ERROR_INVALID_ARGS and "'proxy.example.com'" in bad.body[0]
+        assert not layout.boot_proxy.exists()
+
+        reply = await hostd_call(bus, "SetProxy", "sas", conf, ["203.0.113.0/24"])
+        assert reply.message_type == MessageType.METHOD_RETURN, reply.body
+        assert (layout.boot_proxy / "redsocks.conf").read_text() == conf
+        assert (layout.boot_proxy / "no_proxy").read_text() == "203.0.113.0/24\n"
+        state = json.loads((await hostd_call(bus, "Describe")).body[0])
+        # a generation of its own: probed (passed at once here), restored whole by a rollback
+        generation = layout.hostd_state / "generations" / state["generations"]["current"]
+        assert (generation / "system-proxy/redsocks.conf").read_text() == conf
+        in_force = state["proxy"]
+        assert in_force["server"] == "http-connect 192.0.2.8:3128" and in_force["noProxy"] == "203.0.113.0/24"
+        assert "hunter2" not in json.dumps(in_force)
+        assert (await hostd_call(bus, "SetProxy", "sas", "", [])).message_type == MessageType.METHOD_RETURN
+        assert not (layout.boot_proxy / "redsocks.conf").exists() and not (layout.boot_proxy / "no_proxy").exists()
+        assert json.loads((await hostd_call(bus, "Describe")).body[0])["proxy"] == {"state": "off"}
 
 
 async def test_reconcile_restarts_only_what_changed(tmp_path: Path, bus_address: str) -> None:

@@ -393,6 +393,7 @@ OE_PYTHON3 = {
     "secrets": "python3-netclient",
     "shlex": "python3-shell",
     "socket": "python3-io",
+    "_socket": "python3-io",  # the C half of socket, in the same package
     "string": "python3-stringold",
     "tempfile": "python3-io",
     "tomllib": "python3-tomllib",

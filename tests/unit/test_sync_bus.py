@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from pathlib import Path
 
 from dbus_fast import Message, Variant
 from dbus_fast._private.unmarshaller import Unmarshaller
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from hostd import cli, sync_bus
 
+REPO = Path(__file__).resolve().parents[2]
 SIGNATURE = "sua{sv}a(sss)bxdayga{ss}"
 VALUES = (
     "héllo",
@@ -73,9 +75,22 @@ def test_split_signature() -> None:
 
 
 def test_hostctl_online_commands_load_neither_asyncio_nor_dbus_fast() -> None:
-    # What `hostctl status` imports before it talks to the bus: not asyncio, not dbus-fast.
-    code = "import sys; from hostd import cli, client;print(sorted({'asyncio', 'dbus_fast'} & set(sys.modules)))"
+    # What `hostctl` imports before it talks to the bus: not asyncio, not dbus-fast.
+    code = (
+        "import sys; from hostd import cli, client; cli.build_parser();"
+        "print(sorted({'asyncio', 'dbus_fast'} & set(sys.modules)))"
+    )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_hostctl_status_starts_without_argparse_or_typing() -> None:
+    # As the launcher runs it (-IS): the parser and typing are most of what hostctl would import.
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO)!r}); from hostd import cli, client;"
+        "print(sorted({'argparse', 'typing', 'asyncio', 'dbus_fast', 'socket'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout == "[]\n"
 
 
 def test_status_read_without_the_parser_as_the_parser_reads_it() -> None:
