@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
+from hostd.bus.base import unwrap
 from hostd.bus.names import HOSTD_INTERFACE as INTERFACE
 from hostd.bus.names import HOSTD_NAME as BUS_NAME
 from hostd.bus.names import HOSTD_PATH as OBJECT_PATH
@@ -60,6 +61,7 @@ PROPERTIES: dict[str, str] = {
     "NotApplied": "s",
     "LastRollback": "(dsss)",
     "Retry": "(suuds)",  # a change not blamed for its rollback: generation, retries made, of, next at, why
+    "Discoverable": "b",  # announced over mDNS (name and services)
     "Proxy": "a{ss}",  # the system proxy in force: state, server, noProxy, ipv6, udp, rejected
 }
 
@@ -81,12 +83,25 @@ METHODS: dict[str, MethodSpec] = {
     "SetPersistentLogging": MethodSpec("b", "", True, in_names=("enabled",)),
     "Try": MethodSpec("su", "", True, in_names=("config", "timeout")),
     "Confirm": MethodSpec("", "", True),
+    "SetConfig": MethodSpec("a{sv}", "", True, in_names=("changes",)),
+    "SetDiscoverable": MethodSpec("b", "", True, in_names=("discoverable",)),
+    # boot-partition profiles: (file name, id, uuid, type, keyfile without secrets)
+    "ListConnections": MethodSpec("", "a(sssss)", False, out_names=("connections",)),
+    "AddConnection": MethodSpec("ss", "", True, in_names=("name", "keyfile")),
+    "UpdateConnection": MethodSpec("ss", "", True, in_names=("name", "keyfile")),
+    "RemoveConnection": MethodSpec("s", "", True, in_names=("name",)),
     "SetProxy": MethodSpec("sas", "", True, in_names=("redsocks_conf", "no_proxy")),
 }
-# outcome: applied, probing, trying, kept, rolled-back, re-applied
-# RetryAttempt outcome: deferred (rolled back, not blamed: retried later), kept, rejected
 SIGNALS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # outcome: applied, probing, trying, kept, rolled-back, re-applied
     "Reconciled": ("a(sssdd)s", ("steps", "outcome")),
+    # the generation the device runs now; state: kept (last-known-good), on-trial, applied
+    "Applied": ("ss", ("generation", "state")),
+    # a change on trial failed and the last-known-good generation is back
+    "RolledBack": ("sss", ("generation", "reason", "evidence")),
+    # config.json keys not applied now: pointer, message, fallback
+    "HeldBack": ("a(sss)", ("keys",)),
+    # a change not blamed for its rollback; outcome: deferred (retried later), kept, rejected
     "RetryAttempt": ("suus", ("generation", "attempt", "attempts", "outcome")),
 }
 
@@ -113,6 +128,10 @@ class Host(Protocol):
     async def set_persistent_logging(self, enabled: bool) -> None: ...
     async def try_apply(self, config: str, timeout: int) -> None: ...
     async def confirm(self) -> None: ...
+    async def set_config(self, changes: dict[str, Any]) -> None: ...
+    async def set_discoverable(self, discoverable: bool) -> None: ...
+    def list_connections(self) -> list[tuple[str, str, str, str, str]]: ...
+    async def set_connection(self, name: str, keyfile: str | None, *, exists: bool) -> None: ...
     async def set_proxy(self, redsocks_conf: str, no_proxy: list[str]) -> None: ...
 
 
@@ -233,8 +252,10 @@ class Api:
         return self._values[name]
 
     def emit_reconciled(self, steps: list[tuple[str, str, str, float, float]], outcome: str) -> None:
-        signature = SIGNALS["Reconciled"][0]
-        self._bus.send(Message.new_signal(OBJECT_PATH, INTERFACE, "Reconciled", signature, [steps, outcome]))
+        self.emit("Reconciled", [steps, outcome])
+
+    def emit(self, signal: str, body: list[Any]) -> None:
+        self._bus.send(Message.new_signal(OBJECT_PATH, INTERFACE, signal, SIGNALS[signal][0], body))
 
     def emit_retry_attempt(self, generation: str, attempt: int, attempts: int, outcome: str) -> None:
         signature = SIGNALS["RetryAttempt"][0]
@@ -269,6 +290,8 @@ class Api:
             return Message.new_method_return(msg, "s", [self.describe()])
         if member == "Plan":
             return self._reply_sync(msg, lambda: json.dumps(self._host.plan(), sort_keys=True))
+        if member == "ListConnections":
+            return Message.new_method_return(msg, spec.out_signature, [self._host.list_connections()])
         task = asyncio.get_running_loop().create_task(self._call_mutating(msg, member))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -307,6 +330,16 @@ class Api:
             return lambda: self._host.try_apply(body[0], body[1])
         if member == "Confirm":
             return self._host.confirm
+        if member == "SetConfig":
+            return lambda: self._host.set_config(unwrap(body[0]))
+        if member == "SetDiscoverable":
+            return lambda: self._host.set_discoverable(body[0])
+        if member == "AddConnection":
+            return lambda: self._host.set_connection(body[0], body[1], exists=False)
+        if member == "UpdateConnection":
+            return lambda: self._host.set_connection(body[0], body[1], exists=True)
+        if member == "RemoveConnection":
+            return lambda: self._host.set_connection(body[0], None, exists=True)
         if member == "SetProxy":
             return lambda: self._host.set_proxy(body[0], body[1])
         raise AssertionError(member)

@@ -5,6 +5,10 @@ with no daemon and no bus; the others are thin calls to the hostd daemon's io.ho
 Exit codes: 0 success; 1 invalid configuration, a failed step or an error from hostd;
 2 the input could not be read or the command was misused; 3 hostd is not running;
 4 hostd refused the change (not root).
+
+``balena-hostname.service`` (installed as ``resin-hostname.service`` too), which the balena
+supervisor restarts after editing config.json's hostname, runs ``hostctl hostname --from-config``:
+hostd reloads config.json and the command succeeds once the kernel carries the hostname.
 """
 
 from __future__ import annotations
@@ -72,6 +76,36 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("confirm", help="keep the change applied by `hostctl apply --try`")
     hostname = commands.add_parser("hostname", help="show the hostname, or set it in config.json and apply it")
     hostname.add_argument("name", nargs="?", help="new hostname ('' returns to the uuid-derived name)")
+    hostname.add_argument(
+        "--from-config",
+        action="store_true",
+        help="have hostd apply config.json's hostname now; exit 0 once the kernel carries it "
+        "(what balena-hostname.service runs)",
+    )
+    set_cmd = commands.add_parser(
+        "set", help="set config.json keys through hostd (validated; risky keys through safe apply)"
+    )
+    set_cmd.add_argument(
+        "assignments",
+        nargs="+",
+        metavar="KEY=JSON",
+        help='a key of the table and its value as JSON (`dnsServers=["1.1.1.1"]`); a bare word is a string',
+    )
+    connection = commands.add_parser(
+        "connection", help="change the boot partition's NetworkManager profiles through hostd (safe apply)"
+    )
+    connection_sub = connection.add_subparsers(dest="connection_command", required=True, metavar="SUBCOMMAND")
+    connection_sub.add_parser("list", help="the profiles, secrets left out")
+    for verb, text in (("add", "add a new profile"), ("update", "replace a profile")):
+        change = connection_sub.add_parser(
+            verb, help=f"{text} (validated as an import; rolled back if it cuts the device off)"
+        )
+        change.add_argument("name", help="file name in /mnt/boot/system-connections")
+        change.add_argument("keyfile", help="the NetworkManager keyfile to write")
+    remove = connection_sub.add_parser("remove", help="remove a profile (rolled back if it cuts the device off)")
+    remove.add_argument("name", help="file name in /mnt/boot/system-connections")
+    discoverable = commands.add_parser("discoverable", help="announce the device over mDNS, or withdraw it")
+    discoverable.add_argument("state", nargs="?", choices=("on", "off"), help="show the setting when omitted")
     logs = commands.add_parser("logs", help="journal storage")
     logs_sub = logs.add_subparsers(dest="logs_command", required=True, metavar="SUBCOMMAND")
     persistent = logs_sub.add_parser("persistent", help="keep the journal on the data partition, or in RAM")
@@ -288,8 +322,18 @@ def online(args: argparse.Namespace) -> int:
         if command == "reload":
             hostd.call("Reload")
             command = "status"
+        elif command == "hostname" and args.from_config:
+            hostd.call("Reload")
+            return hostname_applied(json.loads(hostd.call("Describe")[0]))
         elif command == "hostname" and args.name is not None:
             hostd.call("SetHostname", "s", args.name)
+        elif command == "set":
+            hostd.call("SetConfig", "a{sv}", parse_assignments(args.assignments))
+            command = "status"
+        elif command == "connection":
+            return connection_command(hostd, args)
+        elif command == "discoverable" and args.state is not None:
+            hostd.call("SetDiscoverable", "b", args.state == "on")
         elif command == "logs":
             hostd.call("SetPersistentLogging", "b", args.state == "on")
             command = "status"
@@ -318,6 +362,65 @@ def online(args: argparse.Namespace) -> int:
     return EXIT_INVALID if failed or state["config"]["error"] or not_applied else EXIT_OK
 
 
+def connection_command(hostd: Any, args: argparse.Namespace) -> int:
+    from hostd import client
+
+    verb = args.connection_command
+    if verb == "list":
+        [profiles] = hostd.call("ListConnections")
+        rows = [("FILE", "ID", "TYPE", "UUID")] + [(name, id_, type_, uuid) for name, id_, uuid, type_, _ in profiles]
+        print(_table(rows) if profiles else "no profiles in the boot partition")
+        return EXIT_OK
+    if verb == "remove":
+        hostd.call("RemoveConnection", "s", args.name)
+    else:
+        try:
+            with open(args.keyfile, encoding="utf-8") as file:
+                text = file.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise client.Failed(f"{args.keyfile}: cannot be read: {exc}") from None
+        hostd.call("AddConnection" if verb == "add" else "UpdateConnection", "ss", args.name, text)
+    state = json.loads(hostd.call("Describe")[0])
+    print(render_generations(state.get("generations") or {}))
+    return EXIT_INVALID if (state.get("generations") or {}).get("notApplied") else EXIT_OK
+
+
+def hostname_applied(state: dict[str, Any]) -> int:
+    """Exit 0 when the kernel carries config.json's hostname; other keys' problems are not this job's."""
+    held = [entry for entry in state["config"]["heldBack"] if entry["pointer"] == "/hostname"]
+    if held:
+        print(f"hostctl: config.json's hostname is not applied: {held[0]['message']}", file=sys.stderr)
+        return EXIT_INVALID
+    if state["hostname"] != state["staticHostname"]:
+        print(
+            f"hostctl: the kernel's hostname is {state['hostname']!r}, not {state['staticHostname']!r}",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    print(state["hostname"])
+    return EXIT_OK
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, tuple[str, Any]]:
+    """KEY=JSON words as SetConfig's a{sv}: each value a (signature, value) variant."""
+    from hostd import client
+
+    changes = {}
+    for word in assignments:
+        key, equals, text = word.partition("=")
+        if not equals or not key:
+            raise client.Failed(f"{word!r} is not KEY=VALUE")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text  # a bare word: a string, as a shell user means it
+        try:
+            changes[key] = client.variant(value)
+        except ValueError as exc:
+            raise client.Failed(f"{key}: {exc}") from None
+    return changes
+
+
 def _table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join(
@@ -329,14 +432,10 @@ def render_status(state: dict[str, Any]) -> str:
     config = state["config"]
     logging_state = state["logging"]
     degraded = state["degraded"]
-    mdns = state.get("mdns") or {}
     lines = [
         f"       Hostname: {state['hostname']}",
         f"Static hostname: {state['staticHostname']}",
-        f"           mDNS: {mdns.get('hostname', '?')}.local"
-        + (" (name taken by another host)" if mdns.get("collision") else "")
-        if mdns
-        else "           mDNS: avahi-daemon not running",
+        f"           mDNS: {render_mdns(state)}",
         f"        Variant: {state['variant']}",
         f"         Config: {config['path']} "
         + (f"INVALID, using {config['source']}:\n                 {config['error']}" if config["error"] else "(valid)"),
@@ -354,6 +453,15 @@ def render_status(state: dict[str, Any]) -> str:
     rows = [("STEP", "STATUS", "MS", "MESSAGE")]
     rows += [(s["name"], s["status"], f"{s['duration_ms']:.1f}", s["message"]) for s in state["steps"]]
     return "\n".join(lines) + _table(rows)
+
+
+def render_mdns(state: dict[str, Any]) -> str:
+    mdns = state.get("mdns") or {}
+    if mdns:
+        return f"{mdns.get('hostname', '?')}.local" + (" (name taken by another host)" if mdns.get("collision") else "")
+    if not (state.get("discovery") or {}).get("discoverable", True):
+        return "not discoverable: " + render_discoverable(state)
+    return "avahi-daemon not running"
 
 
 def render_proxy(proxy: dict[str, str]) -> str:
@@ -386,6 +494,11 @@ def render_connections(state: dict[str, Any]) -> str:
     rows = [("FILE", "STATUS", "NETWORKMANAGER", "REASON")]
     rows += [(c["name"], c["status"], c.get("nm", ""), c.get("reason", "")) for c in state["connections"]]
     return _table(rows) if len(rows) > 1 else "no profiles in the boot partition"
+
+
+def render_discoverable(state: dict[str, Any]) -> str:
+    discovery = state.get("discovery") or {}
+    return "on" if discovery.get("discoverable") else f"off ({discovery.get('why', '')})"
 
 
 def render_hostname(state: dict[str, Any]) -> str:
@@ -430,6 +543,7 @@ RENDERERS = {
     "status": render_status,
     "connections": render_connections,
     "hostname": render_hostname,
+    "discoverable": render_discoverable,
     "dns": render_dns,
     "time": render_time,
     "modems": render_modems,

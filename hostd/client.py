@@ -59,3 +59,22 @@ class Hostd:
             if exc.name == ERROR_ACCESS_DENIED:
                 raise Denied(f"not allowed: {exc.text or exc.name}") from None
             raise Failed(f"{exc.name}: {exc.text or exc.name}") from None
+
+
+def variant(value: Any) -> tuple[str, Any]:
+    """A JSON value as a D-Bus variant (signature, value): what SetConfig's a{sv} carries."""
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, int):
+        return ("x", value)
+    if isinstance(value, float):
+        return ("d", value)
+    if isinstance(value, str):
+        return ("s", value)
+    if isinstance(value, list):
+        if all(isinstance(item, str) for item in value):
+            return ("as", value)
+        return ("av", [variant(item) for item in value])
+    if isinstance(value, dict):
+        return ("a{sv}", {str(key): variant(item) for key, item in value.items()})
+    raise ValueError('null cannot be sent over D-Bus; "" means not set')

@@ -13,8 +13,8 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
@@ -364,38 +364,94 @@ def load(layout: Layout) -> LoadedConfig:
 
 
 def with_key_set(raw: bytes, key: str, value: Any) -> bytes:
-    """config.json bytes with a top-level key set, every other byte kept where possible.
+    """config.json bytes with one key set (dotted for nested: "os.dns.mode"); see with_keys_set."""
+    return with_keys_set(raw, {key: value})
 
-    An existing key is replaced in place; a new key is inserted right after the opening brace
-    in the file's own indentation style.  The result is checked to parse to exactly the
-    intended document.
+
+def with_keys_set(raw: bytes, changes: Mapping[str, Any]) -> bytes:
+    """config.json bytes with keys set, every other byte kept where possible.
+
+    A key is dotted for nested objects ("os.dns.mode").  An existing member's value is replaced
+    in place; a new member is inserted right after its object's opening brace, in the file's own
+    indentation style (a missing parent object is created with it).  The result is checked to
+    parse to exactly the intended document; otherwise the document is written out whole.
     """
     text = raw.decode("utf-8")
-    document = json.loads(text)
-    expected = dict(document)
-    expected[key] = value
-    encoded = json.dumps(value, ensure_ascii=False)
-    new_text: str | None = None
-    if key in document:
-        # Re-serialise only when the key cannot be found unambiguously as a top-level member.
-        pattern = re.compile(r'("' + re.escape(key) + r'"\s*:\s*)')
-        matches = list(pattern.finditer(text))
-        if len(matches) == 1:
-            start = matches[0].end()
-            decoder = json.JSONDecoder()
-            _, end = decoder.raw_decode(text, start)
-            new_text = text[:start] + encoded + text[end:]
-    else:
-        brace = text.index("{")
-        after = text[brace + 1 :]
-        indent_match = re.match(r"(\s*)", after)
-        leading = indent_match.group(1) if indent_match else ""
-        member = f'"{key}": {encoded}' if leading else f'"{key}":{encoded}'
-        separator = "" if not document else ","
-        if "\n" in leading:
-            new_text = text[: brace + 1] + leading + member + separator + after
-        else:
-            new_text = text[: brace + 1] + member + separator + after
+    expected = json.loads(text)
+    for key, value in changes.items():
+        _set_in(expected, key.split("."), value)
+    new_text: str | None = text
+    for key, value in changes.items():
+        new_text = _splice(new_text, key.split("."), value) if new_text is not None else None
     if new_text is None or json.loads(new_text) != expected:
         new_text = json.dumps(expected, indent=2, ensure_ascii=False) + "\n"
     return new_text.encode("utf-8")
+
+
+def _set_in(document: dict[str, Any], parts: list[str], value: Any) -> None:
+    node = document
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
+
+
+def _members(text: str, start: int) -> dict[str, tuple[int, int]] | None:
+    """Member name -> (value start, value end) of the object whose "{" is at ``start``; None when a
+    name repeats (which one counts is then the parser's business, not a splice's)."""
+    decoder = json.JSONDecoder()
+    spans: dict[str, tuple[int, int]] = {}
+    index = _skip_space(text, start + 1)
+    if text[index] == "}":
+        return spans
+    while True:
+        name, index = json.decoder.scanstring(text, index + 1)
+        index = _skip_space(text, _skip_space(text, index) + 1)  # past ":"
+        _, end = decoder.raw_decode(text, index)
+        if name in spans:
+            return None
+        spans[name] = (index, end)
+        index = _skip_space(text, end)
+        if text[index] == "}":
+            return spans
+        index = _skip_space(text, index + 1)  # past ","
+
+
+def _skip_space(text: str, index: int) -> int:
+    while text[index] in " \t\r\n":
+        index += 1
+    return index
+
+
+def _splice(text: str, parts: list[str], value: Any) -> str | None:
+    """``text`` with the member at ``parts`` set to ``value``, touching nothing else; None when it
+    cannot be done in place (a repeated name, a parent that is not an object)."""
+    start = _skip_space(text, 0)
+    for depth, part in enumerate(parts):
+        if text[start] != "{":
+            return None
+        members = _members(text, start)
+        if members is None:
+            return None
+        if part not in members:
+            new_value: Any = value
+            for outer in reversed(parts[depth + 1 :]):
+                new_value = {outer: new_value}
+            return _insert_member(text, start, part, new_value, empty=not members)
+        if depth == len(parts) - 1:
+            begin, end = members[part]
+            return text[:begin] + json.dumps(value, ensure_ascii=False) + text[end:]
+        start = members[part][0]
+    return None
+
+
+def _insert_member(text: str, brace: int, name: str, value: Any, *, empty: bool) -> str:
+    after = text[brace + 1 :]
+    leading = after[: len(after) - len(after.lstrip())]
+    encoded = json.dumps(value, ensure_ascii=False)
+    member = f'"{name}": {encoded}' if leading else f'"{name}":{encoded}'
+    separator = "" if empty else ","
+    if "\n" in leading:
+        return text[: brace + 1] + leading + member + separator + after
+    return text[: brace + 1] + member + separator + after

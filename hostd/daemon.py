@@ -12,7 +12,7 @@ import asyncio
 import grp
 import logging
 import signal
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import argparse
 
     from hostd.api import Api
+    from hostd.discovery import Discovery
     from hostd.reconciler import Reconciler
     from hostd.view import View
 
@@ -51,6 +52,7 @@ class Daemon:
         self.reconciler: Reconciler | None = None  # made once the bus is connected
         self._view: View | None = None
         self._api: Api | None = None  # exported after the first reconcile
+        self._outcomes = Outcomes()
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -61,6 +63,7 @@ class Daemon:
         from hostd import events
         from hostd.api import Api
         from hostd.bus.services import Services
+        from hostd.discovery import Discovery
         from hostd.manager import Manager
         from hostd.reconciler import Reconciler
         from hostd.view import View
@@ -83,16 +86,21 @@ class Daemon:
             publish=self._publish,
             reconciled=self._reconciled,
         )
-        view = self._view = View(reconciler, services)
+        discovery = Discovery(self.layout, services)
+        view = self._view = View(reconciler, services, discovery)
         watch = ConfigWatch(self.layout, reconciler.reconcile, self.poll_interval)
-        events.follow(services, self.layout, self._on_service_event)
+        events.follow(services, self.layout, self._on_service_event, self._on_discovery_changed(discovery))
         await services.start()
 
         notify.notify("STATUS=Applying config.json")
         watch.mark_seen()
         await reconciler.reconcile(full=True)
+        if not discovery.enabled:
+            await self._withdraw_at_boot(discovery)
 
-        self._api = Api(bus, Manager(reconciler, view, watch), admin_gids=self.admin_gids)
+        manager = Manager(reconciler, view, watch, discovery, self._publish)
+        self._outcomes.on_rolled_back = manager.rolled_back
+        self._api = Api(bus, manager, admin_gids=self.admin_gids)
         reconciler.retry_reported = self._api.emit_retry_attempt
         reconciler.at_boot = False
         self._api.export()
@@ -147,13 +155,31 @@ class Daemon:
         else:
             self._publish()
 
+    def _on_discovery_changed(self, discovery: Discovery) -> Callable[[], Awaitable[None]]:
+        async def changed() -> None:
+            discovery.follow()
+            self._publish()
+
+        return changed
+
+    @staticmethod
+    async def _withdraw_at_boot(discovery: Discovery) -> None:
+        from hostd.bus import errors
+
+        try:
+            await discovery.apply()
+        except errors.BusError as exc:
+            log.error("not discoverable, but avahi-daemon could not be stopped: %s", exc)
+
     # -- signals -------------------------------------------------------------------------------
 
     def _publish(self) -> None:
-        """PropertiesChanged for what changed; Describe() rebuilt on its next call."""
+        """PropertiesChanged for what changed, then the outcome signals; Describe() rebuilt on its next call."""
         if self._api is not None and self._view is not None:
-            self._api.update(self._view.properties())
+            properties = self._view.properties()
+            self._api.update(properties)
             self._api.invalidate_describe()
+            self._outcomes.publish(self._api, properties)
 
     def _reconciled(self, results: list[StepResult], outcome: str) -> None:
         from hostd.view import step_tuples
@@ -162,6 +188,34 @@ class Daemon:
             self._api.emit_reconciled(step_tuples(results), outcome)
         if self._view is not None:
             notify.notify("STATUS=" + self._view.status_line())
+
+
+class Outcomes:
+    """The signals a client follows instead of polling, each sent when its state changes: Applied
+    (the generation the device runs, kept or on trial), RolledBack (a trial failed, with its
+    evidence), HeldBack (config.json keys not applied, and why; empty once every key applies)."""
+
+    def __init__(self) -> None:
+        self._applied: tuple[str, str] | None = None
+        self._rollback: tuple[float, str, str, str] | None = None
+        self._held_back: list[tuple[str, str, str]] | None = None
+        self.on_rolled_back: Callable[[str], None] = lambda generation: None
+
+    def publish(self, api: Api, properties: dict[str, Any]) -> None:
+        generation, transaction = properties["Generation"], properties["Transaction"]
+        state = "on-trial" if transaction else ("kept" if generation == properties["GoodGeneration"] else "applied")
+        if generation and (generation, state) != self._applied:
+            self._applied = (generation, state)
+            api.emit("Applied", [generation, state])
+        rollback = properties["LastRollback"]
+        if self._rollback is not None and rollback[1] and rollback != self._rollback:
+            api.emit("RolledBack", list(rollback[1:]))
+            self.on_rolled_back(rollback[1])
+        self._rollback = rollback
+        held_back = properties["HeldBack"]
+        if self._held_back is not None and held_back != self._held_back:
+            api.emit("HeldBack", [held_back])
+        self._held_back = held_back
 
 
 def admin_group_ids(names: list[str]) -> frozenset[int]:

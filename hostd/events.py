@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from hostd import steps
+from hostd.bus.avahi import AVAHI_SERVICE_UNIT
 from hostd.bus.chrony import CHRONY_UNITS
 from hostd.bus.redsocks import REDSOCKS_UNIT
 from hostd.bus.systemd import ActiveState
@@ -30,8 +31,11 @@ HOSTD_UNIT = "hostd.service"
 OnEvent = Callable[[tuple[str, ...]], Awaitable[None]]
 
 
-def follow(services: Services, layout: Layout, on_event: OnEvent) -> None:
-    """Subscribe to the adapters' events; each ends in ``on_event``."""
+def follow(
+    services: Services, layout: Layout, on_event: OnEvent, on_discovery_changed: Callable[[], Awaitable[None]]
+) -> None:
+    """Subscribe to the adapters' events; each ends in ``on_event`` (avahi-daemon.service started or
+    stopped: in ``on_discovery_changed``)."""
 
     def rerun(event: Event) -> Callable[..., Awaitable[None]]:
         return lambda *_: on_event(steps.triggered_by(event))
@@ -52,6 +56,9 @@ def follow(services: Services, layout: Layout, on_event: OnEvent) -> None:
 
     async def unit_state_changed(unit: str, state: ActiveState) -> None:
         """Down, chronyd, journald or redsocks shows in Degraded; back, it gets what it needs again."""
+        if unit == AVAHI_SERVICE_UNIT:
+            await on_discovery_changed()  # avahi itself is followed by its bus name
+            return
         if unit in CHRONY_UNITS:
             feature, event = services.chrony, Event.CHRONYD_RETURNED
         elif unit == REDSOCKS_UNIT:

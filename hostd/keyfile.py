@@ -282,9 +282,7 @@ def _connection(name: str, groups: _Groups) -> Keyfile:
         type_ = _ALIASES.get(given, given)
         if type_ not in _BASE_TYPES:
             problem = "is empty" if not given else "is not a NetworkManager connection type"
-            raise KeyfileError(
-                name, f"connection.type {_quote(given)} {problem}", line=line, key="connection.type"
-            )
+            raise KeyfileError(name, f"connection.type {_quote(given)} {problem}", line=line, key="connection.type")
     else:
         type_ = _infer_type(name, groups)
     return Keyfile(name=name, uuid=uuid, id=id_, type=type_)
@@ -385,3 +383,18 @@ def _secret_context(group: str | None, line: str) -> bool:
         or _is_secret_key(group, line.split("=", 1)[0])
         or _is_secret_key(group, (line.split() or [""])[0])  # "pin 1234"
     )
+
+
+def without_secrets(text: str) -> str:
+    """A keyfile's text with every secret-bearing line left out (psk, passwords, PINs, vpn-secrets, ...):
+    what may be shown to a client."""
+    group: str | None = None
+    kept = []
+    for line in text.splitlines(keepends=True):
+        stripped = line.strip(_WS)
+        if stripped.startswith("[") and stripped.endswith("]"):
+            group = _ALIASES.get(stripped[1:-1], stripped[1:-1])
+        elif "=" in stripped and not stripped.startswith("#") and _is_secret_key(group, stripped.split("=", 1)[0]):
+            continue
+        kept.append(line)
+    return "".join(kept)

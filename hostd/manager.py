@@ -6,12 +6,16 @@ under the reconciler's lock, and tell the watch that hostd itself made the chang
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable
 from typing import Any
 
+from hostd import boot_profiles, engine, fsutil, generations, keys
 from hostd import config as config_model
-from hostd import engine, fsutil, generations
 from hostd.api import ApiError, InvalidArgument
+from hostd.bus import errors
+from hostd.discovery import Discovery
 from hostd.reconciler import Reconciler
 from hostd.steps import proxy
 from hostd.steps.base import Context
@@ -20,10 +24,22 @@ from hostd.watch import ConfigWatch
 
 
 class Manager:
-    def __init__(self, reconciler: Reconciler, view: View, watch: ConfigWatch) -> None:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        view: View,
+        watch: ConfigWatch,
+        discovery: Discovery,
+        publish: Callable[[], None],
+    ) -> None:
         self.reconciler = reconciler
         self.view = view
         self.watch = watch
+        self.discovery = discovery
+        self.publish = publish  # the properties and signals, after a change the reconciler does not make
+        # generation on trial -> the boot profile it changed as it was, put back if it is rolled back
+        self._profile_undo: dict[str, boot_profiles.Undo] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self.layout = reconciler.layout
 
     def describe(self) -> dict[str, Any]:
@@ -49,6 +65,66 @@ class Manager:
 
     async def set_persistent_logging(self, enabled: bool) -> None:
         await self._set_config_key("persistentLogging", bool(enabled))
+
+    async def set_config(self, changes: dict[str, Any]) -> None:
+        """Set owned keys (dotted names, values in their config.json forms), all or none: each is
+        validated through the keys table, then config.json is written once and reconciled (a risky
+        key through safe apply)."""
+        if not changes:
+            raise InvalidArgument("no keys given")
+        unknown = sorted(set(changes) - set(keys.BY_NAME))
+        if unknown:
+            raise InvalidArgument(f"not a key hostd owns: {', '.join(unknown)}; it owns {', '.join(keys.BY_NAME)}")
+        await self._write_config(changes)
+
+    async def set_discoverable(self, discoverable: bool) -> None:
+        try:
+            await self.discovery.set(bool(discoverable))
+        except errors.BusError as exc:
+            action = "started" if discoverable else "stopped"
+            raise ApiError("Failed", f"avahi-daemon could not be {action}: {exc}") from None
+        self.publish()
+
+    def list_connections(self) -> list[boot_profiles.ProfileTuple]:
+        return boot_profiles.listing(self.layout.boot_connections)
+
+    async def set_connection(self, name: str, keyfile: str | None, *, exists: bool) -> None:
+        """Add (``exists`` False), replace or remove (``keyfile`` None) a boot-partition profile, then
+        apply it through safe apply; a change rolled back puts the file back as it was."""
+        try:
+            data = boot_profiles.check(name, keyfile)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+        directory = self.layout.boot_connections
+        async with self.reconciler.lock:
+            present = (directory / name).is_file()
+            if present != exists:
+                raise ApiError(
+                    "NoSuchConnection" if exists else "ConnectionExists",
+                    f"{directory / name} {'does not exist' if exists else 'exists already'}",
+                )
+            undo = boot_profiles.write(directory, name, data)
+        self.watch.mark_seen()
+        await self.reconciler.reconcile()
+        if self.reconciler.transaction.state:
+            self._profile_undo[self.reconciler.applied_id] = undo
+
+    def rolled_back(self, generation: str) -> None:
+        """A generation was rolled back: a boot profile changed through the API for it goes back too,
+        so the boot partition says again what the device runs."""
+        undo = self._profile_undo.pop(generation, None)
+        if undo is None:
+            return
+
+        async def put_back() -> None:
+            async with self.reconciler.lock:
+                undo.apply()
+            self.watch.mark_seen()
+            await self.reconciler.reconcile()
+
+        task = asyncio.get_running_loop().create_task(put_back())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def confirm(self) -> None:
         if not self.reconciler.transaction.confirm():
@@ -112,16 +188,28 @@ class Manager:
         await self.reconciler.reconcile()
 
     async def _set_config_key(self, key: str, value: Any) -> None:
+        await self._write_config({key: value})
+
+    async def _write_config(self, changes: dict[str, Any]) -> None:
+        """Write ``changes`` into config.json power-safely (every other byte kept), then reconcile.
+        Refused unless every key of the result applies: a changed key's bad value is InvalidArgs
+        (naming key and value, a secret withheld); another key held back is ConfigInvalid."""
         path = self.layout.config_json
         async with self.reconciler.lock:
             try:
                 raw = path.read_bytes()
-                config_model.parse(raw, path)
+                config_model.read(raw, path)
             except OSError as exc:
                 raise ApiError("ConfigUnreadable", f"{path}: cannot be read: {exc.strerror}") from None
             except config_model.ConfigError as exc:
                 raise ApiError("ConfigInvalid", f"fix config.json first: {exc}") from None
-            new = config_model.with_key_set(raw, key, value)
+            new = config_model.with_keys_set(raw, changes)
+            held_back = config_model.read(new, path).held_back
+            bad = [entry for entry in held_back if entry.key in changes]
+            if bad:
+                raise InvalidArgument("; ".join(f"{entry.key}: {entry.message}" for entry in bad))
+            if held_back:
+                raise ApiError("ConfigInvalid", "fix config.json first: " + "; ".join(map(str, held_back)))
             if new != raw:
                 fsutil.atomic_write(path, new, os.stat(path).st_mode & 0o777)
         self.watch.mark_seen()

@@ -17,6 +17,7 @@ from hostd.steps.base import StepResult, StepStatus
 
 if TYPE_CHECKING:
     from hostd.bus.services import Services
+    from hostd.discovery import Discovery
     from hostd.reconciler import Reconciler
 
 StepTuple = tuple[str, str, str, float, float]
@@ -28,9 +29,17 @@ def step_tuples(results: list[StepResult]) -> list[StepTuple]:
 
 
 class View:
-    def __init__(self, reconciler: Reconciler, services: Services) -> None:
+    def __init__(self, reconciler: Reconciler, services: Services, discovery: Discovery) -> None:
         self.reconciler = reconciler
         self.services = services
+        self.discovery = discovery
+
+    def degraded(self) -> dict[str, str]:
+        """Services not reachable now; avahi-daemon stopped on purpose is not one of them."""
+        degraded = self.services.degraded()
+        if not self.discovery.discoverable:
+            degraded.pop(self.services.avahi.key, None)
+        return degraded
 
     def properties(self) -> dict[str, Any]:
         reconciler = self.reconciler
@@ -64,13 +73,14 @@ class View:
                 for entry in (reconciler.loaded.held_back if reconciler.loaded else ())
             ],
             "Steps": step_tuples(reconciler.ordered_results()),
-            "Degraded": sorted(self.services.degraded()),
+            "Degraded": sorted(self.degraded()),
             "Generation": reconciler.applied_id,
             "GoodGeneration": reconciler.store.good() or "",
             "Transaction": reconciler.transaction.state.value,
             "NotApplied": reconciler.not_applied,
             "LastRollback": reconciler.transaction.last_rollback.as_tuple(),
             "Retry": reconciler.retry.as_tuple(),
+            "Discoverable": self.discovery.discoverable,
             "Proxy": self._proxy(),
         }
 
@@ -102,8 +112,13 @@ class View:
             "connections": [entry.as_dict() for entry in connections_result.report] if connections_result else [],
             "modems": self._modems(),
             "steps": [result.as_dict() for result in reconciler.ordered_results()],
-            "degraded": self.services.degraded(),
+            "degraded": self.degraded(),
             "mdns": self._mdns(),
+            "discovery": {
+                "discoverable": props["Discoverable"],
+                "setting": self.discovery.enabled,
+                "why": self.discovery.why_not(),
+            },
             "generations": {
                 "current": props["Generation"],
                 "good": props["GoodGeneration"],
@@ -118,7 +133,7 @@ class View:
     def status_line(self) -> str:
         reconciler = self.reconciler
         failed = [name for name, result in reconciler.results.items() if result.status == StepStatus.FAILED]
-        degraded = self.services.degraded()
+        degraded = self.degraded()
         parts = [f"{len(reconciler.results)} steps applied"]
         if failed:
             parts.append("failed: " + ", ".join(failed))

@@ -18,6 +18,7 @@ from dbus_fast.aio import MessageBus
 from hostd.bus import errors, names
 from hostd.bus.base import DEFAULT_TIMEOUT, BusAdapter, Callbacks, TolerantIntEnum
 
+AVAHI_SERVICE_UNIT = "avahi-daemon.service"  # followed: stopped on purpose is not degraded
 SSH_SERVICE_TYPE = "_ssh._tcp"
 SSH_PORT = 22222
 DEVICE_SUBTYPE = "_resin-device._sub._ssh._tcp"
@@ -75,6 +76,8 @@ class AvahiAdapter(BusAdapter):
         self.reclaim_max_delay = reclaim_max_delay
         self._wanted_host_name: str | None = None
         self._ssh_wanted = False
+        # The device is not discoverable on purpose (hostd.discovery): avahi-daemon down is expected.
+        self.silenced = False
         self._state = ServerState.UNKNOWN
         self._host_name = ""
         self._group_path: str | None = None

@@ -6,7 +6,7 @@ import asyncio
 
 from dbus_fast.aio import MessageBus
 
-from hostd.bus.avahi import AvahiAdapter
+from hostd.bus.avahi import AVAHI_SERVICE_UNIT, AvahiAdapter
 from hostd.bus.base import DEFAULT_TIMEOUT, Feature
 from hostd.bus.chrony import CHRONY_UNITS, Chrony
 from hostd.bus.dnsmasq import DnsmasqAdapter
@@ -26,7 +26,7 @@ class Services:
 
     def __init__(self, bus: MessageBus, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.systemd = SystemdAdapter(
-            bus, timeout=timeout, followed_units=(*CHRONY_UNITS, JOURNALD_UNIT, REDSOCKS_UNIT)
+            bus, timeout=timeout, followed_units=(*CHRONY_UNITS, JOURNALD_UNIT, REDSOCKS_UNIT, AVAHI_SERVICE_UNIT)
         )
         self.networkmanager = NetworkManagerAdapter(bus, timeout=timeout)
         self.modemmanager = ModemManagerAdapter(bus, timeout=timeout)

@@ -58,7 +58,8 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
         await avahi.set_host_name(name)
         await avahi.publish_ssh()
     except errors.ServiceUnavailable:
-        outcome.problems.append("avahi-daemon is not running: <hostname>.local is announced when it starts")
+        if not avahi.silenced:  # else not discoverable on purpose: nothing is announced
+            outcome.problems.append("avahi-daemon is not running: <hostname>.local is announced when it starts")
     if avahi.host_name_collision:
         outcome.problems.append(
             f"{name}.local is taken by another host on the network; avahi announces {avahi.host_name}.local "

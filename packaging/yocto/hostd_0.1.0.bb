@@ -39,6 +39,8 @@ FILES:${PN} += "\
     ${PYTHON_SITEPACKAGES_DIR}/hostd \
     ${PYTHON_SITEPACKAGES_DIR}/hostd-${PV}.dist-info \
     ${systemd_system_unitdir}/hostd.service \
+    ${systemd_system_unitdir}/balena-hostname.service \
+    ${systemd_system_unitdir}/resin-hostname.service \
     ${systemd_system_unitdir}/hostd-redsocks.service \
     ${datadir}/dbus-1/system.d/io.hostd1.conf \
     ${datadir}/dbus-1/system-services/io.hostd1.service \

@@ -89,6 +89,27 @@ async def hostd_call(bus: MessageBus, member: str, signature: str = "", *body: A
     return await call(bus, api.BUS_NAME, api.OBJECT_PATH, api.INTERFACE, member, signature, *body)
 
 
+async def follow_signals(bus: MessageBus) -> list[tuple[str, list[Any]]]:
+    """io.hostd1's signals as they come: (member, body), appended to the list returned."""
+    seen: list[tuple[str, list[Any]]] = []
+
+    def on_message(message: Message) -> None:
+        if message.message_type == MessageType.SIGNAL and message.path == api.OBJECT_PATH:
+            seen.append((message.member, message.body))
+
+    bus.add_message_handler(on_message)
+    await call(
+        bus,
+        "org.freedesktop.DBus",
+        "/org/freedesktop/DBus",
+        "org.freedesktop.DBus",
+        "AddMatch",
+        "s",
+        f"type='signal',path='{api.OBJECT_PATH}'",
+    )
+    return seen
+
+
 async def get_all(bus: MessageBus) -> dict[str, Any]:
     reply = await call(bus, api.BUS_NAME, api.OBJECT_PATH, api.PROPERTIES_INTERFACE, "GetAll", "s", api.INTERFACE)
     return reply.body[0]
@@ -145,7 +166,9 @@ async def test_introspection_matches_committed_xml(tmp_path: Path, bus_address: 
         # every method of the committed contract answers (reads) or checks its caller (mutations)
         for method in re.findall(r'<method name="(\w+)">', interface.group(0)):
             spec = api.METHODS[method]
-            args = {"": [], "s": ["x"], "b": [True], "su": ["", 60], "sas": ["", []]}[spec.in_signature]
+            args = {"": [], "s": ["x"], "b": [True], "su": ["", 60], "ss": ["x", "x"], "a{sv}": [{}], "sas": ["", []]}[
+                spec.in_signature
+            ]
             reply = await hostd_call(bus, method, spec.in_signature, *args)
             assert reply.error_name != "org.freedesktop.DBus.Error.UnknownMethod", method
 
@@ -154,37 +177,25 @@ async def test_set_hostname_writes_config_and_signals(tmp_path: Path, bus_addres
     original = {"uuid": UUID, "apiKey": "keep-me", "hostname": "kitchen"}
     layout = make_root(tmp_path, original)
     async with running_daemon(layout, bus_address), client(bus_address) as bus:
-        changed: list[dict[str, Any]] = []
-        reconciled: list[Any] = []
+        signals = await follow_signals(bus)
 
-        def on_message(message: Message) -> None:
-            if message.message_type == MessageType.SIGNAL and message.path == api.OBJECT_PATH:
-                if message.member == "PropertiesChanged":
-                    changed.append(message.body[1])
-                elif message.member == "Reconciled":
-                    reconciled.append(tuple(message.body))
+        def changed() -> list[dict[str, Any]]:
+            return [body[1] for name, body in signals if name == "PropertiesChanged"]
 
-        bus.add_message_handler(on_message)
-        await call(
-            bus,
-            "org.freedesktop.DBus",
-            "/org/freedesktop/DBus",
-            "org.freedesktop.DBus",
-            "AddMatch",
-            "s",
-            f"type='signal',path='{api.OBJECT_PATH}'",
-        )
+        def reconciled() -> list[tuple[Any, ...]]:
+            return [tuple(body) for name, body in signals if name == "Reconciled"]
+
         reply = await hostd_call(bus, "SetHostname", "s", "Garage")
         assert reply.message_type == MessageType.METHOD_RETURN, reply.body
         document = json.loads(layout.config_json.read_text())
         assert document == {**original, "hostname": "garage"}
         assert list(document) == list(original)  # no key reordered
         assert layout.etc_hostname.read_text() == "garage\n"
-        await wait_until(lambda: any("StaticHostname" in c for c in changed) and reconciled)
-        assert next(c for c in changed if "StaticHostname" in c)["StaticHostname"].value == "garage"
+        await wait_until(lambda: any("StaticHostname" in c for c in changed()) and reconciled())
+        assert next(c for c in changed() if "StaticHostname" in c)["StaticHostname"].value == "garage"
         # only the steps that depend on the changed key, plus the file-driven ones; a hostname cannot
         # cut the device off (keys table: not risky), so it is applied and kept without a probe
-        steps, outcome = reconciled[0]
+        steps, outcome = reconciled()[0]
         assert outcome == "applied"
         assert [step[0] for step in steps] == ["state", "hostname", "connections", "dispatcher", "proxy"]
 

@@ -59,3 +59,29 @@ async def test_not_running(tmp_path: Path, bus_address: str) -> None:
     done = await asyncio.to_thread(hostctl, f"unix:path={tmp_path}/no-bus", "status")
     assert done.returncode == cli.EXIT_NOT_RUNNING
     assert "cannot reach the system bus" in done.stderr
+
+
+async def test_set_discoverable_and_hostname_from_config(tmp_path: Path, bus_address: str) -> None:
+    """`hostctl set` sends typed values through SetConfig; `hostname --from-config` (what
+    balena-hostname.service runs) fails only when config.json's hostname is not applied."""
+    layout = make_root(tmp_path, {"uuid": UUID, "os": {"dns": {"mode": "append"}}})
+    async with running_daemon(layout, bus_address):
+        done = await asyncio.to_thread(
+            hostctl, bus_address, "set", "os.dns.mode=exclusive", 'dnsServers=["1.1.1.1"]', "persistentLogging=true"
+        )
+        assert done.returncode == cli.EXIT_OK, done.stderr
+        document = json.loads(layout.config_json.read_text())
+        assert document["os"]["dns"]["mode"] == "exclusive"
+        assert (document["dnsServers"], document["persistentLogging"]) == (["1.1.1.1"], True)
+
+        done = await asyncio.to_thread(hostctl, bus_address, "set", "ntpServers=bad host!")
+        assert done.returncode == cli.EXIT_INVALID and "ntpServers" in done.stderr
+
+        # off the device (no kernel name to set) the name is hostnamed's: none here, so not applied
+        layout.config_json.write_text(json.dumps({**document, "hostname": 42}))
+        done = await asyncio.to_thread(hostctl, bus_address, "hostname", "--from-config")
+        assert done.returncode == cli.EXIT_INVALID and "hostname" in done.stderr
+
+        done = await asyncio.to_thread(hostctl, bus_address, "discoverable", "off")
+        assert done.returncode == cli.EXIT_INVALID or done.stdout.startswith("off"), done.stderr
+        assert (layout.hostd_state / "discoverable").read_bytes() == b"off\n"

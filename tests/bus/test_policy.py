@@ -119,10 +119,20 @@ async def test_non_root_caller_cannot_change_anything(
             ("Reload", ()),
             ("SetHostname", ("string:evil",)),
             ("SetPersistentLogging", ("boolean:true",)),
+            ("SetDiscoverable", ("boolean:false",)),
+            ("AddConnection", ("string:evil", "string:[connection]\ntype=ethernet\n")),
+            ("UpdateConnection", ("string:evil", "string:[connection]\ntype=ethernet\n")),
+            ("RemoveConnection", ("string:evil",)),
         ):
             refused = await as_nobody(*dbus_send(system_bus, method, *args))
             assert refused.returncode != 0, method
             assert refuser in refused.stderr, (method, refused.stderr)
+        # dbus-send cannot build an a{sv}
+        set_config = busctl(system_bus, "call", *OBJECT, "SetConfig", "a{sv}", "1", "dnsServers", "s", "1.1.1.1")
+        refused = await as_nobody(*set_config)
+        assert refused.returncode != 0 and ("needs root" in refused.stderr or "Access denied" in refused.stderr), (
+            refused.stderr
+        )
         describe = await as_nobody(*busctl(system_bus, "--json=short", "call", *OBJECT, "Describe"))
         assert describe.returncode == 0, describe.stderr
         assert json.loads(json.loads(describe.stdout)["data"][0])["staticHostname"] == "kitchen"
@@ -130,5 +140,9 @@ async def test_non_root_caller_cannot_change_anything(
         assert hostname.stdout.strip() == 's "kitchen"', hostname.stderr
         plan = await as_nobody(*busctl(system_bus, "call", *OBJECT, "Plan"))
         assert plan.returncode == 0, plan.stderr
+        listed = await as_nobody(*busctl(system_bus, "call", *OBJECT, "ListConnections"))
+        assert listed.returncode == 0 and listed.stdout.strip() == "a(sssss) 0", listed.stderr
     assert layout.config_json.read_bytes() == config_before
     assert layout.etc_hostname.read_text() == "kitchen\n"
+    assert not (layout.hostd_state / "discoverable").exists()
+    assert list(layout.boot_connections.iterdir()) == []

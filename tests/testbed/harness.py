@@ -120,25 +120,18 @@ class Testbed:
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess:
         """Run cmd inside the device (all its namespaces, root, clean environment); text output."""
-        envv = [
-            f"{k}={v}"
-            for k, v in {"PATH": DEVICE_PATH, "HOME": "/root", "LANG": "C.UTF-8", **(env or {})}.items()
-        ]
+        envv = [f"{k}={v}" for k, v in {"PATH": DEVICE_PATH, "HOME": "/root", "LANG": "C.UTF-8", **(env or {})}.items()]
         argv = ["nsenter", "-t", str(self.leader), "-a", "--", "env", "-i", *envv, *cmd]
         return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=timeout, input=input)
 
-    def run_unit(
-        self, cmd: Sequence[str], check: bool = True, timeout: float = 60
-    ) -> subprocess.CompletedProcess:
+    def run_unit(self, cmd: Sequence[str], check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run cmd as a transient service inside the device (its own cgroup, the unit environment)."""
         argv = ["systemd-run", "-M", self.machine, "--wait", "--pipe", "--collect", "--quiet", "--", *cmd]
         return subprocess.run(
             argv, capture_output=True, text=True, check=check, timeout=timeout, stdin=subprocess.DEVNULL
         )
 
-    def peer_exec(
-        self, cmd: Sequence[str], check: bool = True, timeout: float = 60
-    ) -> subprocess.CompletedProcess:
+    def peer_exec(self, cmd: Sequence[str], check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run cmd on this machine inside the peer network namespace (the far end of the device's link)."""
         return subprocess.run(
             ["ip", "netns", "exec", self.netns, *cmd],
@@ -208,7 +201,5 @@ class Testbed:
             if last and not isinstance(last, Exception):
                 return last
             if time.monotonic() > end:
-                raise TimeoutError(
-                    f"timed out after {timeout}s waiting for {what or predicate!r} (last: {last!r})"
-                )
+                raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate!r} (last: {last!r})")
             time.sleep(interval)

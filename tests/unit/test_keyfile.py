@@ -324,9 +324,7 @@ def test_path_like_or_odd_names_are_rejected(name: str) -> None:
         parse_keyfile(name, WIRED.encode())
 
 
-@pytest.mark.parametrize(
-    "name", ["home", "home.nmconnection", "x" * 255, "é" * 127, "Wi-Fi (5 GHz)", "a..b", "a."]
-)
+@pytest.mark.parametrize("name", ["home", "home.nmconnection", "x" * 255, "é" * 127, "Wi-Fi (5 GHz)", "a..b", "a."])
 def test_plain_names_are_accepted(name: str) -> None:
     check_name(name)
 
@@ -385,11 +383,7 @@ FRAGMENTS = [
 ]  # fmt: skip
 
 
-@given(
-    st.one_of(
-        st.binary(max_size=2048), st.lists(st.sampled_from(FRAGMENTS) | st.binary(max_size=4)).map(b"".join)
-    )
-)
+@given(st.one_of(st.binary(max_size=2048), st.lists(st.sampled_from(FRAGMENTS) | st.binary(max_size=4)).map(b"".join)))
 def test_any_bytes_parse_or_raise_keyfile_error(data: bytes) -> None:
     try:
         profile = parse_keyfile("f", data)
@@ -450,9 +444,7 @@ group_names = st.text(
 key_names = st.builds(
     lambda first, rest, locale: first + rest + locale,
     st.characters(codec="utf-8").filter(lambda c: c not in " \t\n\f\r#[]=\0"),
-    st.text(TEXT_CHARS.filter(lambda c: c not in "[]=\r"), max_size=8).filter(
-        lambda k: k.rstrip(" \t\f") == k
-    ),
+    st.text(TEXT_CHARS.filter(lambda c: c not in "[]=\r"), max_size=8).filter(lambda k: k.rstrip(" \t\f") == k),
     st.just("") | st.text(string.ascii_letters + string.digits + "-_.@", max_size=6).map(lambda s: f"[{s}]"),
 ).filter(lambda k: k not in SPECIAL)
 # A leading form feed is stripped by GLib and has no escape, so it cannot round-trip.

@@ -29,7 +29,8 @@ def make_view(device) -> tuple[View, Reconciler, SimpleNamespace]:
         publish=lambda: None,
         reconciled=lambda results, outcome: None,
     )
-    return View(reconciler, services), reconciler, services  # type: ignore[arg-type]
+    discovery = SimpleNamespace(discoverable=True, enabled=True, why_not=lambda: "")
+    return View(reconciler, services, discovery), reconciler, services  # type: ignore[arg-type]
 
 
 def test_dns_servers_are_what_dnsmasq_was_given_not_computed_again(device) -> None:
@@ -59,3 +60,14 @@ def test_records_of_the_live_effects(device) -> None:
     }
     assert document["generations"]["lastRollback"] is None and document["degraded"] == {"avahi": "not running"}
     assert view.status_line() == "0 steps applied; degraded: avahi"
+
+
+def test_avahi_stopped_on_purpose_is_not_degraded(device) -> None:
+    """Not discoverable (set off, or avahi-daemon stopped by the supervisor): avahi down is expected."""
+    device.write_config({"uuid": UUID})
+    view, _, services = make_view(device)
+    services.avahi.key = "avahi"
+    assert view.properties()["Degraded"] == ["avahi"]
+    view.discovery.discoverable = False
+    assert view.properties()["Degraded"] == []
+    assert view.properties()["Discoverable"] is False
