@@ -243,7 +243,7 @@ async def test_automatic_apply_interrupted_by_a_restart_is_judged_afresh(tmp_pat
             bad = config(dnsServers="192.0.2.1")
             bad["os"]["safeApply"]["timeout"] = 10  # the test stops hostd well inside the window
             layout.config_json.write_text(json.dumps(bad))
-            await wait_until(lambda: daemon.reconciler.transaction.state == "probing", timeout=5)
+            await wait_until(lambda: daemon.reconciler.transaction.state == "probing", timeout=10)
             daemon.reconciler.transaction.supersede()  # the process dies: its trial with it
         async with daemon_on(layout, bus_address, address) as daemon:  # stopped inside the window
             assert daemon.reconciler.transaction.state == "probing"  # not kept: probed again
