@@ -10,6 +10,7 @@ IPv6 ULA addresses on the link.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -53,8 +54,9 @@ class Peer:
     def __init__(self, hostd: Hostd) -> None:
         self.tb = hostd.tb
         self.subnet = self.tb.peer_ip.split(".")[2]
-        self.peer6 = f"fd00:213:{self.subnet}::1"
-        self.device6 = f"fd00:213:{self.subnet}::2"
+        # compressed as servers print them (instance 0's "fd00:213:0::2" is "fd00:213::2")
+        self.peer6 = str(ipaddress.IPv6Address(f"fd00:213:{self.subnet}::1"))
+        self.device6 = str(ipaddress.IPv6Address(f"fd00:213:{self.subnet}::2"))
         self.workdir = Path(tempfile.mkdtemp(prefix="hostd-proxy-peer"))
         self.processes: list[subprocess.Popen] = []
 
