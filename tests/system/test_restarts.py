@@ -62,15 +62,15 @@ def reapplied(hostd: Hostd, steps: tuple[str, ...], since: float) -> bool:
     return all(times[name] > since for name in steps)
 
 
-def journal_cursor(hostd: Hostd) -> str:
-    out = hostd.tb.exec(["journalctl", "-n", "0", "--show-cursor", "--no-pager"]).stdout
-    return out.strip().rsplit("cursor: ", 1)[-1]
+def device_now(hostd: Hostd) -> str:
+    """The device's clock, as journalctl --since takes it."""
+    return "@" + hostd.tb.exec(["date", "+%s.%N"]).stdout.strip()
 
 
-def hostd_log_since(hostd: Hostd, cursor: str) -> str:
-    return hostd.tb.exec(
-        ["journalctl", "--no-pager", "-o", "cat", "-u", "hostd.service", f"--after-cursor={cursor}"]
-    ).stdout
+def hostd_log_since(hostd: Hostd, since: str) -> str:
+    # By time, not by cursor: a cursor taken from the journal's last entry did not always find
+    # the entries written after it (seen when the journal had just been reopened).
+    return hostd.tb.exec(["journalctl", "--no-pager", "-o", "cat", "-u", "hostd.service", f"--since={since}"]).stdout
 
 
 def test_networkmanager_stopped_degraded_then_reapplied(boot: Hostd) -> None:
@@ -95,10 +95,10 @@ def test_networkmanager_stopped_degraded_then_reapplied(boot: Hostd) -> None:
 
 def test_networkmanager_restart_noticed(hostd: Hostd) -> None:
     """`systemctl restart NetworkManager`: hostd logs it gone and back, and re-runs its steps."""
-    cursor, before = journal_cursor(hostd), time.time()
+    since, before = device_now(hostd), time.time()
     hostd.tb.restart_unit("NetworkManager.service")
-    hostd.tb.wait_for(lambda: "networkmanager is back" in hostd_log_since(hostd, cursor), 10, "back")
-    assert "networkmanager: vanished from the bus" in hostd_log_since(hostd, cursor)
+    hostd.tb.wait_for(lambda: "networkmanager is back" in hostd_log_since(hostd, since), 10, "back")
+    assert "networkmanager: vanished from the bus" in hostd_log_since(hostd, since)
     hostd.wait_ready()
     assert reapplied(hostd, ("connections", "dns"), before)
     hostd.tb.wait_for(lambda: hostd.host0_connection() == "100 (connected)\ntestbed-host0", 20, "host0 connected")

@@ -207,7 +207,9 @@ def wait_kept(hostd: Hostd, previous_good: str) -> dict[str, Any]:
             and d["generations"]["current"] == d["generations"]["good"]
             and d["generations"]["transaction"] == ""
         ),
-        timeout=PROBE_TIMEOUT + ROLLBACK_SLACK,
+        # A change applied while the uplink looked down (a loaded machine) is not blamed: it is
+        # retried after one window, so keeping it can take up to three.
+        timeout=3 * PROBE_TIMEOUT + ROLLBACK_SLACK,
         what="the change kept",
     )
 
