@@ -61,10 +61,10 @@ class Manager:
             raise InvalidArgument(
                 f"{name!r} is not a valid hostname (1-63 of a-z, 0-9 and '-', not starting or ending with '-')"
             )
-        await self._set_config_key("hostname", folded)
+        await self._write_config({"hostname": folded})
 
     async def set_persistent_logging(self, enabled: bool) -> None:
-        await self._set_config_key("persistentLogging", bool(enabled))
+        await self._write_config({"persistentLogging": bool(enabled)})
 
     async def set_config(self, changes: dict[str, Any]) -> None:
         """Set owned keys (dotted names, values in their config.json forms), all or none: each is
@@ -186,9 +186,6 @@ class Manager:
                         fsutil.atomic_write(path, content.encode(), 0o600)  # it may hold credentials
         self.watch.mark_seen()
         await self.reconciler.reconcile()
-
-    async def _set_config_key(self, key: str, value: Any) -> None:
-        await self._write_config({key: value})
 
     async def _write_config(self, changes: dict[str, Any]) -> None:
         """Write ``changes`` into config.json power-safely (every other byte kept), then reconcile.

@@ -74,8 +74,8 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
 async def _reread_servers_file(systemd: SystemdAdapter, layout: Layout, result: StepResult, outcome: Outcome) -> None:
     """dnsmasq keeps the servers it read from --servers-file beside those set over D-Bus until it
     reads the file again (on SIGHUP): after the step rewrote it, an old server would stay in use."""
-    servers_file = layout.device_path(layout.dnsmasq_servers)
-    if not any(change.path == servers_file for change in result.changes) or not systemd.available:
+    written = layout.device_path(layout.dnsmasq_servers)
+    if not any(change.path == written for change in result.changes) or not systemd.available:
         return
     state = await systemd.unit_state(DNSMASQ_UNIT)
     if state.active_state.value != "active":
@@ -83,4 +83,4 @@ async def _reread_servers_file(systemd: SystemdAdapter, layout: Layout, result: 
     try:
         await systemd.kill_unit(DNSMASQ_UNIT, signal.SIGHUP)
     except errors.BusError as exc:
-        outcome.problems.append(f"dnsmasq not told to re-read {servers_file}: {exc}")
+        outcome.problems.append(f"dnsmasq not told to re-read {written}: {exc}")
