@@ -7,8 +7,7 @@ import os
 import stat
 
 from hostd import config as cfg
-from hostd import fsutil
-from hostd import engine, generations
+from hostd import engine, fsutil, generations
 from hostd.steps import ALL_STEPS, STEPS_BY_NAME
 from hostd.steps.base import Context, Facts
 
