@@ -172,13 +172,17 @@ def base_tarball() -> Path:
     return tarball
 
 
-def hostd_deb() -> Path:
-    """hostd's Debian package, as the testbed builds and caches it."""
+def hostd_deb(into: Path) -> Path:
+    """hostd's Debian package, as the testbed builds and caches it, copied into ``into``."""
     loader = importlib.machinery.SourceFileLoader("testbed_command", str(TESTBED / "testbed"))
     spec = importlib.util.spec_from_loader(loader.name, loader)  # the command is a script without .py
     testbed = importlib.util.module_from_spec(spec)
     loader.exec_module(testbed)
-    return testbed.hostd_deb()[0]
+    into.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):  # a testbed built from another tree may replace the cached package meanwhile
+        with contextlib.suppress(FileNotFoundError):
+            return Path(shutil.copy(testbed.hostd_deb()[0], into))
+    raise RuntimeError("the cached hostd package kept disappearing (other trees building theirs)")
 
 
 def write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -244,10 +248,11 @@ class Image:
 
 def device_image() -> Image:
     """The device's root filesystem with hostd's package installed, cached per package."""
-    deb = hostd_deb()
+    packages = CACHE / f".deb.{os.getpid()}"
+    deb = hostd_deb(packages)
     # this file lays the image out: a change to it makes a new image
-    key = hashlib.sha256(f"{BASE_KEY}\0{deb.parent.name}\0".encode() + Path(__file__).read_bytes()).hexdigest()[:16]
-    cached = CACHE / f"device-{key}"
+    digest = hashlib.sha256(deb.read_bytes() + Path(__file__).read_bytes()).hexdigest()[:16]
+    cached = CACHE / f"device-{BASE_KEY}-{digest}"
     if not (cached / "root.img").exists():
         base = base_tarball()
         log("laying out the device's root filesystem")
@@ -280,6 +285,7 @@ def device_image() -> Image:
         (work / "build-time").write_text(stamp + "\n")
         shutil.rmtree(root)
         work.rename(cached)
+    shutil.rmtree(packages)
     stamp = (cached / "build-time").read_text().strip()
     build_time = calendar.timegm(time.strptime(stamp, "%Y%m%d%H%M%S"))
     return Image(cached / "vmlinuz", cached / "initrd.img", cached / "root.img", build_time)
