@@ -10,7 +10,6 @@ A manifest on the state partition records (name -> hash) what hostd imported, so
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import stat
@@ -30,7 +29,7 @@ class BootFile:
 
 
 def sha256(content: bytes) -> str:
-    return hashlib.sha256(content).hexdigest()
+    return fsutil.sha256(content).hexdigest()
 
 
 def read_boot_dir(

@@ -380,8 +380,10 @@ OE_PYTHON3 = {
         ),
         "python3-core",
     ),
+    "_sha256": "python3-crypt",  # CPython's SHA-256 beside hashlib
     "asyncio": "python3-asyncio",
     "base64": "python3-netclient",
+    "ctypes": "python3-ctypes",
     "datetime": "python3-datetime",
     "difflib": "python3-difflib",
     "hashlib": "python3-crypt",
