@@ -15,19 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import signal
 import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-
-try:
-    # CPython's own SHA-256, built into Debian's python3.11: hashlib would load OpenSSL's libcrypto
-    # for it, 3.4 MiB of hostd's resident memory and ~5 ms of every start.
-    from _sha256 import sha256
-except ImportError:  # an interpreter without that module (3.12 renamed it)
-    from hashlib import sha256
 
 ROOT_UID = 0
 ROOT_GID = 0
@@ -267,7 +261,7 @@ def temp_path(path: Path) -> Path:
     """The temp file a write of ``path`` goes through: hidden, so NetworkManager, udev and the like skip it."""
     name = f".{path.name}.hostd-tmp"
     if len(os.fsencode(name)) > 255:  # NAME_MAX: a target named at the limit gets a hashed temp name
-        name = f".{sha256(os.fsencode(path.name)).hexdigest()[:32]}.hostd-tmp"
+        name = f".{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:32]}.hostd-tmp"
     return path.with_name(name)
 
 

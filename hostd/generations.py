@@ -13,6 +13,7 @@ the boot partition changes.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -39,9 +40,9 @@ class Inputs:
 
     @property
     def id(self) -> str:
-        digest = fsutil.sha256(b"config.json\0" + self.config)
+        digest = hashlib.sha256(b"config.json\0" + self.config)
         for name in sorted(self.files):
-            digest.update(b"\0" + os.fsencode(name) + b"\0" + fsutil.sha256(self.files[name]).digest())
+            digest.update(b"\0" + os.fsencode(name) + b"\0" + hashlib.sha256(self.files[name]).digest())
         return digest.hexdigest()[:16]
 
     def files_differ(self, other: Inputs | None) -> bool:

@@ -10,6 +10,7 @@ A manifest on the state partition records (name -> hash) what hostd imported, so
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import stat
@@ -29,7 +30,7 @@ class BootFile:
 
 
 def sha256(content: bytes) -> str:
-    return fsutil.sha256(content).hexdigest()
+    return hashlib.sha256(content).hexdigest()
 
 
 def read_boot_dir(

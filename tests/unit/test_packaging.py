@@ -380,7 +380,6 @@ OE_PYTHON3 = {
         ),
         "python3-core",
     ),
-    "_sha256": "python3-crypt",  # CPython's SHA-256 beside hashlib
     "asyncio": "python3-asyncio",
     "base64": "python3-netclient",
     "ctypes": "python3-ctypes",
