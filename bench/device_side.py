@@ -16,7 +16,7 @@ Commands:
     cli       {"runs": N}                       hostctl status vs hostnamectl wall times
     floor     {}                                RSS of a python with asyncio + dbus-fast connected
     nmload    {"count": N}                      NetworkManager LoadConnections of N files alone
-    idle      {"seconds": S, "settle": S}       hostd's wakeups over S idle seconds
+    idle      {"seconds": S, "settle": S}       hostd's wakeups over S idle seconds (after hostnamed, timedated exit)
     edit      {"runs": N}                       config.json edited -> hostd reconciling, /etc/hostname written
     echo-start, echo-stop                       the API floor: a minimal dbus-fast server
 """
@@ -455,6 +455,14 @@ def cmd_idle(args: dict) -> dict:
     pid = int(_show("hostd.service", "MainPID")["MainPID"])
     with open(f"/proc/{pid}/environ", "rb") as f:
         environment = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
+    # hostnamed and timedated, bus-activated, exit ~30 s after their last call: hostd follows their
+    # bus names, so each exit wakes it (a peer's event, not hostd's own).  Measured after them.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and any(
+        _run("systemctl", "is-active", unit, check=False).strip() != "inactive"
+        for unit in ("systemd-hostnamed.service", "systemd-timedated.service")
+    ):
+        time.sleep(1)
     time.sleep(args["settle"])  # whatever the previous section left (signals, a reconcile) is done
     before, started = _wakeups(pid), time.monotonic()
     time.sleep(args["seconds"])

@@ -11,7 +11,7 @@ POLL_INTERVAL_MS = 1000.0  # the config watch before inotify: a stat of every wa
 
 
 def run(device: Device, report: Report) -> None:
-    idle = device.side_call("idle", {"seconds": IDLE_SECONDS, "settle": 5.0})
+    idle = device.side_call("idle", {"seconds": IDLE_SECONDS, "settle": 2.0})
     per_minute = idle["wakeups"] * 60.0 / idle["seconds"]
     pings_per_minute = 60.0 / (idle["watchdog_usec"] / 2e6)  # one WATCHDOG=1 per half-period
     edits = device.side_call("edit", {"runs": EDIT_RUNS})
