@@ -241,3 +241,24 @@ def test_filesystems_that_give_no_events() -> None:
     assert not watch_module.gives_no_events("vfat")
     assert not watch_module.gives_no_events("ext4")
     assert watch_module.filesystem_type(Path("/proc/self")) == "proc"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a filesystem needs root")
+def test_the_boot_partition_unmounted_is_watched_again(tmp_path: Path) -> None:
+    """IN_UNMOUNT: the watch moves to the directory under the mount point, and still sees edits."""
+    import subprocess
+
+    boot = tmp_path / "mnt/boot"
+    boot.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "hostd-test-boot", str(boot)], check=True)
+    try:
+
+        async def body(w: Watched) -> None:
+            subprocess.run(["umount", str(boot)], check=True)
+            await w.changed()  # config.json is gone with the partition
+            w.layout.config_json.write_text('{"hostname": "under"}\n')
+            await w.changed()
+
+        run_watched(tmp_path, body)
+    finally:
+        subprocess.run(["umount", str(boot)], check=False, capture_output=True)
