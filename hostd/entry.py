@@ -26,6 +26,11 @@ def _asyncio_without_tls() -> None:
 
 
 def hostd() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--prepare":
+        # A boot stage, as its oneshot unit runs it: no asyncio, no D-Bus, no argparse.
+        from hostd import prepare
+
+        return prepare.main(sys.argv[2])
     _asyncio_without_tls()
     from hostd.daemon import main
 

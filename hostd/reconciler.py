@@ -255,6 +255,12 @@ class Reconciler:
                     "the uplink fails before generation %s is applied: %s", candidate, "; ".join(self._uplink_before)
                 )
         window = trial_timeout if trial_timeout is not None else loaded.config.safe_apply_timeout
+        if self.applied is None:
+            # At boot the change is in place already (hostd.prepare wrote the network's inputs
+            # before NetworkManager started): a checkpoint now would hold the changed state and its
+            # rollback bring the change back.  The good generation's files, restored through the
+            # steps, undo it.
+            return
         await self.transaction.take_checkpoint(nm, window)
 
     async def _apply(self, applied: Applied, steps: tuple[Step, ...], outcome: str) -> list[StepResult]:

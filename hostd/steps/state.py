@@ -10,7 +10,6 @@ pending.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import stat
 from functools import partial
@@ -217,6 +216,8 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
             stopped.add(change)
         to_mount.append(change)
     # One job each, all at once: systemd runs them in parallel.
+    import asyncio  # the live side only: the boot stage (hostd.prepare) runs without it
+
     jobs = await asyncio.gather(
         *(
             systemd.start_unit(unit_name_from_path(str(layout.path(c.path))))

@@ -298,7 +298,8 @@ def test_recipe_required_variables(recipe: Recipe) -> None:
     assert recipe.values["LICENSE"] == PYPROJECT["project"]["license"]["text"]
     assert recipe.values["SRC_URI"].startswith("${HOSTD_GIT_URI}")
     assert recipe.values["HOSTD_GIT_URI"].startswith("git://")
-    assert recipe.values["SYSTEMD_SERVICE:${PN}"].split() == ["hostd.service"]
+    enabled = ["hostd.service", "hostd-bind-sources.service", "hostd-network-inputs.service"]
+    assert recipe.values["SYSTEMD_SERVICE:${PN}"].split() == enabled
 
 
 def test_recipe_license_checksum_matches_license_file(recipe: Recipe) -> None:
