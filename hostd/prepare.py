@@ -96,8 +96,8 @@ def run(stage: str, root: Path = Path("/")) -> int:
             log.warning("%s: %s", result.name, problem)
         if result.status == StepStatus.FAILED:
             failed = True
-        else:
-            log.info("%s: %s", result.name, result.message or result.status.value)
+        elif result.changes:
+            log.info("%s: %s", result.name, ", ".join(f"{change.kind} {change.path}" for change in result.changes))
     return 1 if failed else 0
 
 
