@@ -97,8 +97,7 @@ def reset(mode: str, machine: str) -> None:
              stages stopped, the bind mounts gone, /run empty of hostd's files, the kernel hostname
              the image's, hostnamed and timedated (bus-activated) not running; the state partition
              kept.
-    cold:    warm, and the state and data partitions empty (first boot); NetworkManager forgets
-             the profiles hostd imported (their files went with the bind mount).
+    cold:    warm, and the state and data partitions empty (first boot).
     """
     _run("systemctl", "stop", "hostd.service")
     # Boots come faster here than on a device: clear systemd's start rate limits (hostd restarts
@@ -129,7 +128,6 @@ def reset(mode: str, machine: str) -> None:
     if mode == "cold":
         _wipe("/mnt/state")
         _wipe("/mnt/data")
-        _run("nmcli", "connection", "reload")
 
 
 def _monotonic_us() -> int:
