@@ -145,6 +145,11 @@ class Layout:
         return self.path("/var/volatile/development-features")
 
     @property
+    def network_inputs_generation(self) -> Path:
+        """The generation whose network inputs hostd.prepare wrote at this boot (tmpfs: one boot's)."""
+        return self.path("/run/hostd/network-inputs.generation")
+
+    @property
     def redsocks_conf(self) -> Path:
         """What hostd-redsocks.service runs with (0600: it may hold the proxy's credentials)."""
         return self.path("/run/hostd/proxy/redsocks.conf")

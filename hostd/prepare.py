@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hostd import config as config_model
-from hostd import engine, generations
+from hostd import engine, fsutil, generations
 from hostd.layout import Layout
 from hostd.steps import ALL_STEPS, hostname, state
 from hostd.steps.base import Context, Step, StepStatus
@@ -48,6 +48,7 @@ class Source:
 
     config: config_model.Config
     layout: Layout
+    generation: str  # its id; "" for the defaults
 
 
 def boot_source(layout: Layout) -> Source | None:
@@ -65,13 +66,13 @@ def boot_source(layout: Layout) -> Source | None:
         record = TrialRecord.read(layout.hostd_state / TRIAL_FILE)
         unconfirmed = record is not None and record.candidate == candidate and record.kind == "try"
         if candidate not in store.rejected() and not unconfirmed:
-            return Source(loaded.config, layout)
+            return Source(loaded.config, layout, candidate)
     elif good is None:
-        return Source(loaded.config, layout)  # the defaults (nothing was ever good)
+        return Source(loaded.config, layout, "")  # the defaults (nothing was ever good)
     if good is None:
         return None
     restored = store.layout_of(good)
-    return Source(config_model.load(restored).config, restored)
+    return Source(config_model.load(restored).config, restored, good)
 
 
 def run(stage: str, root: Path = Path("/")) -> int:
@@ -88,6 +89,10 @@ def run(stage: str, root: Path = Path("/")) -> int:
             return 0
         ctx = Context(source.config, source.layout)
         results = engine.run(ctx, STAGES[stage], apply=True)
+        # The daemon's first reconcile reads it: this generation is in place before it runs.
+        marker = f"{source.generation}\n".encode()
+        if fsutil.read_bytes(layout.network_inputs_generation) != marker:
+            fsutil.atomic_write(layout.network_inputs_generation, marker, 0o644)
         if all(r.status != StepStatus.FAILED for r in results if r.name == hostname.NAME):
             hostname.set_kernel_hostname(ctx)
     failed = False

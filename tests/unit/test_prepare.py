@@ -73,8 +73,22 @@ def test_network_inputs_writes_exactly_the_network_inputs(device: DeviceRoot) ->
         layout.chrony_sources,
         layout.nm_dropin,
         layout.modprobe_dropin,
+        layout.network_inputs_generation,
     }
     assert written(before, files(device.root)) == {layout.device_path(path) for path in expected}
+
+
+def test_its_unit_waits_for_every_mount_it_writes_through(device: DeviceRoot) -> None:
+    """Every file the stage writes is on tmpfs (/run) or under a path its unit's
+    RequiresMountsFor= names: the bind mounts are there before it writes, even when
+    local-fs.target was reached before their mount jobs (a stage started on a running device)."""
+    unit = (Path(__file__).parents[2] / "units/hostd-network-inputs.service").read_text()
+    mounts = [word for line in unit.splitlines() if line.startswith("RequiresMountsFor=") for word in line[18:].split()]
+    device = prepared_device(device)
+    before = files(device.root)
+    assert prepare.run("network-inputs", device.root) == 0
+    for path in written(before, files(device.root)):
+        assert path.startswith("/run/") or any(path == m or path.startswith(m + "/") for m in mounts), path
 
 
 def test_the_daemon_finds_the_network_inputs_converged(device: DeviceRoot) -> None:
@@ -91,12 +105,27 @@ def test_the_daemon_finds_the_network_inputs_converged(device: DeviceRoot) -> No
     assert not rewritten
 
 
-def test_network_inputs_on_an_unchanged_boot_write_nothing(device: DeviceRoot) -> None:
+def test_network_inputs_on_an_unchanged_boot_write_nothing_on_flash(device: DeviceRoot) -> None:
+    """Only /run (tmpfs, empty at each boot) is written: here, the marker of the generation."""
     device = prepared_device(device)
     engine.run(device.context(), ALL_STEPS, apply=True)
     before = files(device.root)
     assert prepare.run("network-inputs", device.root) == 0
-    assert written(before, files(device.root)) == set()
+    assert written(before, files(device.root)) == {device.layout.device_path(device.layout.network_inputs_generation)}
+
+
+def test_the_stage_records_the_generation_it_wrote(device: DeviceRoot) -> None:
+    """The daemon's first reconcile reads it: a change on trial at boot is in place already."""
+    device = prepared_device(device)
+    assert prepare.run("network-inputs", device.root) == 0
+    candidate = generations.read_inputs(device.layout, device.layout.config_json.read_bytes()).id
+    assert device.layout.network_inputs_generation.read_text() == f"{candidate}\n"
+    store = generations.GenerationStore(device.layout)
+    good = saved_generation(device, good=True)
+    device.write_config({"uuid": UUID, "hostname": "rejected"})
+    store.reject(saved_generation(device, good=False), "probe failed", [])
+    assert prepare.run("network-inputs", device.root) == 0
+    assert device.layout.network_inputs_generation.read_text() == f"{good}\n"
 
 
 def test_a_generated_uuid_is_written_back_once_and_names_the_host(device: DeviceRoot) -> None:
