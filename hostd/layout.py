@@ -83,6 +83,11 @@ class Layout:
         return self.hostd_state / "config.json"
 
     @property
+    def trial_record(self) -> Path:
+        """A safe-apply trial in progress (hostd.transaction.TrialRecord), until its verdict."""
+        return self.hostd_state / "trial.json"
+
+    @property
     def saved_dnsmasq_servers(self) -> Path:
         """dnsServers as dnsmasq lines, copied to /run/dnsmasq.servers at boot by tmpfiles (before
         dnsmasq, hostd or not): a device whose hostd fails still has upstreams to be reached by."""

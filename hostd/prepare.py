@@ -38,7 +38,6 @@ STAGES: dict[str, tuple[Step, ...]] = {
     "bind-sources": (state,),
     "network-inputs": tuple(step for step in ALL_STEPS if step.NAME in NETWORK_INPUT_STEPS),
 }
-TRIAL_FILE = "trial.json"  # in the state partition's hostd directory (hostd.reconciler)
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,7 @@ def boot_source(layout: Layout) -> Source | None:
     if loaded.error is None:
         assert loaded.raw is not None
         candidate = generations.read_inputs(layout, loaded.raw).id
-        record = TrialRecord.read(layout.hostd_state / TRIAL_FILE)
+        record = TrialRecord.read(layout.trial_record)
         unconfirmed = record is not None and record.candidate == candidate and record.kind == "try"
         if candidate not in store.rejected() and not unconfirmed:
             return Source(loaded.config, layout, candidate)

@@ -88,7 +88,7 @@ class Reconciler:
         self.records: dict[str, object] = {}
         self._publish = publish
         self._reconciled = reconciled
-        self._trial_file = layout.hostd_state / "trial.json"
+        self._trial_file = layout.trial_record
         self.retry = NO_RETRY
         self.retry_reported: RetryReported = lambda generation, attempt, of, outcome: None
         self._retrying: asyncio.Task[None] | None = None

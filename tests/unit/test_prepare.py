@@ -190,7 +190,7 @@ def test_boot_source_is_the_good_generation_after_an_unconfirmed_try(device: Dev
     good = saved_generation(device, good=True)
     device.write_config({"uuid": UUID, "hostname": "tried"})
     tried = saved_generation(device, good=False)
-    trial = device.layout.hostd_state / prepare.TRIAL_FILE
+    trial = device.layout.trial_record
     TrialRecord(tried, "probe", good, 1.0).write(trial)
     assert prepare.boot_source(device.layout).config.hostname == "tried"  # judged afresh by the daemon
     TrialRecord(tried, "try", good, 1.0).write(trial)
