@@ -61,7 +61,7 @@ SystemCallArchitectures=native
 RestrictAddressFamilies=AF_UNIX
 
 [Install]
-WantedBy=local-fs.target
+WantedBy=sysinit.target
 """
 
 

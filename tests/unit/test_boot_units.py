@@ -73,7 +73,7 @@ def test_bind_sources_run_before_the_mounts_and_only_when_something_is_missing()
     sources = unit("hostd-bind-sources.service")
     names = [unit_name_from_path(path) for path in state.STATE_BIND_PATHS]
     assert set(names) <= set(sources["Unit"]["Wants"]) and set(names) <= set(sources["Unit"]["Before"])
-    assert "local-fs.target" in sources["Unit"]["Before"] and sources["Install"]["WantedBy"] == ["local-fs.target"]
+    assert "local-fs.target" in sources["Unit"]["Before"] and sources["Install"]["WantedBy"] == ["sysinit.target"]
     assert sources["Unit"]["DefaultDependencies"] == ["no"]
     layout = Layout()
     missing = {f"|!{layout.state / state.RESET_FLAG}", f"|!{layout.data / state.RESET_FLAG}"}
