@@ -6,12 +6,14 @@ series, so that nothing from the host (nsenter, a Python start) lands between th
 
 Commands:
     boot      {"runs": N, "chain": "<script text>", "machine": NAME}
-              rounds of: reset (cold, warm, restart), start hostd, read systemd's timestamps and
-              hostd's per-step durations; the balenaOS-style shell chain, `hostctl apply --offline`
-              into a scratch root and the interpreter + imports floor, each timed by systemd the
-              same way; and systemd's bind mounts for a minimal client (timed by that client)
-    prepare   {"mode": M, "machine": NAME}      reset only (for the flash benchmark)
-    start     {}                                start hostd, report its start time, PID, io
+              rounds of: reset (cold, warm, restart), a boot of hostd's units and the network's
+              (one systemd transaction), systemd's timestamps and hostd's per-step durations; the
+              balenaOS boot as units (bind-mount oneshots, then one oneshot per setup step), the
+              shell chain in one oneshot, `hostctl apply --offline` into a scratch root and the
+              interpreter + imports floor, each timed by systemd the same way
+    prepare   {"mode": M, "machine": NAME}      reset only (for the flash and mDNS benchmarks)
+    start     {}                                the boot's units started (hostd's and the network's):
+                                                systemd's timestamps of them, hostd's PID and io
     procstat  {"pid": P}                        VmRSS/VmHWM and /proc/PID/io of a process
     cli       {"runs": N}                       hostctl status vs hostnamectl wall times
     floor     {}                                RSS of a python with asyncio + dbus-fast connected
@@ -39,6 +41,19 @@ DNSMASQ_SERVERS = "/run/dnsmasq.servers"  # created empty by tmpfiles at boot
 SHELL_ROOT = "/run/bench-shell"
 OFFLINE_ROOT = "/run/bench-offline"
 MOUNT_RATELIMIT_S = 1.2
+# What a boot starts, as one transaction (systemd orders it by the units' own dependencies): hostd's
+# boot stages (they pull the state partition's mount units), hostd, and the network's services.
+HOSTD_UNITS = ("hostd-bind-sources.service", "hostd-network-inputs.service", "hostd.service")
+NETWORK_UNITS = (
+    "NetworkManager.service",
+    "dnsmasq.service",
+    "chrony.service",
+    "avahi-daemon.socket",
+    "avahi-daemon.service",
+)
+BALENA_DIR = "/run/bench-balena"  # the balenaOS-as-units baseline: scripts, scratch root and partition
+BALENA_UNITS_DIR = "/run/systemd/system"
+BALENA_TARGET = "bench-balena.target"
 
 
 def _run(*argv: str, check: bool = True) -> str:
@@ -60,7 +75,7 @@ def _hostd_mount_units() -> list[str]:
     units = []
     for line in out.splitlines():
         parts = line.split(None, 4)
-        if len(parts) == 5 and parts[4].startswith(("hostd mount of ", "bench mount of ")):
+        if len(parts) == 5 and parts[4].startswith(("hostd", "bench mount of ")):
             units.append(parts[0])
     return units
 
@@ -80,11 +95,11 @@ def reset(mode: str, machine: str) -> None:
     """Put the device where a boot of this kind finds it, hostd stopped.
 
     restart: hostd stopped, everything else as it was (a converged device).
-    warm:    as after a reboot with the same config: hostd's bind mounts gone, /run empty of its
-             files, the kernel hostname the image's, hostnamed and timedated (bus-activated) not
-             running; the state partition kept.
-    cold:    warm, and the state and data partitions empty (first boot); NetworkManager forgets
-             the profiles hostd imported (their files went with the bind mount).
+    warm:    as after a reboot with the same config: the network's services and hostd's boot
+             stages stopped, the bind mounts gone, /run empty of hostd's files, the kernel hostname
+             the image's, hostnamed and timedated (bus-activated) not running; the state partition
+             kept.
+    cold:    warm, and the state and data partitions empty (first boot).
     """
     _run("systemctl", "stop", "hostd.service")
     # Boots come faster here than on a device: clear systemd's start rate limits (hostd restarts
@@ -92,6 +107,7 @@ def reset(mode: str, machine: str) -> None:
     _run("systemctl", "reset-failed")
     if mode == "restart":
         return
+    _run("systemctl", "stop", *NETWORK_UNITS, *HOSTD_UNITS)
     units = _hostd_mount_units()
     if units:
         # Only the mounts: the services that require them (journald, logind, chrony) keep running.
@@ -114,18 +130,37 @@ def reset(mode: str, machine: str) -> None:
     if mode == "cold":
         _wipe("/mnt/state")
         _wipe("/mnt/data")
-        _run("nmcli", "connection", "reload")
 
 
-def start_hostd() -> dict[str, float]:
-    _run("systemctl", "reset-failed", "hostd.service", check=False)  # systemd's start rate limit
-    _run("systemctl", "start", "hostd.service")
+def _monotonic_us() -> int:
+    import time
+
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000  # systemd's timestamps' clock
+
+
+def start_hostd() -> dict:
+    """Start what a boot starts (hostd's units and the network's, one transaction); systemd's
+    timestamps, in ms from the start command (``t0_us``: CLOCK_MONOTONIC, the same on this machine)."""
+    _run("systemctl", "reset-failed", check=False)  # systemd's start rate limits
+    t0 = _monotonic_us()
+    _run("systemctl", "start", *HOSTD_UNITS, *NETWORK_UNITS)
     props = _show("hostd.service", "ExecMainStartTimestampMonotonic", "ActiveEnterTimestampMonotonic", "MainPID")
     start, ready = int(props["ExecMainStartTimestampMonotonic"]), int(props["ActiveEnterTimestampMonotonic"])
-    if ready <= start:
+    if ready <= max(start, t0):
         raise RuntimeError(f"hostd did not become ready after its start: {props}")
+    nm = int(_show("NetworkManager.service", "ExecMainStartTimestampMonotonic")["ExecMainStartTimestampMonotonic"])
+    inputs = _show("hostd-network-inputs.service", "ActiveEnterTimestampMonotonic")
     pid = int(props["MainPID"])
-    return {"ms": (ready - start) / 1000, "pid": pid, "io": _io(pid)}
+    return {
+        "ms": (ready - start) / 1000,  # hostd's own start -> READY=1
+        "boot_ready_ms": (ready - t0) / 1000,  # boot -> READY=1: the stages, the mounts and hostd
+        "hostd_to_nm_ms": (nm - start) / 1000,  # negative: NetworkManager started first
+        "boot_to_nm_ms": (nm - t0) / 1000,
+        "boot_to_inputs_ms": (int(inputs["ActiveEnterTimestampMonotonic"]) - t0) / 1000,
+        "t0_us": t0,
+        "pid": pid,
+        "io": _io(pid),
+    }
 
 
 def oneshot_ms(argv: list[str], env: dict[str, str] | None = None) -> float:
@@ -186,74 +221,96 @@ def offline_apply() -> float:
     return oneshot_ms(["/usr/bin/hostctl", "apply", "--offline", "--root", root])
 
 
-IMPORT_FLOOR = f"import sys; sys.path.insert(0, {HOSTD_PYTHON!r}); import asyncio; import dbus_fast.aio"
-MOUNT_FLOOR = """
-import asyncio, sys, time
-sys.path.insert(0, %(python)r)
-from dbus_fast import BusType, Message, MessageType, Variant
-from dbus_fast.aio import MessageBus
+def balena_install(chain: str) -> None:
+    """The balenaOS boot as a balenaOS image runs it, as units (in /run, gone at the next reboot):
+    one bind-mount oneshot per persistent path (balenaOS's bind-<path>.service running its
+    bindmount tool; here one `mount --bind` each, sources made beforehand: lenient), then one
+    oneshot per setup step of bench/balena_chain.sh (bash + jq, into a scratch root), after the
+    mounts; a target wants them all.  Timed from the start command to the target's activation."""
+    import shutil
 
-PAIRS = %(pairs)r
-SD = dict(destination="org.freedesktop.systemd1", path="/org/freedesktop/systemd1",
-          interface="org.freedesktop.systemd1.Manager")
-
-async def main():
-    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
-    await bus.call(Message(**SD, member="Subscribe"))
-    await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                           interface="org.freedesktop.DBus", member="AddMatch", signature="s",
-                           body=["type='signal',interface='org.freedesktop.systemd1.Manager',member='JobRemoved'"]))
-    removed, jobs, event = {}, set(), asyncio.Event()
-    def on_message(message):
-        if message.message_type == MessageType.SIGNAL and message.member == "JobRemoved":
-            removed[message.body[1]] = message.body[3]
-            if jobs and jobs <= set(removed):
-                event.set()
-    bus.add_message_handler(on_message)
-    started = time.monotonic()
-    names = [unit for unit, _, _ in PAIRS]
-    (units,) = (await bus.call(Message(**SD, member="ListUnitsByNames", signature="as", body=[names]))).body
-    loaded = {unit[0] for unit in units if unit[2] == "loaded"}
-    def start(unit, what, where):
-        if unit in loaded:
-            return Message(**SD, member="StartUnit", signature="ss", body=[unit, "replace"])
-        properties = [["Description", Variant("s", "bench mount of " + where)], ["What", Variant("s", what)],
-                      ["Where", Variant("s", where)], ["Options", Variant("s", "bind")]]
-        return Message(**SD, member="StartTransientUnit", signature="ssa(sv)a(sa(sv))",
-                       body=[unit, "replace", properties, []])
-    replies = await asyncio.gather(*(bus.call(start(*pair)) for pair in PAIRS))
-    for reply in replies:
-        if reply.message_type == MessageType.ERROR:
-            raise SystemExit(f"mount failed: {reply.body}")
-        jobs.add(reply.body[0])
-    if not jobs <= set(removed):
-        await asyncio.wait_for(event.wait(), 30)
-    bad = {result for job, result in removed.items() if job in jobs} - {"done"}
-    if bad:
-        raise SystemExit(f"mount jobs: {bad}")
-    print((time.monotonic() - started) * 1000)
-
-asyncio.run(main())
-"""
-
-
-def mount_floor() -> float:
-    """systemd making hostd's bind mounts for a minimal client (one ListUnitsByNames, one job per
-    mount, all in parallel), from the first call to the last job's end; undone afterwards, and
-    the mount table's rate-limit window waited out."""
     sys.path.insert(0, HOSTD_PYTHON)
-    from hostd.bus.systemd import unit_name_from_path
-    from hostd.steps.state import DATA_BIND_PATHS, STATE_BIND_PATHS
+    from hostd.steps.state import FILE_TARGET_MODES, STATE_BIND_PATHS
 
-    pairs = [(unit_name_from_path(p), "/mnt/state/root-overlay" + p, p) for p in STATE_BIND_PATHS]
-    pairs += [(unit_name_from_path(p), "/mnt/data/root-overlay" + p, p) for p in DATA_BIND_PATHS]
-    ms = float(_run("python3", "-c", MOUNT_FLOOR % {"python": HOSTD_PYTHON, "pairs": pairs}))
-    _run("systemctl", "stop", "--job-mode=ignore-dependencies", *(unit for unit, _, _ in pairs))
-    _run("systemctl", "reset-failed")
+    shutil.rmtree(BALENA_DIR, ignore_errors=True)
+    root, overlay = BALENA_DIR + "/root", BALENA_DIR + "/state/root-overlay"
+    binds, steps = [], []
+    for i, path in enumerate(STATE_BIND_PATHS):
+        for base in (root, overlay):
+            if path in FILE_TARGET_MODES:
+                os.makedirs(os.path.dirname(base + path), exist_ok=True)
+                open(base + path, "w").close()
+            else:
+                os.makedirs(base + path, exist_ok=True)
+        unit = f"bench-balena-bind-{i:02d}.service"
+        binds.append(unit)
+        _write_unit(
+            unit,
+            f"[Unit]\nDescription=bench: balenaOS bind {path}\nDefaultDependencies=no\n\n"
+            f"[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/mount --bind {overlay}{path} {root}{path}\n"
+            f"ExecStop=/bin/umount {root}{path}\n",
+        )
+    for i, script in enumerate(chain_steps(chain)):
+        with open(f"{BALENA_DIR}/step-{i}.sh", "w") as f:
+            f.write("set -eu\n" + script + "\n")
+        unit = f"bench-balena-step-{i}.service"
+        steps.append(unit)
+        _write_unit(
+            unit,
+            f"[Unit]\nDescription=bench: balenaOS setup step {i}\nDefaultDependencies=no\n"
+            f"After={' '.join(binds)}\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\n"
+            f"Environment=ROOT={root} CONFIG=/mnt/boot/config.json BOOT=/mnt/boot\n"
+            f"ExecStart=/bin/bash {BALENA_DIR}/step-{i}.sh\n",
+        )
+    units = binds + steps
+    _write_unit(
+        BALENA_TARGET,
+        f"[Unit]\nDescription=bench: the balenaOS boot as units\nWants={' '.join(units)}\nAfter={' '.join(units)}\n",
+    )
+    _run("systemctl", "daemon-reload")
+
+
+def chain_steps(chain: str) -> list[str]:
+    """bench/balena_chain.sh's steps: the body of each `bash -c '...'` block."""
+    import re
+
+    return re.findall(r"^bash -c '\n(.*?)\n'$", chain, re.S | re.M)
+
+
+def _write_unit(name: str, text: str) -> None:
+    with open(f"{BALENA_UNITS_DIR}/{name}", "w") as f:
+        f.write(text)
+
+
+def _balena_units() -> list[str]:
+    return sorted(name for name in os.listdir(BALENA_UNITS_DIR) if name.startswith("bench-balena"))
+
+
+def balena_boot() -> dict[str, float]:
+    """One boot of the baseline units: undone (unmounted), then started; ms from the start command
+    to the target's activation (every unit done), and the units it ran."""
     import time
 
-    time.sleep(MOUNT_RATELIMIT_S)
-    return ms
+    _run("systemctl", "stop", *_balena_units())
+    time.sleep(MOUNT_RATELIMIT_S)  # the unmounts' window of the mount table's rate limit
+    t0 = _monotonic_us()
+    _run("systemctl", "start", BALENA_TARGET)
+    done = int(_show(BALENA_TARGET, "ActiveEnterTimestampMonotonic")["ActiveEnterTimestampMonotonic"])
+    return {"ms": (done - t0) / 1000, "units": len(_balena_units()) - 1}
+
+
+def balena_remove() -> None:
+    units = _balena_units()
+    _run("systemctl", "stop", *units, check=False)
+    for name in units:
+        os.unlink(f"{BALENA_UNITS_DIR}/{name}")
+    _run("systemctl", "daemon-reload")
+    import shutil
+
+    shutil.rmtree(BALENA_DIR, ignore_errors=True)
+
+
+IMPORT_FLOOR = f"import sys; sys.path.insert(0, {HOSTD_PYTHON!r}); import asyncio; import dbus_fast.aio"
 
 
 def step_durations() -> dict[str, float]:
@@ -265,20 +322,30 @@ def step_durations() -> dict[str, float]:
     return {step["name"]: step["duration_ms"] for step in state["steps"]}
 
 
+BOOT_KEYS = ("ms", "boot_ready_ms", "hostd_to_nm_ms", "boot_to_nm_ms", "boot_to_inputs_ms")
+
+
 def cmd_boot(args: dict) -> dict:
-    names = ("cold", "warm", "restart", "chain", "offline", "import_floor", "mount_floor")
+    names = ("chain", "balena_units", "offline", "import_floor")
     results: dict[str, list] = {name: [] for name in names}
+    for mode in ("cold", "warm", "restart"):
+        results.update({f"{mode}_{key}": [] for key in BOOT_KEYS})
     steps: dict[str, list[dict[str, float]]] = {"cold": [], "warm": [], "restart": []}
-    for _ in range(args["runs"]):
-        for mode in ("cold", "warm", "restart"):
-            reset(mode, args["machine"])
-            if mode == "warm":  # hostd stopped, its mounts undone: the same mounts for a minimal client
-                results["mount_floor"].append(mount_floor())
-            results[mode].append(start_hostd()["ms"])
-            steps[mode].append(step_durations())
-        results["chain"].append(shell_chain(args["chain"]))
-        results["offline"].append(offline_apply())
-        results["import_floor"].append(oneshot_ms(["/usr/bin/python3", "-c", IMPORT_FLOOR]))
+    balena_install(args["chain"])
+    try:
+        for _ in range(args["runs"]):
+            for mode in ("cold", "warm", "restart"):
+                reset(mode, args["machine"])
+                booted = start_hostd()
+                for key in BOOT_KEYS:
+                    results[f"{mode}_{key}"].append(booted[key])
+                steps[mode].append(step_durations())
+            results["balena_units"].append(balena_boot()["ms"])
+            results["chain"].append(shell_chain(args["chain"]))
+            results["offline"].append(offline_apply())
+            results["import_floor"].append(oneshot_ms(["/usr/bin/python3", "-c", IMPORT_FLOOR]))
+    finally:
+        balena_remove()
     return {**results, "steps": steps}
 
 

@@ -234,6 +234,7 @@ DEFAULT_ARGS = {
     "admin_group": ["hostd-admin"],
     "probe_resolver": "127.0.0.2:53",
     "verbose": False,
+    "prepare": None,
 }
 
 
@@ -256,6 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the device's resolver, queried by the connectivity probe (default 127.0.0.2:53)",
     )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--prepare",
+        metavar="STAGE",
+        choices=("bind-sources", "network-inputs"),
+        help="run one boot stage offline and exit, as its oneshot unit does: bind-sources (the state "
+        "partition's bind sources, first boot and reset, before the bind mounts), network-inputs (the "
+        "files NetworkManager, dnsmasq and chrony read, and the hostname, before they start)",
+    )
     return parser
 
 
@@ -269,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     from hostd import logsetup
 
     logsetup.setup(args.verbose)
+    if args.prepare:
+        from hostd import prepare
+
+        return prepare.run(args.prepare, Path(args.root))
     host, _, port = args.probe_resolver.rpartition(":")
     daemon = Daemon(
         Layout(Path(args.root)),

@@ -35,6 +35,11 @@ def _without_openssl() -> None:
 
 def hostd() -> int:
     _without_openssl()
+    if len(sys.argv) == 3 and sys.argv[1] == "--prepare":
+        # A boot stage, as its oneshot unit runs it: no asyncio, no D-Bus, no argparse.
+        from hostd import prepare
+
+        return prepare.main(sys.argv[2])
     from hostd.daemon import main
 
     return main()

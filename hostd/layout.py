@@ -83,6 +83,11 @@ class Layout:
         return self.hostd_state / "config.json"
 
     @property
+    def trial_record(self) -> Path:
+        """A safe-apply trial in progress (hostd.transaction.TrialRecord), until its verdict."""
+        return self.hostd_state / "trial.json"
+
+    @property
     def saved_dnsmasq_servers(self) -> Path:
         """dnsServers as dnsmasq lines, copied to /run/dnsmasq.servers at boot by tmpfiles (before
         dnsmasq, hostd or not): a device whose hostd fails still has upstreams to be reached by."""
@@ -158,6 +163,11 @@ class Layout:
     def devmode_env(self) -> Path:
         """balenaOS's development flag, also the environment of the development-feature units."""
         return self.path("/var/volatile/development-features")
+
+    @property
+    def network_inputs_generation(self) -> Path:
+        """The generation whose network inputs hostd.prepare wrote at this boot (tmpfs: one boot's)."""
+        return self.path("/run/hostd/network-inputs.generation")
 
     @property
     def redsocks_conf(self) -> Path:

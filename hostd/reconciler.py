@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hostd import config as config_model
-from hostd import engine, generations, keys
+from hostd import engine, fsutil, generations, keys
 from hostd.bus import errors
 from hostd.layout import Layout
 from hostd.steps import ALL_STEPS, STEPS_BY_NAME
@@ -88,7 +88,7 @@ class Reconciler:
         self.records: dict[str, object] = {}
         self._publish = publish
         self._reconciled = reconciled
-        self._trial_file = layout.hostd_state / "trial.json"
+        self._trial_file = layout.trial_record
         self.retry = NO_RETRY
         self.retry_reported: RetryReported = lambda generation, attempt, of, outcome: None
         self._retrying: asyncio.Task[None] | None = None
@@ -255,6 +255,13 @@ class Reconciler:
                     "the uplink fails before generation %s is applied: %s", candidate, "; ".join(self._uplink_before)
                 )
         window = trial_timeout if trial_timeout is not None else loaded.config.safe_apply_timeout
+        written_at_boot = await asyncio.to_thread(fsutil.read_bytes, self.layout.network_inputs_generation)
+        if self.applied is None and written_at_boot == f"{candidate}\n".encode():
+            # At boot the change is in place already (hostd.prepare wrote the network's inputs
+            # before NetworkManager started): a checkpoint now would hold the changed state and its
+            # rollback bring the change back.  The good generation's files, restored through the
+            # steps, undo it.
+            return
         await self.transaction.take_checkpoint(nm, window)
 
     async def _apply(self, applied: Applied, steps: tuple[Step, ...], outcome: str) -> list[StepResult]:

@@ -14,7 +14,6 @@ it was interrupted (``TrialRecord``).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -29,6 +28,8 @@ from hostd import fsutil
 from hostd.bus import errors
 
 if TYPE_CHECKING:
+    import asyncio
+
     from hostd.bus.networkmanager import NetworkManagerAdapter
     from hostd.probe import ProbeSettings
 
@@ -130,6 +131,8 @@ class Transaction:
         self.state = TransactionState.NONE
         self.last_rollback = NO_ROLLBACK
         self.checkpoint = ""  # NetworkManager's checkpoint taken before the change on trial
+        import asyncio  # here, not at the top: the boot stage (hostd.prepare) reads TrialRecord without it
+
         self._judging: asyncio.Task[None] | None = None
         self._confirmed = asyncio.Event()
 
@@ -137,6 +140,8 @@ class Transaction:
         """Put the applied change on trial; ``judge`` waits for the verdict and acts on it."""
         self.state = state
         self._confirmed.clear()
+        import asyncio
+
         self._judging = asyncio.get_running_loop().create_task(judge)
 
     def supersede(self) -> None:
@@ -158,6 +163,8 @@ class Transaction:
 
     async def confirmation(self, timeout: float) -> Verdict:
         try:
+            import asyncio
+
             await asyncio.wait_for(self._confirmed.wait(), timeout)
         except TimeoutError:
             return Verdict(False, f"not confirmed within {timeout:g} s")
@@ -186,6 +193,8 @@ class Transaction:
             remaining = max(0.0, deadline - time.monotonic())
             with contextlib.suppress(errors.BusError):
                 await nm.checkpoint_extend(self.checkpoint, int(remaining) + CHECKPOINT_MARGIN)
+            import asyncio
+
             await asyncio.sleep(CHECKPOINT_EXTEND_EVERY)
 
     async def release_checkpoint(self, nm: NetworkManagerAdapter, *, roll_back: bool) -> str:

@@ -51,8 +51,7 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
         # /etc/hostname is written already; set the kernel's name directly.
         if not isinstance(exc, errors.ServiceUnavailable):
             outcome.problems.append(f"hostnamed not used ({exc}); the kernel's name is set directly")
-        if layout.is_live and socket.gethostname() != name:
-            socket.sethostname(name)
+        set_kernel_hostname(ctx)
     avahi = services.avahi
     try:
         await avahi.set_host_name(name)
@@ -66,3 +65,11 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
             "until it is free again"
         )
     return outcome
+
+
+def set_kernel_hostname(ctx: Context) -> None:
+    """The kernel's name set directly, as hostnamed sets it: without hostnamed, and at boot before
+    the bus (hostd.prepare), so that NetworkManager's DHCP requests and avahi carry the name."""
+    name = ctx.config.effective_hostname
+    if name is not None and ctx.layout.is_live and socket.gethostname() != name:
+        socket.sethostname(name)

@@ -6,7 +6,6 @@ already loaded is told over nl80211 (hostd/nl80211.py), as ``iw reg set`` does.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,6 +43,8 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
     outcome = Outcome()
     if not ctx.layout.is_live:
         return outcome  # the kernel's domain is the running system's, not a root directory's
+    import asyncio  # the live side only: the boot stage (hostd.prepare) runs without it
+
     from hostd import nl80211  # only devices that set a country need it
 
     # Removed from config.json: the kernel keeps the last hint until told the world domain.

@@ -4,13 +4,15 @@ Also the first-boot / reset flag: when ``remove_me_to_reset`` is missing from a 
 boot (none of its bind mounts made yet), its overlay is wiped and the flag recreated.  Missing
 bind sources are created with the type of their target, with its mode and owner, and empty: the
 image's content is not copied, except the CA certificates, without which nothing can use TLS.
-The mounts themselves are made through systemd by the daemon; offline they are reported as
+At boot this file work runs before the mounts (``hostd --prepare bind-sources``), and the state
+partition's mounts are static units (units/mounts, written from STATE_BIND_PATHS by
+packaging/bind_units.py); the daemon finds them made, and makes through systemd only what is
+missing (a unit stopped since, the data partition's journal).  Offline they are reported as
 pending.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import stat
 from functools import partial
@@ -217,6 +219,8 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
             stopped.add(change)
         to_mount.append(change)
     # One job each, all at once: systemd runs them in parallel.
+    import asyncio  # the live side only: the boot stage (hostd.prepare) runs without it
+
     jobs = await asyncio.gather(
         *(
             systemd.start_unit(unit_name_from_path(str(layout.path(c.path))))

@@ -8,7 +8,6 @@ act on devices already there, not only on the next one plugged in.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from hostd import keys
@@ -52,6 +51,8 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
     if not ctx.layout.path("/run/udev/control").exists():
         outcome.problems.append("systemd-udevd is not running: the rules take effect when it starts")
         return outcome
+    import asyncio  # the live side only: the offline steps (hostd.prepare) run without it
+
     for argv in (
         ("udevadm", "control", "--reload"),
         ("udevadm", "trigger", "--action=change", "--settle"),

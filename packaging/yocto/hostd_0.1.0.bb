@@ -25,7 +25,8 @@ S = "${@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}/hostd-git"
 
 inherit python_setuptools_build_meta systemd
 
-SYSTEMD_SERVICE:${PN} = "hostd.service hostd-clock.service hostd-clock-save.timer"
+# hostd, its boot stages (before the bind mounts and before the network), the clock and its save timer
+SYSTEMD_SERVICE:${PN} = "hostd.service hostd-bind-sources.service hostd-network-inputs.service hostd-clock.service hostd-clock-save.timer"
 SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 
 # Every row of packaging/install-map, through the same script the Debian package uses; the
@@ -39,6 +40,9 @@ FILES:${PN} += "\
     ${PYTHON_SITEPACKAGES_DIR}/hostd \
     ${PYTHON_SITEPACKAGES_DIR}/hostd-${PV}.dist-info \
     ${systemd_system_unitdir}/hostd.service \
+    ${systemd_system_unitdir}/hostd-bind-sources.service \
+    ${systemd_system_unitdir}/hostd-network-inputs.service \
+    ${systemd_system_unitdir}/*.mount \
     ${systemd_system_unitdir}/balena-hostname.service \
     ${systemd_system_unitdir}/resin-hostname.service \
     ${systemd_system_unitdir}/hostd-redsocks.service \

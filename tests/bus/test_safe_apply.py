@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from hostd import prepare
 from hostd.daemon import Daemon
 from hostd.layout import Layout
 
@@ -212,6 +213,32 @@ async def test_networkmanager_checkpoint_is_the_inner_layer(tmp_path: Path, bus_
         assert fake.manager.checkpoint_calls[-1][0] == "rollback" and not fake.manager.checkpoints
         _when, _rejected, _reason, evidence = (await properties(bus_address))["LastRollback"]
         assert "NetworkManager checkpoint rolled back" in evidence
+
+
+async def test_a_change_the_boot_stage_wrote_is_probed_without_a_checkpoint(tmp_path: Path, bus_address: str) -> None:
+    """The boot partition changed while the device was off: at boot hostd.prepare writes the new
+    generation's network inputs before NetworkManager starts, then hostd puts it on trial.  No
+    NetworkManager checkpoint is taken (it would hold the changed state, and its rollback bring the
+    change back); the good generation's files, restored through the steps, undo it."""
+    fake = FakeNetworkManager(bus_address)
+    await fake.start()
+    layout = make_root(tmp_path, config(dnsServers="1.1.1.1"))
+    async with resolver() as (dns, address):
+        async with daemon_on(layout, bus_address, address) as daemon:
+            good = daemon.reconciler.store.good()
+        layout.config_json.write_text(json.dumps(config(dnsServers="192.0.2.1")))
+        assert prepare.run("network-inputs", layout.root) == 0
+        assert layout.dnsmasq_servers.read_text() == "server=192.0.2.1\n"
+        dns.cut_off = lambda: "192.0.2.1" in layout.dnsmasq_servers.read_text()
+        calls = len(fake.manager.checkpoint_calls)
+        async with daemon_on(layout, bus_address, address) as daemon:
+            assert daemon.reconciler.transaction.state == "probing"
+            await wait_until(lambda: daemon.reconciler.transaction.state == "", timeout=10)
+            after = await properties(bus_address)
+            assert after["Generation"] == after["GoodGeneration"] == good
+            servers = layout.dnsmasq_servers.read_text()  # beside the (fake) network's own
+            assert "server=1.1.1.1\n" in servers and "192.0.2.1" not in servers
+            assert [call for call in fake.manager.checkpoint_calls[calls:] if call[0] == "create"] == []
 
 
 async def test_try_interrupted_by_a_restart_is_rolled_back_at_the_next_start(tmp_path: Path, bus_address: str) -> None:

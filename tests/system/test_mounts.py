@@ -47,14 +47,16 @@ def test_bind_mounts_from_partitions(hostd: Hostd) -> None:
     assert step["problems"] == [] and step["status"] in ("ok", "changed"), step
 
 
-# services that read or write bound paths, each started only after hostd's mounts at boot
+# services that read or write bound paths
 CONSUMERS = ("NetworkManager.service", "systemd-logind.service")
 
 
-def test_bind_mounts_before_their_consumers_start(hostd: Hostd) -> None:
-    """Every bind mount unit became active before hostd reported ready, and hostd before
-    NetworkManager and logind (/var/lib/systemd) left `inactive` at boot (systemd's own monotonic
-    timestamps); sshd's host key, generated at the first boot, is on the state partition."""
+def test_bind_mounts_exist_before_hostd_starts(hostd: Hostd) -> None:
+    """systemd's own monotonic timestamps of a boot: every state-partition mount is a static unit
+    (units/mounts) that became active after hostd-bind-sources.service and before hostd's process
+    started, and before NetworkManager and logind (/var/lib/systemd) left `inactive`; the journal's
+    (hostd's own, as persistentLogging says) before hostd's READY; sshd's host key, generated at
+    the first boot, is on the state partition."""
     tb = hostd.tb
 
     def mono(unit: str, prop: str) -> int:
@@ -63,19 +65,22 @@ def test_bind_mounts_before_their_consumers_start(hostd: Hostd) -> None:
     def boot_finished() -> int:
         return int(tb.exec(["systemctl", "show", "-P", "FinishTimestampMonotonic"]).stdout)
 
-    def boot_order() -> tuple[int, ...]:
-        return (
-            mono("hostd.service", "ActiveEnterTimestampMonotonic"),
-            *(mono(unit, "InactiveExitTimestampMonotonic") for unit in CONSUMERS),
-        )
-
-    if max(boot_order()) > boot_finished():  # restarted since boot (an earlier test): look at a fresh boot
+    if mono("hostd.service", "ActiveEnterTimestampMonotonic") > boot_finished():  # restarted since boot
         tb.reboot()
         hostd.wait_ready()
-    hostd_ready, *consumers_started = boot_order()
-    assert all(0 < hostd_ready < started < boot_finished() for started in consumers_started), boot_order()
+    hostd_started = mono("hostd.service", "ExecMainStartTimestampMonotonic")
+    hostd_ready = mono("hostd.service", "ActiveEnterTimestampMonotonic")
+    consumers_started = [mono(unit, "InactiveExitTimestampMonotonic") for unit in CONSUMERS]
     assert (tb.state_dir / "root-overlay/etc/ssh/hostkeys/ssh_host_ed25519_key").is_file()
-    for path in STATE_PATHS + DATA_PATHS:
+    for path in STATE_PATHS:
+        unit = mount_unit(hostd, path)
+        props = hostd.unit_props(unit, "ActiveState", "ActiveEnterTimestampMonotonic", "FragmentPath", "After")
+        assert props["ActiveState"] == "active", (unit, props)
+        assert props["FragmentPath"] == f"/lib/systemd/system/{unit}", (unit, props)  # shipped, not transient
+        assert "hostd-bind-sources.service" in props["After"].split(), (unit, props)
+        mounted = int(props["ActiveEnterTimestampMonotonic"])
+        assert 0 < mounted < hostd_started and all(mounted < started for started in consumers_started), (unit, props)
+    for path in DATA_PATHS:
         unit = mount_unit(hostd, path)
         props = hostd.unit_props(unit, "ActiveState", "ActiveEnterTimestampMonotonic", "Description")
         assert props["ActiveState"] == "active" and props["Description"].startswith("hostd"), (unit, props)

@@ -108,3 +108,10 @@ def test_daemon_defaults_match_its_parser() -> None:
     from hostd import daemon
 
     assert vars(daemon.build_parser().parse_args([])) == daemon.DEFAULT_ARGS
+
+
+def test_balena_chain_splits_into_one_unit_per_step() -> None:
+    """The balenaOS-as-units baseline runs each `bash -c` block of the chain as its own oneshot."""
+    steps = device_side.chain_steps((REPO / "bench/balena_chain.sh").read_text())
+    assert len(steps) == 7
+    assert all("$ROOT" in step and not step.startswith("'") for step in steps)

@@ -166,6 +166,10 @@ def test_debian_rules_and_maintainer_scripts() -> None:
     assert "packaging/install-files" in rules and "/usr/lib/hostd/python" in rules
     assert "manpages.py" in rules and "completion.py" in rules and "launchers.py" in rules
     assert "dh_installsystemd --no-start" in rules
+    # the rules name the units they handle: every unit with an [Install] section must be among them
+    named = set(re.findall(r"[\w.-]+\.(?:service|timer)", rules))
+    enabled = {p.name for p in (REPO / "units").glob("*.[st]*") if "[Install]" in p.read_text()}
+    assert enabled <= named, f"not in debian/rules: {sorted(enabled - named)}"
     assert "dh_python3 --no-guessing-deps $(PRIVATE)" in rules  # byte-compiled at install
     assert (DEBIAN / "source/format").read_text().strip() == "3.0 (native)"
     for script in ("rules", "prerm"):

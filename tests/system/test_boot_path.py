@@ -1,0 +1,77 @@
+"""The boot path: the network starts on its inputs (hostd-network-inputs.service), not on hostd's
+READY; the profiles it reads are in place before it starts; first boot and reset (the state
+partition's flag) are handled before the bind mounts, by hostd-bind-sources.service."""
+
+from __future__ import annotations
+
+import pytest
+
+from .device import Hostd
+
+pytestmark = pytest.mark.system
+
+INPUTS = "hostd-network-inputs.service"
+NETWORK = ("NetworkManager.service", "dnsmasq.service", "chrony.service")
+DUMMY = (
+    "[connection]\nid=boot-dummy\ntype=dummy\ninterface-name=bootdum0\nautoconnect=false\n\n"
+    "[ipv4]\nmethod=disabled\n\n[ipv6]\nmethod=ignore\n"
+)
+
+
+def mono(hostd: Hostd, unit: str, prop: str) -> int:
+    return int(hostd.unit_props(unit, prop)[prop])
+
+
+def test_the_network_starts_on_its_inputs_not_on_hostds_ready(boot: Hostd) -> None:
+    """A boot profile new on the boot partition: after a reboot NetworkManager has it loaded,
+    although hostd neither wrote it (its report: `unchanged`, found imported) nor asked
+    NetworkManager to load it (hostd loads only the files it wrote): NetworkManager read it when it
+    started.  systemd's timestamps: NetworkManager, dnsmasq and chrony started after the inputs
+    were written and before hostd was ready."""
+    tb = boot.tb
+    tb.systemctl("stop", "hostd.service")  # the profile arrives while the device is off: hostd's watch is not running
+    (tb.boot_dir / "system-connections/boot-dummy.nmconnection").write_text(DUMMY)
+    tb.reboot()
+    boot.wait_ready()
+    inputs_done = mono(boot, INPUTS, "ActiveEnterTimestampMonotonic")
+    hostd_ready = mono(boot, "hostd.service", "ActiveEnterTimestampMonotonic")
+    for unit in NETWORK:
+        started = mono(boot, unit, "InactiveExitTimestampMonotonic")
+        assert 0 < inputs_done <= started < hostd_ready, (unit, inputs_done, started, hostd_ready)
+
+    [entry] = [e for e in boot.step("connections")["report"] if e["name"] == "boot-dummy.nmconnection"]
+    assert entry["status"] == "unchanged" and entry.get("nm") == "loaded", entry
+    profiles = boot.nm_profiles()  # NetworkManager's own D-Bus API (nmcli)
+    assert profiles.get("/etc/NetworkManager/system-connections/boot-dummy.nmconnection") == "boot-dummy", profiles
+    journal = tb.exec(["journalctl", "-b", "-u", INPUTS, "-o", "cat", "--no-pager"]).stdout
+    assert "connections: write /etc/NetworkManager/system-connections/boot-dummy.nmconnection" in journal, journal
+
+
+def test_the_kernel_hostname_is_set_before_the_network_starts(boot: Hostd) -> None:
+    """NetworkManager sends the hostname with DHCP: the stage sets it from config.json (or the
+    uuid) before NetworkManager starts, so hostd's own hostname step finds it set."""
+    tb = boot.tb
+    name = boot.describe()["hostname"]
+    tb.exec(["hostname", "not-yet"])
+    tb.reboot()
+    boot.wait_ready()
+    journal = tb.exec(["journalctl", "-b", "-u", "NetworkManager.service", "-o", "short-monotonic", "--no-pager"])
+    assert f" {name} " in journal.stdout.splitlines()[0], journal.stdout.splitlines()[:1]
+    assert tb.exec(["hostname"]).stdout.strip() == name
+
+
+def test_bind_sources_only_at_first_boot_or_reset(boot: Hostd) -> None:
+    """The stage ran at this device's first boot (or not, at a plain reboot: its condition), and
+    runs again when the reset flag is gone at boot, before every state-partition mount."""
+    tb = boot.tb
+    tb.reboot()
+    boot.wait_ready()
+    assert boot.unit_props("hostd-bind-sources.service", "ConditionResult")["ConditionResult"] == "no"
+    (tb.state_dir / "remove_me_to_reset").unlink()
+    tb.reboot()
+    boot.wait_ready()
+    props = boot.unit_props("hostd-bind-sources.service", "ConditionResult", "ActiveEnterTimestampMonotonic")
+    assert props["ConditionResult"] == "yes", props
+    mounted = mono(boot, "etc-NetworkManager-system\\x2dconnections.mount", "ActiveEnterTimestampMonotonic")
+    assert 0 < int(props["ActiveEnterTimestampMonotonic"]) <= mounted, (props, mounted)
+    assert (tb.state_dir / "remove_me_to_reset").exists()

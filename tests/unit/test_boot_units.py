@@ -1,0 +1,95 @@
+"""The boot's units: the state partition's mount units are the state step's list, their sources are
+made before them, and the network waits for its inputs only, not for hostd."""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from hostd.bus.systemd import unit_name_from_path
+from hostd.layout import Layout
+from hostd.steps import state
+
+REPO = Path(__file__).resolve().parents[2]
+UNITS = REPO / "units"
+sys.path.insert(0, str(REPO / "packaging"))
+import bind_units  # noqa: E402
+
+NETWORK = ("NetworkManager.service", "ModemManager.service", "dnsmasq.service", "chrony.service")
+
+
+def unit(name: str) -> dict[str, dict[str, list[str]]]:
+    """section -> key -> every value (systemd's lists: repeated keys and space-separated words)."""
+    sections: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    section = ""
+    for line in (UNITS / name).read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        sections[section][key] += value.split() if key in ("After", "Before", "Wants", "WantedBy") else [value]
+    return sections
+
+
+def install_map() -> dict[str, str]:
+    rows = {}
+    for line in (REPO / "packaging/install-map").read_text().splitlines():
+        parts = line.split("#", 1)[0].split()
+        if parts:
+            rows[parts[0]] = parts[1]
+    return rows
+
+
+def test_committed_units_are_what_the_packaging_script_writes(tmp_path: Path) -> None:
+    """Regenerate with packaging/bind_units.py after changing hostd/steps/state.py."""
+    bind_units.main([str(tmp_path)])
+    generated = {str(p.relative_to(tmp_path)): p.read_text() for p in tmp_path.rglob("*") if p.is_file()}
+    committed = {rel: (UNITS / rel).read_text() for rel in generated if (UNITS / rel).is_file()}
+    assert committed == generated
+    mounts = {p.name for p in (UNITS / bind_units.MOUNTS_DIR).iterdir()}
+    assert mounts == {Path(rel).name for rel in generated if rel.endswith(".mount")}
+
+
+def test_one_mount_unit_per_state_path_bound_from_its_source() -> None:
+    layout = Layout()
+    sources = dict((str(target), str(source)) for source, target in state.bind_mounts(layout))
+    shipped = install_map()
+    for path in state.STATE_BIND_PATHS:
+        name = unit_name_from_path(path)
+        mount = unit(f"mounts/{name}")
+        assert mount["Mount"]["Where"] == [path] and mount["Mount"]["What"] == [sources[path]], name
+        assert mount["Mount"]["Options"] == ["bind"]
+        assert mount["Unit"]["Description"][0].startswith("hostd"), name
+        assert shipped[f"units/mounts/{name}"] == f"/usr/lib/systemd/system/{name}"
+    # /var/log/journal stays hostd's live decision (persistentLogging)
+    assert not any((UNITS / "mounts" / unit_name_from_path(p)).exists() for p in state.DATA_BIND_PATHS)
+
+
+def test_bind_sources_run_before_the_mounts_and_only_when_something_is_missing() -> None:
+    sources = unit("hostd-bind-sources.service")
+    names = [unit_name_from_path(path) for path in state.STATE_BIND_PATHS]
+    assert set(names) <= set(sources["Unit"]["Wants"]) and set(names) <= set(sources["Unit"]["Before"])
+    assert "local-fs.target" in sources["Unit"]["Before"] and sources["Install"]["WantedBy"] == ["sysinit.target"]
+    assert sources["Unit"]["DefaultDependencies"] == ["no"]
+    layout = Layout()
+    missing = {f"|!{layout.state / state.RESET_FLAG}", f"|!{layout.data / state.RESET_FLAG}"}
+    missing |= {f"|!{source}" for source, _ in state.bind_mounts(layout)}
+    assert set(sources["Unit"]["ConditionPathExists"]) == missing
+    assert sources["Service"]["ExecStart"] == ["/usr/bin/hostd --prepare bind-sources"]
+
+
+def test_the_network_waits_for_its_inputs_not_for_hostd() -> None:
+    inputs = unit("hostd-network-inputs.service")
+    assert set(NETWORK) <= set(inputs["Unit"]["Before"]) and "network-pre.target" in inputs["Unit"]["Before"]
+    assert "local-fs.target" in inputs["Unit"]["After"] and inputs["Unit"]["DefaultDependencies"] == ["no"]
+    assert inputs["Service"]["ExecStart"] == ["/usr/bin/hostd --prepare network-inputs"]
+    hostd = unit("hostd.service")
+    assert "hostd-network-inputs.service" in hostd["Unit"]["After"]
+    # Nothing of the network is ordered after hostd (network-pre.target would hold NetworkManager).
+    assert not set(hostd["Unit"]["Before"]) & {*NETWORK, "network-pre.target"}
+    # avahi-daemon waits for hostd: discoverability set off holds from boot.
+    assert "avahi-daemon.service" in hostd["Unit"]["Before"]
