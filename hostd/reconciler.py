@@ -100,7 +100,9 @@ class Reconciler:
 
     def facts(self) -> Facts:
         nm = self.services.networkmanager
-        return Facts(network_dns_servers=tuple(nm.dns_servers) if nm.attached else ())
+        if not nm.attached:
+            return Facts()
+        return Facts(network_dns_servers=tuple(nm.dns_servers), network_ntp_servers=nm.ntp_servers)
 
     def ordered_results(self) -> list[StepResult]:
         return [self.results[step.NAME] for step in ALL_STEPS if step.NAME in self.results]

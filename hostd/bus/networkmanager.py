@@ -1,4 +1,5 @@
-"""NetworkManager: connection profiles on disk, overall state and connectivity, the DNS servers it uses.
+"""NetworkManager: connection profiles on disk, overall state and connectivity, the DNS servers it
+uses, the NTP servers its DHCP leases offer.
 
 Profiles are read through GetSettings, which never carries secrets; even so only id, uuid, type,
 interface name and autoconnect settings are kept from it, and nothing from a profile is logged.
@@ -12,13 +13,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dbus_fast import Message
 from dbus_fast.aio import MessageBus
 
 from hostd.bus import errors, names
 from hostd.bus.base import DEFAULT_TIMEOUT, BusAdapter, Callbacks, TolerantIntEnum, properties_changed_rule
 
 NM_DEVICE_INTERFACE = "org.freedesktop.NetworkManager.Device"
-NM_ACTIVE_INTERFACE = "org.freedesktop.NetworkManager.Connection.Active"
+NM_ACTIVE_INTERFACE = names.NM_ACTIVE_CONNECTION_INTERFACE
+# DHCP option names as NetworkManager's DHCP clients report them (option 42; DHCPv6 option 56/31)
+DHCP_NTP_OPTIONS = {
+    names.NM_DHCP4_CONFIG_INTERFACE: ("ntp_servers",),
+    names.NM_DHCP6_CONFIG_INTERFACE: ("dhcp6_ntp_servers", "dhcp6_sntp_servers"),
+}
 NM_OBJECT_MANAGER_PATH = "/org/freedesktop"
 CONNECTIVITY_CHECK_TIMEOUT = 30.0
 """CheckConnectivity answers after NetworkManager's own HTTP probe, which can take many seconds."""
@@ -80,12 +87,28 @@ class NetworkManagerAdapter(BusAdapter):
     signal_rules = (
         properties_changed_rule(path=names.NM_PATH),
         properties_changed_rule(path=names.NM_DNS_MANAGER_PATH),
+        # a lease renewed with other options; a new lease is a new object
+        properties_changed_rule(path_namespace=names.NM_DHCP4_CONFIG_PATH),
+        properties_changed_rule(path_namespace=names.NM_DHCP6_CONFIG_PATH),
+        *(
+            {
+                "path": NM_OBJECT_MANAGER_PATH,
+                "interface": names.OBJECT_MANAGER_INTERFACE,
+                "member": "InterfacesAdded",
+                "arg0path": prefix + "/",
+            }
+            for prefix in (names.NM_DHCP4_CONFIG_PATH, names.NM_DHCP6_CONFIG_PATH)
+        ),
     )
 
     def __init__(self, bus: MessageBus, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         super().__init__(bus, timeout=timeout)
         self._dns_servers_callbacks = Callbacks(self._log, "DNS servers changed")
         self._notified_dns_servers: list[str] | None = None
+        self._ntp_servers_callbacks = Callbacks(self._log, "NTP servers changed")
+        self._ntp_servers: tuple[str, ...] = ()
+        self._ntp_read: asyncio.Task[None] | None = None
+        self._ntp_read_again = False
 
     @property
     def state(self) -> NMState:
@@ -108,6 +131,14 @@ class NetworkManagerAdapter(BusAdapter):
     def on_dns_servers_changed(self, callback: Callable[[list[str]], Awaitable[None]]) -> None:
         """Register a callback that gets the new dns_servers whenever NetworkManager changes them."""
         self._dns_servers_callbacks.add(callback)
+
+    @property
+    def ntp_servers(self) -> tuple[str, ...]:
+        """NTP servers the active connections' DHCP leases offer (IPv4, then IPv6), without duplicates."""
+        return self._ntp_servers
+
+    def on_ntp_servers_changed(self, callback: Callable[[tuple[str, ...]], Awaitable[None]]) -> None:
+        self._ntp_servers_callbacks.add(callback)
 
     async def load_connections(self, filenames: Sequence[str]) -> LoadResult:
         """Load or reload these keyfiles without restarting NetworkManager."""
@@ -288,13 +319,86 @@ class NetworkManagerAdapter(BusAdapter):
             self._fetch_properties(names.NM_DNS_MANAGER_PATH, names.NM_DNS_MANAGER_INTERFACE),
         )
         self._notify_dns_servers()
+        await self._read_ntp_servers()
 
     def _on_properties_changed(self, path: str, interface: str, changed: set[str]) -> None:
         if interface == names.NM_DNS_MANAGER_INTERFACE and "Configuration" in changed:
             self._notify_dns_servers()
+        if (interface == names.NM_INTERFACE and "ActiveConnections" in changed) or (
+            interface in DHCP_NTP_OPTIONS and "Options" in changed
+        ):
+            self._reread_ntp_servers()
+
+    def _on_signal(self, message: Message) -> None:
+        if message.member == "InterfacesAdded" and set(message.body[1]) & set(DHCP_NTP_OPTIONS):
+            self._reread_ntp_servers()
+
+    def _on_detached(self) -> None:
+        if self._ntp_read is not None:
+            self._ntp_read.cancel()
+
+    def _reread_ntp_servers(self) -> None:
+        """One read at a time; a change during a read is read again after it."""
+        if self._ntp_read is not None and not self._ntp_read.done():
+            self._ntp_read_again = True
+            return
+
+        async def read() -> None:
+            while True:
+                self._ntp_read_again = False
+                try:
+                    await self._read_ntp_servers()
+                except errors.BusError as err:
+                    self._log.debug("DHCP options not read: %s", err)
+                if not self._ntp_read_again:
+                    return
+
+        self._ntp_read = asyncio.get_running_loop().create_task(read())
+
+    async def _read_ntp_servers(self) -> None:
+        """Active connections -> their DHCP4Config/DHCP6Config -> the NTP options (cached, so a
+        renewal's PropertiesChanged keeps them current)."""
+        actives = self._cached(names.NM_PATH, names.NM_INTERFACE).get("ActiveConnections", [])
+        configs: list[tuple[str, str]] = []
+        for active in actives:
+            try:
+                (props,) = await self._call(active, names.PROPERTIES_INTERFACE, "GetAll", "s", NM_ACTIVE_INTERFACE)
+            except errors.RemoteError:
+                continue  # deactivated meanwhile
+            configs += [
+                (str(props.get(key, "/")), interface)
+                for key, interface in (
+                    ("Dhcp4Config", names.NM_DHCP4_CONFIG_INTERFACE),
+                    ("Dhcp6Config", names.NM_DHCP6_CONFIG_INTERFACE),
+                )
+                if str(props.get(key, "/")) != "/"
+            ]
+        configs.sort(key=lambda config: config[1])  # IPv4's first
+        servers: list[str] = []
+        for path, interface in configs:
+            try:
+                options = (await self._fetch_properties(path, interface)).get("Options", {})
+            except errors.RemoteError:
+                continue  # the lease ended meanwhile
+            for option in DHCP_NTP_OPTIONS[interface]:
+                servers += [s for s in str(options.get(option, "")).split() if _usable_server(s)]
+        stale = {key for key in self._caches if key[1] in DHCP_NTP_OPTIONS} - set(configs)
+        for path, interface in stale:
+            self._forget_cache(path, (interface,))
+        found = tuple(dict.fromkeys(servers))
+        if found != self._ntp_servers:
+            self._ntp_servers = found
+            self._ntp_servers_callbacks.fire(found)
 
     def _notify_dns_servers(self) -> None:
         servers = self.dns_servers
         if servers != self._notified_dns_servers:
             self._notified_dns_servers = servers
             self._dns_servers_callbacks.fire(servers)
+
+
+def _usable_server(server: str) -> bool:
+    """An address or a host name: what goes into chrony's sources file, and nothing else."""
+    from hostd.keys import is_fqdn, is_ip
+
+    return is_ip(server) or is_fqdn(server)

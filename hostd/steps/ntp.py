@@ -1,4 +1,7 @@
-"""chrony's extra sources (``ntpServers``), one ``pool NAME iburst`` line each, in its sourcedir.
+"""chrony's extra sources in its sourcedir: ``ntpServers``, one ``pool NAME iburst`` line each,
+and with ``os.ntp.mode`` append (the default) the servers the network's DHCP leases offer, one
+``server ADDRESS iburst`` line each (what balenaOS's dispatcher script adds); exclusive leaves
+them out.  chrony.conf's own pools are the image's: hostd does not own that file.
 
 Live: ``chronyc reload sources`` when they changed and chronyd runs; chrony's tracking recorded
 for the API.
@@ -21,7 +24,7 @@ log = logging.getLogger("hostd.steps.ntp")
 
 NAME = "ntp"
 KEYS = keys.read_by(NAME)
-TRIGGERS = frozenset({Event.CHRONYD_RETURNED})
+TRIGGERS = frozenset({Event.CHRONYD_RETURNED, Event.NETWORK_NTP_CHANGED})
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,22 @@ class Tracking:
         }
 
 
+def network_servers(ctx: Context) -> tuple[str, ...]:
+    """The DHCP-offered servers chrony is given: none in exclusive mode, none already configured."""
+    if ctx.config.ntp_mode == "exclusive":
+        return ()
+    return tuple(server for server in ctx.facts.network_ntp_servers if server not in ctx.config.ntp_servers)
+
+
+def sources(ctx: Context) -> bytes | None:
+    lines = [f"pool {server} iburst\n" for server in ctx.config.ntp_servers]
+    lines += [f"server {server} iburst\n" for server in network_servers(ctx)]
+    return "".join(lines).encode() if lines else None
+
+
 def plan(ctx: Context) -> Plan:
     result = Plan()
-    servers = ctx.config.ntp_servers
-    content = "".join(f"pool {server} iburst\n" for server in servers).encode() if servers else None
+    content = sources(ctx)
     path = ctx.layout.chrony_sources
     # A chrony unit with RuntimeDirectory= (Debian's) hands the directory, files included, to
     # chrony's user when it starts: the file has the directory's owner, or every run would take it back.

@@ -61,6 +61,7 @@ RDEPENDS:${PN} += "\
     python3-core \
     python3-crypt \
     python3-dbus-fast \
+    python3-email \
     python3-io \
     python3-json \
     python3-logging \
