@@ -98,6 +98,10 @@ class Reconciler:
     def applied_id(self) -> str:
         return self.applied.id if self.applied is not None else ""
 
+    def current_config(self) -> config_model.Config:
+        """The configuration the device runs (defaults before the first reconcile)."""
+        return self.applied.config if self.applied is not None else config_model.Config()
+
     def facts(self) -> Facts:
         nm = self.services.networkmanager
         if not nm.attached:

@@ -217,7 +217,7 @@ def main(request_path: str = REQUEST, result_path: str = RESULT) -> int:
         json.dump(result, file)
     os.replace(temporary, result_path)
     print(("time verified: " if result["ok"] else "time not verified: ") + json.dumps(result), file=sys.stderr)
-    return 0 if result["ok"] else 1
+    return 0  # an unverified time is a result too, for hostd to report: not a failed unit
 
 
 def _network_error(err: BaseException) -> str:

@@ -3,8 +3,8 @@ and with ``os.ntp.mode`` append (the default) the servers the network's DHCP lea
 ``server ADDRESS iburst`` line each (what balenaOS's dispatcher script adds); exclusive leaves
 them out.  chrony.conf's own pools are the image's: hostd does not own that file.
 
-Live: ``chronyc reload sources`` when they changed and chronyd runs; chrony's tracking recorded
-for the API.
+Live: ``chronyc reload sources`` when they changed and chronyd runs.  chrony's tracking and the
+clock's trust are followed by ``hostd.timesync``.
 """
 
 from __future__ import annotations
@@ -28,23 +28,10 @@ TRIGGERS = frozenset({Event.CHRONYD_RETURNED, Event.NETWORK_NTP_CHANGED})
 
 
 @dataclass(frozen=True)
-class Tracking:
-    """chrony's ``tracking`` answer, as Describe() shows it."""
+class Given:
+    """The network's (DHCP) servers chrony was given beside ``ntpServers``."""
 
-    reference: str
-    stratum: int
-    leap_status: str
-    synchronized: bool
-    system_time_offset: float
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "reference": self.reference,
-            "stratum": self.stratum,
-            "leapStatus": self.leap_status,
-            "synchronized": self.synchronized,
-            "systemTimeOffset": self.system_time_offset,
-        }
+    network_servers: tuple[str, ...]
 
 
 def network_servers(ctx: Context) -> tuple[str, ...]:
@@ -61,7 +48,7 @@ def sources(ctx: Context) -> bytes | None:
 
 
 def plan(ctx: Context) -> Plan:
-    result = Plan()
+    result = Plan(record=Given(network_servers(ctx)))
     content = sources(ctx)
     path = ctx.layout.chrony_sources
     # A chrony unit with RuntimeDirectory= (Debian's) hands the directory, files included, to
@@ -85,18 +72,6 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
             return outcome  # stopped meanwhile: it reads its sourcedir when it starts
     if services.timedate1.available:
         await services.timedate1.refresh()  # timedated never signals NTPSynchronized
-    try:
-        tracking = await chrony.tracking()
-    except errors.BusError as exc:
-        log.debug("chrony tracking unknown: %s", exc)
-        return outcome
-    outcome.record = Tracking(
-        tracking.reference,
-        tracking.stratum,
-        tracking.leap_status.value,
-        tracking.synchronized,
-        tracking.system_time_offset,
-    )
     return outcome
 
 

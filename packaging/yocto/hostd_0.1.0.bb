@@ -42,6 +42,7 @@ FILES:${PN} += "\
     ${systemd_system_unitdir}/balena-hostname.service \
     ${systemd_system_unitdir}/resin-hostname.service \
     ${systemd_system_unitdir}/hostd-redsocks.service \
+    ${systemd_system_unitdir}/hostd-time-probe.service \
     ${datadir}/dbus-1/system.d/io.hostd1.conf \
     ${datadir}/dbus-1/system-services/io.hostd1.service \
     ${datadir}/dbus-1/interfaces/io.hostd1.Manager.xml \
