@@ -415,4 +415,5 @@ class Reconciler:
     def _probe_settings(self, config: config_model.Config) -> ProbeSettings:
         from hostd import probe
 
-        return probe.ProbeSettings(config.probe_name, self.probe_resolver, config.connectivity_uri)
+        ca_pem = keys.root_ca_pem(config.root_ca) if config.root_ca else ""
+        return probe.ProbeSettings(config.probe_name, self.probe_resolver, config.connectivity_uri, ca_pem)

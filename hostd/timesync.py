@@ -260,7 +260,10 @@ class TimeMonitor:
             return
         target = probe_target(self._config())
         if target is None:
-            self._problem = "no NTP server has answered, and no https connectivity URI to take the time from"
+            problem = "no NTP server has answered, and no https connectivity URI to take the time from"
+            if problem != self._problem:
+                log.warning("time not trusted: %s", problem)
+            self._problem = problem
             self.schedule.failed(self._clock())
             return
         self._probe = asyncio.get_running_loop().create_task(self._run_probe(*target))
