@@ -143,6 +143,9 @@ def test_nothing_reachable_is_untrusted_and_does_not_delay_boot(boot: Hostd, ca:
     assert 0 < hostd_ready <= probe_start < probe_end
     assert nm_running < probe_end  # NetworkManager never waited for the probe
     assert probe_end - probe_start <= PROBE_BOUND * 1_000_000
+    # TLS ran in the probe's own process: OpenSSL's TLS library is not mapped into hostd
+    maps = boot.tb.exec(["cat", f"/proc/{boot.pid()}/maps"]).stdout
+    assert "libssl" not in maps and "_ssl." not in maps
 
 
 def first_probe_run(hostd: Hostd) -> tuple[int, int]:
