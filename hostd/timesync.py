@@ -119,8 +119,8 @@ class TimeState:
     source: str
     last_sync: int
     tracking: tuple[str, int, str]  # reference, stratum, leap status ("", 0, "") when unknown
-    offset: float  # seconds the clock is behind chrony's reference (Describe only: it moves every poll)
-    problem: str  # why the time is not trusted ("" when it is)
+    offset: float = field(compare=False)  # seconds behind chrony's reference: Describe only, it moves every poll
+    problem: str = ""  # why the time is not trusted ("" when it is)
 
     def as_dict(self) -> dict[str, Any]:
         reference, stratum, leap = self.tracking
