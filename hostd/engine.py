@@ -38,7 +38,7 @@ def written_dirs(layout: Layout) -> set[Path]:
         layout.redsocks_conf,
     )
     dirs = {path.parent for path in files} | {layout.nm_connections, layout.nm_dispatcher, layout.udev_rules}
-    dirs.add(layout.boot_proxy)  # SetProxy's writes
+    dirs |= {layout.boot_proxy, layout.boot_connections}  # the API's writes (SetProxy, connection methods)
     dirs |= {layout.state, layout.data} | {source.parent for source, _ in state.bind_mounts(layout)}
     return dirs
 

@@ -7,7 +7,7 @@ import os
 import stat
 
 from hostd import config as cfg
-from hostd import engine, generations
+from hostd import engine, fsutil, generations
 from hostd.steps import ALL_STEPS, STEPS_BY_NAME
 from hostd.steps.base import Context, Facts
 
@@ -189,3 +189,14 @@ def test_steps_for_keys() -> None:
     assert "dns" in names and "ntp" not in names and "hostname" not in names
     assert {"state", "connections", "dispatcher"} <= set(names)  # file-driven steps always run
     assert {s.NAME for s in engine.steps_for_keys(cfg.Config().values_by_key())} == {s.NAME for s in ALL_STEPS}
+
+
+def test_temp_files_a_crash_left_are_removed_where_the_api_writes_too(device) -> None:
+    device.write_config({"uuid": UUID})
+    apply(device)
+    left = [fsutil.temp_path(d / "x") for d in (device.layout.boot_connections, device.layout.nm_connections)]
+    for temp in left:
+        temp.parent.mkdir(parents=True, exist_ok=True)
+        temp.write_bytes(b"torn")
+    engine.remove_stale_temp_files(device.layout)
+    assert [temp for temp in left if temp.exists()] == []
