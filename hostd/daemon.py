@@ -90,8 +90,8 @@ class Daemon:
             reconciled=self._reconciled,
         )
         discovery = Discovery(self.layout, services)
-        self._time = TimeMonitor(self.layout, services, reconciler.current_config, self._publish)
-        view = self._view = View(reconciler, services, discovery, self._time)
+        time_monitor = self._time = TimeMonitor(self.layout, services, reconciler.current_config, self._publish)
+        view = self._view = View(reconciler, services, discovery, time_monitor)
         watch = ConfigWatch(self.layout, reconciler.reconcile, self.poll_interval)
         events.follow(services, self.layout, self._on_service_event, self._on_discovery_changed(discovery))
         await services.start()
@@ -127,7 +127,7 @@ class Daemon:
             waiter.cancel()
 
         notify.notify("STOPPING=1")
-        self._time.close()
+        time_monitor.close()
         for task in list(self._tasks):
             task.cancel()
         if bus.connected:
