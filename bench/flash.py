@@ -7,6 +7,10 @@ Changes inside the directories other services own on the state partition (Networ
 systemd's, chrony's state, the journal) are listed but not counted as hostd's.  hostd's
 /proc/PID/io write_bytes (what its writes sent towards the block device) is read as well; it
 counts only on a disk file system (the table says which file system holds the partitions).
+
+The clock's save (hostd-clock-save.service, started by its timer; and once more at shutdown) is
+the one write a running device makes on purpose: one save is measured the same way, and the
+writes a day follow from the timer's interval as the device has it.
 """
 
 from __future__ import annotations
@@ -97,6 +101,44 @@ def _reload(address: str) -> None:
         connection.call("io.hostd1", "/io/hostd1", "io.hostd1.Manager", "Reload")
 
 
+def _clock_saves_per_day(device: Device) -> float:
+    """How often hostd-clock-save.timer fires a day, from its OnUnitActiveSec on the device."""
+    shown = device.tb.systemctl("show", "-p", "TimersMonotonic", "--value", "hostd-clock-save.timer").stdout
+    # e.g. "{ OnUnitActiveUSec=6h ; next_elapse=... }" per timer; systemd prints spans like "6h" or "30min"
+    for part in shown.replace("{", " ").replace("}", " ").split(";"):
+        name, _, span = part.strip().partition("=")
+        if name == "OnUnitActiveUSec":
+            seconds = float(device.tb.exec(["systemd-analyze", "timespan", span]).stdout.split("μs:")[1].split()[0])
+            return 86400 / (seconds / 1e6)
+    raise RuntimeError(f"hostd-clock-save.timer has no OnUnitActiveSec: {shown!r}")
+
+
+def _clock_save(device: Device, partitions: dict[str, Path], report: Report) -> None:
+    """One timer-driven save of the clock over an earlier one (steady state); the saves a day
+    follow from the timer (plus one at each shutdown)."""
+    save = lambda: device.tb.systemctl("start", "hostd-clock-save.service", check=True)  # noqa: E731
+    save()
+    time.sleep(1.1)  # the saved time has whole seconds: the next save has something to write
+    changes, _ = _measure(partitions, save)
+    # the file renamed over the old one, and so its directory
+    if sorted(c[0] for c in changes) != ["state:hostd", "state:hostd/clock"]:
+        raise RuntimeError(f"a clock save changed other than the saved time: {changes}")
+    per_day = _clock_saves_per_day(device)
+    written = sum(c[2] for c in changes)
+    report.details["flash"]["clock_save_changes"] = changes
+    report.add(
+        Row(
+            "flash",
+            "clock saves a day (hostd-clock-save.timer; plus one at each shutdown)",
+            per_day,
+            "",
+            target="<= 8",
+            met=per_day <= 8,
+            note=f"each: hostd/clock ({written} B) renamed over the old, 2 fsyncs; {per_day * written:.0f} B/day",
+        )
+    )
+
+
 def run(device: Device, report: Report) -> None:
     tb = device.tb
     partitions = {"boot": tb.boot_dir, "state": tb.state_dir, "data": tb.data_dir}
@@ -138,6 +180,7 @@ def run(device: Device, report: Report) -> None:
                 note=f"{len(mine)} entries changed" + (f"; other services: {len(others)}" if others else ""),
             )
         )
+    _clock_save(device, partitions, report)
     report.add(
         Row(
             "flash",

@@ -88,6 +88,21 @@ class Layout:
         dnsmasq, hostd or not): a device whose hostd fails still has upstreams to be reached by."""
         return self.hostd_state / "dnsmasq.servers"
 
+    @property
+    def saved_clock(self) -> Path:
+        """The time last saved (seconds since the epoch): the clock's floor at the next boot."""
+        return self.hostd_state / "clock"
+
+    @property
+    def build_timestamp(self) -> Path:
+        """The image's build time, YYYYMMDDhhmmss UTC, as OpenEmbedded writes it."""
+        return self.path("/etc/timestamp")
+
+    @property
+    def clock_bootstrap_record(self) -> Path:
+        """What the clock stood on after hostd-clock raised it at boot, and the clock before and after."""
+        return self.path("/run/hostd/clock-bootstrap.json")
+
     # targets on the root filesystem
     @property
     def etc_hostname(self) -> Path:
@@ -143,12 +158,6 @@ class Layout:
     def devmode_env(self) -> Path:
         """balenaOS's development flag, also the environment of the development-feature units."""
         return self.path("/var/volatile/development-features")
-
-    @property
-    def clock_bootstrap_record(self) -> Path:
-        """Where the clock stood after the boot's clock bootstrap: {"source": "rtc"|"saved"|"build",
-        "before": µs, "after": µs}; absent: the RTC's (as the kernel set it)."""
-        return self.path("/run/hostd/clock-bootstrap.json")
 
     @property
     def time_probe_request(self) -> Path:

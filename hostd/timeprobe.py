@@ -4,7 +4,8 @@ Run by ``hostd-time-probe.service`` (``hostd --time-probe``), never inside hostd
 (OpenSSL, several MiB resident) and runs with CAP_SYS_TIME, which hostd's unit drops
 (ProtectClock=yes).  It reads the request hostd wrote (the URL, the extra CA, the build time),
 tries a few times with backoff, raises the clock when the verified time is ahead of it, and writes
-the result for hostd.  Standard library only.
+the result for hostd.  Standard library only, but for the build time (``hostd.clock``: the image's
+``/etc/timestamp``, the floor the clock was raised to at boot).
 
 Trust: the Date header is taken only from a connection whose certificate chain and host name
 were verified.  A clock in the past makes a valid certificate look "not yet valid": the
@@ -210,6 +211,12 @@ def run(
 def main(request_path: str = REQUEST, result_path: str = RESULT) -> int:
     with open(request_path, encoding="utf-8") as file:
         request = json.load(file)
+    if "buildTime" not in request:
+        # Here, not in hostd: hostd.clock's imports would stay in hostd's memory for good.
+        from hostd.clock import build_time
+        from hostd.layout import Layout
+
+        request["buildTime"] = build_time(Layout()) or 0
     result = run(request)
     result["at"] = int(time.time() * USEC)
     temporary = result_path + ".tmp"

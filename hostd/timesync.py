@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hostd import fsutil
@@ -140,12 +139,6 @@ def bootstrap_source(layout: Layout) -> TimeSource:
         return TimeSource(record["source"])
     except (OSError, ValueError, KeyError, TypeError):
         return TimeSource.RTC
-
-
-def build_time() -> float:
-    """A lower bound of the build's time: hostd's own files, dated by the build (reproducible
-    builds clamp them to the source's date, which is earlier still)."""
-    return Path(__file__).stat().st_mtime
 
 
 def probe_target(config: Config) -> tuple[str, str] | None:
@@ -273,12 +266,7 @@ class TimeMonitor:
         config = self._config()
         from hostd.keys import root_ca_pem
 
-        request = {
-            "url": url,
-            "label": label,
-            "ca": root_ca_pem(config.root_ca) if config.root_ca else "",
-            "buildTime": int(build_time() * USEC),
-        }
+        request = {"url": url, "label": label, "ca": root_ca_pem(config.root_ca) if config.root_ca else ""}
         result: dict[str, Any] = {}
         try:
             await asyncio.to_thread(self._write_request, request)

@@ -25,7 +25,11 @@ class Program:
     module: str  # has build_parser() and a docstring that describes the program
 
 
-PROGRAMS = (Program("hostctl", "1", "hostd.cli"), Program("hostd", "8", "hostd.daemon"))
+PROGRAMS = (
+    Program("hostctl", "1", "hostd.cli"),
+    Program("hostd", "8", "hostd.daemon"),
+    Program("hostd-clock", "8", "hostd.clock"),
+)
 
 
 @dataclass

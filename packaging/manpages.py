@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Generate the man pages hostd(8) and hostctl(1) from the programs' own argparse parsers.
+"""Generate the man pages hostd(8), hostd-clock(8) and hostctl(1) from the programs' own argparse parsers.
 
-    packaging/manpages.py OUTDIR     writes OUTDIR/hostd.8 and OUTDIR/hostctl.1
+    packaging/manpages.py OUTDIR     writes OUTDIR/hostd.8, OUTDIR/hostd-clock.8 and OUTDIR/hostctl.1
 
 Every subcommand and option appears with its help text; DESCRIPTION is the module docstring and
 EXIT STATUS its "Exit codes: N what; N what." sentence.  The package build runs this, so the
@@ -116,7 +116,7 @@ def render(program: argwalk.Program) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Write hostd(8) and hostctl(1) into OUTDIR.")
+    ap = argparse.ArgumentParser(description="Write hostd(8), hostd-clock(8) and hostctl(1) into OUTDIR.")
     ap.add_argument("outdir", type=Path)
     outdir = ap.parse_args(argv).outdir
     outdir.mkdir(parents=True, exist_ok=True)

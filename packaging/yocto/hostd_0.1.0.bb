@@ -25,12 +25,12 @@ S = "${@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}/hostd-git"
 
 inherit python_setuptools_build_meta systemd
 
-SYSTEMD_SERVICE:${PN} = "hostd.service"
+SYSTEMD_SERVICE:${PN} = "hostd.service hostd-clock.service hostd-clock-save.timer"
 SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 
 # Every row of packaging/install-map, through the same script the Debian package uses; the
-# python_setuptools_build_meta class has already installed the Python package and the hostd and
-# hostctl console scripts.
+# python_setuptools_build_meta class has already installed the Python package and the hostd,
+# hostctl and hostd-clock console scripts.
 do_install:append() {
     ${S}/packaging/install-files ${D}
 }
@@ -42,6 +42,9 @@ FILES:${PN} += "\
     ${systemd_system_unitdir}/balena-hostname.service \
     ${systemd_system_unitdir}/resin-hostname.service \
     ${systemd_system_unitdir}/hostd-redsocks.service \
+    ${systemd_system_unitdir}/hostd-clock.service \
+    ${systemd_system_unitdir}/hostd-clock-save.service \
+    ${systemd_system_unitdir}/hostd-clock-save.timer \
     ${systemd_system_unitdir}/hostd-time-probe.service \
     ${datadir}/dbus-1/system.d/io.hostd1.conf \
     ${datadir}/dbus-1/system-services/io.hostd1.service \
@@ -61,6 +64,7 @@ RDEPENDS:${PN} += "\
     python3-asyncio \
     python3-core \
     python3-crypt \
+    python3-datetime \
     python3-dbus-fast \
     python3-email \
     python3-io \

@@ -8,6 +8,7 @@ Values are balenaOS's own; where the container forces a difference it says why.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -197,6 +198,8 @@ REPLACED_UNITS = ("ssh.service", "ssh.socket", "ssh@.service")
 def lay_down(upper: Path, write: Callable[..., None], symlink: Callable[[Path, str], None]) -> None:
     """Write the image's files into the overlay's upper layer."""
     etc, lib = upper / "etc", upper / "usr/lib/systemd/system"
+    # OpenEmbedded's rootfs_update_timestamp: the image's build time, UTC (the clock's floor at boot)
+    write(etc / "timestamp", time.strftime("%Y%m%d%H%M%S\n", time.gmtime()))
     write(etc / "chrony/chrony.conf", CHRONY_CONF)
     write(etc / "NetworkManager/NetworkManager.conf", NETWORKMANAGER_CONF)
     write(upper / "usr/lib/NetworkManager/conf.d/00-balenaos-build-defaults.conf", NETWORKMANAGER_BUILD_DEFAULTS)
