@@ -17,7 +17,7 @@ from dbus_fast import Message
 from dbus_fast.aio import MessageBus
 
 from hostd.bus import errors, names
-from hostd.bus.base import DEFAULT_TIMEOUT, BusAdapter, Callbacks, TolerantIntEnum, properties_changed_rule
+from hostd.bus.base import DEFAULT_TIMEOUT, BusAdapter, Callbacks, TolerantIntEnum, properties_changed_rule, unwrap
 
 NM_DEVICE_INTERFACE = "org.freedesktop.NetworkManager.Device"
 NM_ACTIVE_INTERFACE = names.NM_ACTIVE_CONNECTION_INTERFACE
@@ -94,9 +94,10 @@ class NetworkManagerAdapter(BusAdapter):
             {
                 "path": NM_OBJECT_MANAGER_PATH,
                 "interface": names.OBJECT_MANAGER_INTERFACE,
-                "member": "InterfacesAdded",
+                "member": member,
                 "arg0path": prefix + "/",
             }
+            for member in ("InterfacesAdded", "InterfacesRemoved")  # a lease begins, or ends
             for prefix in (names.NM_DHCP4_CONFIG_PATH, names.NM_DHCP6_CONFIG_PATH)
         ),
     )
@@ -107,8 +108,6 @@ class NetworkManagerAdapter(BusAdapter):
         self._notified_dns_servers: list[str] | None = None
         self._ntp_servers_callbacks = Callbacks(self._log, "NTP servers changed")
         self._ntp_servers: tuple[str, ...] = ()
-        self._ntp_read: asyncio.Task[None] | None = None
-        self._ntp_read_again = False
 
     @property
     def state(self) -> NMState:
@@ -319,76 +318,40 @@ class NetworkManagerAdapter(BusAdapter):
             self._fetch_properties(names.NM_DNS_MANAGER_PATH, names.NM_DNS_MANAGER_INTERFACE),
         )
         self._notify_dns_servers()
-        await self._read_ntp_servers()
+        await self._load_dhcp_configs()
 
     def _on_properties_changed(self, path: str, interface: str, changed: set[str]) -> None:
         if interface == names.NM_DNS_MANAGER_INTERFACE and "Configuration" in changed:
             self._notify_dns_servers()
-        if (interface == names.NM_INTERFACE and "ActiveConnections" in changed) or (
-            interface in DHCP_NTP_OPTIONS and "Options" in changed
-        ):
-            self._reread_ntp_servers()
+        if interface in DHCP_NTP_OPTIONS and "Options" in changed:
+            self._notify_ntp_servers()
 
     def _on_signal(self, message: Message) -> None:
-        if message.member == "InterfacesAdded" and set(message.body[1]) & set(DHCP_NTP_OPTIONS):
-            self._reread_ntp_servers()
-
-    def _on_detached(self) -> None:
-        if self._ntp_read is not None:
-            self._ntp_read.cancel()
-
-    def _reread_ntp_servers(self) -> None:
-        """One read at a time; a change during a read is read again after it."""
-        if self._ntp_read is not None and not self._ntp_read.done():
-            self._ntp_read_again = True
+        """A lease began (its DHCP config object, options included) or ended."""
+        path, interfaces = message.body
+        dhcp = [interface for interface in interfaces if interface in DHCP_NTP_OPTIONS]
+        if not dhcp:
             return
+        if message.member == "InterfacesAdded":
+            for interface in dhcp:
+                self._store_properties(path, interface, unwrap(interfaces[interface]), message.serial)
+        elif message.member == "InterfacesRemoved":
+            self._forget_cache(path, dhcp)
+        self._notify_ntp_servers()
 
-        async def read() -> None:
-            while True:
-                self._ntp_read_again = False
-                try:
-                    await self._read_ntp_servers()
-                except errors.BusError as err:
-                    self._log.debug("DHCP options not read: %s", err)
-                if not self._ntp_read_again:
-                    return
-
-        self._ntp_read = asyncio.get_running_loop().create_task(read())
-
-    async def _read_ntp_servers(self) -> None:
-        """Active connections -> their DHCP4Config/DHCP6Config -> the NTP options (cached, so a
-        renewal's PropertiesChanged keeps them current)."""
-        actives = self._cached(names.NM_PATH, names.NM_INTERFACE).get("ActiveConnections", [])
-        configs: list[tuple[str, str]] = []
-        for active in actives:
-            try:
-                (props,) = await self._call(active, names.PROPERTIES_INTERFACE, "GetAll", "s", NM_ACTIVE_INTERFACE)
-            except errors.RemoteError:
-                continue  # deactivated meanwhile
-            configs += [
-                (str(props.get(key, "/")), interface)
-                for key, interface in (
-                    ("Dhcp4Config", names.NM_DHCP4_CONFIG_INTERFACE),
-                    ("Dhcp6Config", names.NM_DHCP6_CONFIG_INTERFACE),
-                )
-                if str(props.get(key, "/")) != "/"
-            ]
-        configs.sort(key=lambda config: config[1])  # IPv4's first
-        servers: list[str] = []
-        for path, interface in configs:
-            try:
-                options = (await self._fetch_properties(path, interface)).get("Options", {})
-            except errors.RemoteError:
-                continue  # the lease ended meanwhile
-            for option in DHCP_NTP_OPTIONS[interface]:
-                servers += [s for s in str(options.get(option, "")).split() if _usable_server(s)]
-        stale = {key for key in self._caches if key[1] in DHCP_NTP_OPTIONS} - set(configs)
-        for path, interface in stale:
-            self._forget_cache(path, (interface,))
-        found = tuple(dict.fromkeys(servers))
-        if found != self._ntp_servers:
-            self._ntp_servers = found
-            self._ntp_servers_callbacks.fire(found)
+    async def _load_dhcp_configs(self) -> None:
+        """Every DHCP4Config/DHCP6Config object NetworkManager exports (one per lease), into the cache."""
+        try:
+            reply = await self._call_message(
+                NM_OBJECT_MANAGER_PATH, names.OBJECT_MANAGER_INTERFACE, "GetManagedObjects"
+            )
+        except errors.RemoteError as err:
+            self._log.debug("DHCP leases not read: %s", err)
+            return
+        for path, interfaces in unwrap(reply.body[0]).items():
+            for interface in set(interfaces) & set(DHCP_NTP_OPTIONS):
+                self._store_properties(path, interface, interfaces[interface], reply.serial)
+        self._notify_ntp_servers()
 
     def _notify_dns_servers(self) -> None:
         servers = self.dns_servers
@@ -396,9 +359,25 @@ class NetworkManagerAdapter(BusAdapter):
             self._notified_dns_servers = servers
             self._dns_servers_callbacks.fire(servers)
 
+    def _notify_ntp_servers(self) -> None:
+        servers: list[str] = []
+        for path, interface in sorted((key for key in self._caches if key[1] in DHCP_NTP_OPTIONS), key=_ipv4_first):
+            options = self._cached(path, interface).get("Options", {})
+            for option in DHCP_NTP_OPTIONS[interface]:
+                servers += [server for server in str(options.get(option, "")).split() if _usable_server(server)]
+        found = tuple(dict.fromkeys(servers))
+        if found != self._ntp_servers:
+            self._ntp_servers = found
+            self._ntp_servers_callbacks.fire(found)
+
 
 def _usable_server(server: str) -> bool:
     """An address or a host name: what goes into chrony's sources file, and nothing else."""
     from hostd.keys import is_fqdn, is_ip
 
     return is_ip(server) or is_fqdn(server)
+
+
+def _ipv4_first(key: tuple[str, str]) -> tuple[bool, str]:
+    path, interface = key
+    return interface != names.NM_DHCP4_CONFIG_INTERFACE, path

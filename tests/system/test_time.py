@@ -217,16 +217,25 @@ def dhcp_ntp(boot: Hostd, tmp_path: Path) -> Iterator[str]:
             boot.reload()
 
 
+def set_ntp_mode(hostd: Hostd, mode: str) -> None:
+    cfg = hostd.tb.read_config()
+    cfg.setdefault("os", {})["ntp"] = {"mode": mode}
+    hostd.tb.write_config(cfg)
+    hostd.wait_describe(lambda d: d["time"]["mode"] == mode and d["generations"]["transaction"] == "", 60)
+
+
 def test_dhcp_ntp_server_is_a_source_and_not_in_exclusive_mode(dhcp_ntp: str, boot: Hostd) -> None:
-    offered, peer = dhcp_ntp, boot.tb.peer_ip
-    boot.tb.wait_for(lambda: offered in chrony_sources(boot), 60, "the DHCP-offered server in chrony's sources")
+    """The lease's option 42 is a chrony source (append); exclusive drops it, append brings it back;
+    the lease ending takes it away."""
+    offered, peer, tb = dhcp_ntp, boot.tb.peer_ip, boot.tb
+    tb.wait_for(lambda: offered in chrony_sources(boot), 60, "the DHCP-offered server in chrony's sources")
     assert chrony_sources(boot) == sorted([peer, offered])
     assert boot.describe()["time"]["networkServers"] == [offered]
     assert f"network's NTP servers: {offered} (append)" in boot.hostctl("time").stdout
-    before = boot.describe()["generations"]["current"]
-    cfg = boot.tb.read_config()
-    cfg.setdefault("os", {})["ntp"] = {"mode": "exclusive"}
-    boot.tb.write_config(cfg)
-    boot.tb.wait_for(lambda: chrony_sources(boot) == [peer], 60, "only ntpServers in exclusive mode")
-    boot.wait_describe(lambda d: d["generations"]["current"] != before and d["time"]["mode"] == "exclusive", 60)
+    set_ntp_mode(boot, "exclusive")
+    tb.wait_for(lambda: chrony_sources(boot) == [peer], 30, "only ntpServers in exclusive mode")
     assert boot.describe()["time"]["networkServers"] == []
+    set_ntp_mode(boot, "append")
+    tb.wait_for(lambda: chrony_sources(boot) == sorted([peer, offered]), 30, "the offered server again")
+    tb.exec(["nmcli", "device", "reapply", tb.device_if])  # the profile's static method: no lease
+    tb.wait_for(lambda: chrony_sources(boot) == [peer], 30, "the offered server gone with the lease")
