@@ -12,10 +12,12 @@ were verified.  A clock in the past makes a valid certificate look "not yet vali
 connection is then verified again with OpenSSL's X509_V_FLAG_NO_CHECK_TIME (chain, signatures
 and host name, but no dates), and the stated time is accepted only inside the leaf's validity
 and not before the build time.  An attacker then still needs a certificate for the server's
-name from a trusted CA, valid at the time it claims: the same trust a correct clock gives, less
-revocation of certificates whose validity has not ended (which a clock in the past cannot judge
-either).  Expired certificates are never accepted: an expired leaf means the clock is ahead,
-and a clock ahead is chrony's to correct (``makestep 1 -1``), not the probe's.
+name from a trusted CA, valid at the time it claims and issued after the build: what verifying
+against a clock at the build time trusts.  What it cannot judge, no clock in the past can either:
+a certificate revoked (or, from a later time's view, expired) since, and the intermediates' own
+dates (their validity spans the leaf's in practice).  A certificate expired at the clock's time
+is never tried without dates: an expired leaf means the clock is ahead, and a clock ahead is
+chrony's to correct (``makestep 1 -1``), not the probe's.
 """
 
 from __future__ import annotations
