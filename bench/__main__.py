@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SECTIONS = ("boot", "api", "flash", "cli", "scale")
+SECTIONS = ("boot", "api", "flash", "idle", "cli", "scale")
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f bench@hostd"
 BOOT_PROFILES = {
     "boot-eth.nmconnection": "[connection]\nid=boot-eth\ntype=ethernet\ninterface-name=bootnet0\n"
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         print("the benchmarks boot a testbed device: run them as root", file=sys.stderr)
         return 2
     os.environ.setdefault("HOSTD_TESTBED_INSTANCE", "2")  # before the harness reads it
-    from bench import api, boot, cli, flash, scale
+    from bench import api, boot, cli, flash, idle, scale
     from bench.common import Device, Report, format_markdown, format_table, machine_info
     from tests.testbed import harness
 
@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                     api.run(device, report)
                 elif section == "flash":
                     flash.run(device, report)
+                elif section == "idle":
+                    idle.run(device, report)
                 elif section == "cli":
                     cli.run(device, report, args.cli_runs)
                 elif section == "scale":

@@ -73,6 +73,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.0f} us"
     if unit == "B":
         return f"{value:,.0f} B"
+    if unit == "per min":
+        return f"{value:.1f} per min"
     if unit == "ms":
         return f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms"
     return f"{value:g} {unit}".strip()

@@ -16,6 +16,8 @@ Commands:
     cli       {"runs": N}                       hostctl status vs hostnamectl wall times
     floor     {}                                RSS of a python with asyncio + dbus-fast connected
     nmload    {"count": N}                      NetworkManager LoadConnections of N files alone
+    idle      {"seconds": S, "settle": S}       hostd's wakeups over S idle seconds (after hostnamed, timedated exit)
+    edit      {"runs": N}                       config.json edited -> hostd reconciling, /etc/hostname written
     echo-start, echo-stop                       the API floor: a minimal dbus-fast server
 """
 
@@ -373,22 +375,25 @@ asyncio.run(main())
 """
 
 
+def echo_policy() -> str:
+    return (
+        '<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"\n'
+        ' "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">\n<busconfig>\n'
+        f'  <policy user="root"><allow own="{ECHO_NAME}"/></policy>\n'
+        f'  <policy context="default"><allow send_destination="{ECHO_NAME}"/></policy>\n</busconfig>\n'
+    )
+
+
 def _reload_bus_config() -> None:
     _run("busctl", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "ReloadConfig")
 
 
 def cmd_echo_start(args: dict) -> dict:
     """Start the API floor: the least a Python dbus-fast server does to answer Properties.Get,
-    under a name of its own (a bus policy file allows it, as hostd's allows io.hostd1)."""
+    under a name of its own (ECHO_POLICY allows it, as hostd's policy allows io.hostd1; the host
+    writes it through the overlay: the device's root is read-only)."""
     import time
 
-    with open(ECHO_POLICY, "w") as f:
-        f.write(
-            '<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"\n'
-            ' "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">\n<busconfig>\n'
-            f'  <policy user="root"><allow own="{ECHO_NAME}"/></policy>\n'
-            f'  <policy context="default"><allow send_destination="{ECHO_NAME}"/></policy>\n</busconfig>\n'
-        )
     _reload_bus_config()
     _run("systemctl", "stop", "bench-echo.service", check=False)
     _run("systemctl", "reset-failed", "bench-echo.service", check=False)
@@ -404,9 +409,7 @@ def cmd_echo_start(args: dict) -> dict:
 
 def cmd_echo_stop() -> None:
     _run("systemctl", "stop", "bench-echo.service", check=False)
-    if os.path.exists(ECHO_POLICY):
-        os.unlink(ECHO_POLICY)
-        _reload_bus_config()
+    _reload_bus_config()  # the host has removed ECHO_POLICY
 
 
 def cmd_nmload(args: dict) -> dict:
@@ -436,6 +439,96 @@ def cmd_nmload(args: dict) -> dict:
     return {"load_ms": load_ms, "unload_ms": unload_ms, "reply": out.strip()[:200]}
 
 
+def _wakeups(pid: int) -> int:
+    """Voluntary context switches of all of hostd's threads: each is a sleep that a wakeup ended."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/status") as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def cmd_idle(args: dict) -> dict:
+    import time
+
+    pid = int(_show("hostd.service", "MainPID")["MainPID"])
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        environment = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
+    # hostnamed and timedated, bus-activated, exit ~30 s after their last call: hostd follows their
+    # bus names, so each exit wakes it (a peer's event, not hostd's own).  Measured after them.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and any(
+        _run("systemctl", "is-active", unit, check=False).strip() != "inactive"
+        for unit in ("systemd-hostnamed.service", "systemd-timedated.service")
+    ):
+        time.sleep(1)
+    time.sleep(args["settle"])  # whatever the previous section left (signals, a reconcile) is done
+    before, started = _wakeups(pid), time.monotonic()
+    time.sleep(args["seconds"])
+    after, elapsed = _wakeups(pid), time.monotonic() - started
+    if int(_show("hostd.service", "MainPID")["MainPID"]) != pid:
+        raise RuntimeError("hostd restarted during the idle measurement")
+    return {"wakeups": after - before, "seconds": elapsed, "watchdog_usec": int(environment[b"WATCHDOG_USEC"])}
+
+
+HOSTD_REACTS = "config.json or a boot-partition drop-in changed: reconciling"  # hostd/watch.py's log line
+
+
+def _reconciling_at(since: float) -> float | None:
+    """The realtime (s) at which journald received hostd's first "reconciling" line after ``since``."""
+    out = _run("journalctl", "-u", "hostd.service", "-o", "json", f"--since=@{int(since)}", "--no-pager")
+    for line in out.splitlines():
+        entry = json.loads(line)
+        at = int(entry["__REALTIME_TIMESTAMP"]) / 1e6
+        if at >= since and entry.get("MESSAGE", "").endswith(HOSTD_REACTS):
+            return at
+    return None
+
+
+def cmd_edit(args: dict) -> dict:
+    """config.json edited on the device as an editor saves it (a new file renamed over it): the time
+    until hostd starts reconciling (its journal line, received by journald) and until the first
+    effect is on disk (/etc/hostname rewritten, seen by 1 ms polls)."""
+    import time
+
+    config_path, aside = "/mnt/boot/config.json", "/mnt/boot/.config.json.bench"
+    with open(config_path, "rb") as f:
+        original = f.read()
+    names = [f"bench-edit-{index}" for index in range(args["runs"])] + [json.loads(original)["hostname"]]
+    samples: dict[str, list[float]] = {"reconciling_ms": [], "hostname_ms": []}
+    for index, name in enumerate(names):
+        config = json.loads(original)
+        config["hostname"] = name
+        text = original if index == len(names) - 1 else (json.dumps(config, indent=2) + "\n").encode()
+        with open(aside, "wb") as f:
+            f.write(text)
+        since, started = time.time(), time.perf_counter()
+        os.replace(aside, config_path)
+        while True:
+            with open("/etc/hostname") as f:
+                if f.read() == name + "\n":
+                    break
+            if time.perf_counter() - started > 30:
+                raise RuntimeError(f"hostd did not write /etc/hostname = {name} within 30 s")
+            time.sleep(0.001)
+        written = (time.perf_counter() - started) * 1000
+        reconciling = None
+        for _ in range(100):  # journald may take a moment
+            reconciling = _reconciling_at(since)
+            if reconciling is not None:
+                break
+            time.sleep(0.05)
+        if reconciling is None:
+            raise RuntimeError("hostd's journal has no reconciling line for the edit")
+        if index < len(names) - 1:  # the last edit puts the original back
+            samples["hostname_ms"].append(written)
+            samples["reconciling_ms"].append((reconciling - since) * 1000)
+        time.sleep(1.0)  # the reconcile's live effects finish before the next edit
+    return samples
+
+
 def main() -> None:
     command, args = sys.argv[1], json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
     if command == "boot":
@@ -458,6 +551,10 @@ def main() -> None:
         result = {}
     elif command == "nmload":
         result = cmd_nmload(args)
+    elif command == "idle":
+        result = cmd_idle(args)
+    elif command == "edit":
+        result = cmd_edit(args)
     else:
         raise SystemExit(f"unknown command {command!r}")
     json.dump(result, sys.stdout)

@@ -13,9 +13,10 @@ hostd reloads config.json and the command succeeds once the kernel carries the h
 
 from __future__ import annotations
 
-import json
 import sys
 import time
+
+from hostd import jsontext  # not json: `hostctl status` starts without re
 
 # typing.TYPE_CHECKING without importing typing: `hostctl status` starts without typing and argparse.
 TYPE_CHECKING = False
@@ -122,8 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _print_json(document: Any) -> None:
-    json.dump(document, sys.stdout, indent=2, sort_keys=False)
-    sys.stdout.write("\n")
+    sys.stdout.write(jsontext.dumps_indented(document) + "\n")
 
 
 def config_check(path_arg: str | None, as_json: bool) -> int:
@@ -213,6 +213,8 @@ def key_rows(reading: Reading) -> list[dict[str, Any]]:
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
+    import json
+
     table = [("KEY", "STATUS", "VALUE")]
     for row in rows:
         status = row["status"] + (f" ({row['fallback']})" if "fallback" in row else "")
@@ -288,12 +290,17 @@ STATUS_ARGS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    from types import SimpleNamespace
+class _StatusArgs:
+    """STATUS_ARGS as attributes, as the parser gives them (types.SimpleNamespace would import types)."""
 
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     known = STATUS_ARGS.get(tuple(argv))
-    args = SimpleNamespace(**known) if known else build_parser().parse_args(argv)
+    args = _StatusArgs(known) if known else build_parser().parse_args(argv)
     if args.command == "config":
         return config_check(args.path, args.json)
     if args.command == "plan":
@@ -325,7 +332,7 @@ def online(args: argparse.Namespace) -> int:
             command = "status"
         elif command == "hostname" and args.from_config:
             hostd.call("Reload")
-            return hostname_applied(json.loads(hostd.call("Describe")[0]))
+            return hostname_applied(jsontext.loads(hostd.call("Describe")[0]))
         elif command == "hostname" and args.name is not None:
             hostd.call("SetHostname", "s", args.name)
         elif command == "set":
@@ -353,7 +360,7 @@ def online(args: argparse.Namespace) -> int:
             hostd.call("Confirm")
             print("confirmed: the change is kept")
             command = "status"
-        state = json.loads(hostd.call("Describe")[0])
+        state = jsontext.loads(hostd.call("Describe")[0])
     if command == "status" and getattr(args, "json", False):
         _print_json(state)
     else:
@@ -381,7 +388,7 @@ def connection_command(hostd: Any, args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError) as exc:
             raise client.Failed(f"{args.keyfile}: cannot be read: {exc}") from None
         hostd.call("AddConnection" if verb == "add" else "UpdateConnection", "ss", args.name, text)
-    state = json.loads(hostd.call("Describe")[0])
+    state = jsontext.loads(hostd.call("Describe")[0])
     print(render_generations(state.get("generations") or {}))
     return EXIT_INVALID if (state.get("generations") or {}).get("notApplied") else EXIT_OK
 
@@ -404,6 +411,8 @@ def hostname_applied(state: dict[str, Any]) -> int:
 
 def parse_assignments(assignments: list[str]) -> dict[str, tuple[str, Any]]:
     """KEY=JSON words as SetConfig's a{sv}: each value a (signature, value) variant."""
+    import json
+
     from hostd import client
 
     changes = {}

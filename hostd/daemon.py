@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from hostd import notify
 from hostd.layout import Layout
 from hostd.steps.base import StepResult
-from hostd.watch import POLL_SECONDS
 
 if TYPE_CHECKING:
     import argparse
@@ -42,13 +41,11 @@ class Daemon:
         bus_address: str | None,
         *,
         admin_gids: frozenset[int] = frozenset(),
-        poll_interval: float = POLL_SECONDS,
         probe_resolver: tuple[str, int] = DEFAULT_PROBE_RESOLVER,
     ) -> None:
         self.layout = layout
         self.bus_address = bus_address
         self.admin_gids = admin_gids
-        self.poll_interval = poll_interval
         self.probe_resolver = probe_resolver
         self.reconciler: Reconciler | None = None  # made once the bus is connected
         self._view: View | None = None
@@ -92,7 +89,7 @@ class Daemon:
         discovery = Discovery(self.layout, services)
         time_monitor = self._time = TimeMonitor(self.layout, services, reconciler.current_config, self._publish)
         view = self._view = View(reconciler, services, discovery, time_monitor)
-        watch = ConfigWatch(self.layout, reconciler.reconcile, self.poll_interval)
+        watch = ConfigWatch(self.layout, reconciler.reconcile)
         events.follow(services, self.layout, self._on_service_event, self._on_discovery_changed(discovery))
         await services.start()
 

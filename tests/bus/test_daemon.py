@@ -43,7 +43,7 @@ def make_root(tmp_path: Path, config: dict[str, Any]) -> Layout:
 
 @asynccontextmanager
 async def running_daemon(layout: Layout, address: str) -> AsyncIterator[Daemon]:
-    daemon = Daemon(layout, address, poll_interval=0.05)
+    daemon = Daemon(layout, address)
     task = asyncio.create_task(daemon.run())
     async with client(address) as bus:
         while not await name_has_owner(bus):
@@ -420,3 +420,29 @@ def test_sigterm_exits_cleanly(tmp_path: Path, bus_address: str) -> None:
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert all(line.startswith("<") for line in stderr.splitlines()), stderr  # <N> priority prefixes
+
+
+async def test_idle_hostd_arms_no_timer_but_the_watchdogs(tmp_path: Path, bus_address: str, monkeypatch) -> None:
+    """Idle, only the watchdog ping wakes hostd of its own accord: an edit of config.json is seen
+    through inotify on the loop, and afterwards no other timer is armed."""
+    layout = make_root(tmp_path, {"uuid": UUID})
+    monkeypatch.setenv("WATCHDOG_USEC", str(3600 * 10**6))  # pinged every 30 min: its timer is told by its due time
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    loop = asyncio.get_running_loop()
+    the_tests_own = set(loop._scheduled)  # the test's time limit
+
+    def timers() -> list[float]:
+        """Seconds until each armed timer of hostd (the only other user of this loop)."""
+        return [h.when() - loop.time() for h in loop._scheduled if not h.cancelled() and h not in the_tests_own]
+
+    def only_the_watchdog() -> bool:
+        due = timers()
+        return len(due) == 1 and due[0] > 1000
+
+    async with running_daemon(layout, bus_address):
+        await wait_until(only_the_watchdog, 10)
+        layout.config_json.write_text(json.dumps({"uuid": UUID, "hostname": "edited"}))
+        await wait_until(lambda: layout.etc_hostname.read_text() == "edited\n", 10)
+        await wait_until(only_the_watchdog, 10)
+        await asyncio.sleep(0.5)
+        assert only_the_watchdog(), timers()

@@ -59,7 +59,7 @@ async def resolver() -> AsyncIterator[tuple[Resolver, tuple[str, int]]]:
 
 @asynccontextmanager
 async def daemon_on(layout: Layout, address: str, dns: tuple[str, int]) -> AsyncIterator[Daemon]:
-    daemon = Daemon(layout, address, poll_interval=0.05, probe_resolver=dns)
+    daemon = Daemon(layout, address, probe_resolver=dns)
     task = asyncio.create_task(daemon.run())
     async with client(address) as bus:
         while not await name_has_owner(bus):

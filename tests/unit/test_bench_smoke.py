@@ -16,7 +16,7 @@ from dbus_fast import Message
 from dbus_fast._private.unmarshaller import Unmarshaller
 
 from bench import __main__ as bench_main
-from bench import api, boot, cli, common, dbuswire, device_side, flash, scale
+from bench import api, boot, cli, common, dbuswire, device_side, flash, idle, scale
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -97,8 +97,8 @@ def test_balena_chain_writes_every_file(tmp_path: Path) -> None:
 
 
 def test_every_module_is_wired() -> None:
-    assert set(bench_main.SECTIONS) == {"boot", "api", "flash", "cli", "scale"}
-    for module in (api, boot, cli, flash, scale):
+    assert set(bench_main.SECTIONS) == {"boot", "api", "flash", "idle", "cli", "scale"}
+    for module in (api, boot, cli, flash, idle, scale):
         assert callable(module.run)
     assert "def main()" in (REPO / "bench/device_side.py").read_text() and callable(device_side.main)
 

@@ -1,11 +1,11 @@
-"""The programs import asyncio without TLS; a process that only imports hostd's modules keeps it."""
+"""The programs load no OpenSSL (asyncio without TLS, hashlib without _hashlib); importing hostd keeps both."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-PROGRAM = "import hostd.entry as e; e._asyncio_without_tls(); "
+PROGRAM = "import hostd.entry as e; e._without_openssl(); "
 CHECK = "import sys, asyncio.sslproto as p; print(p.ssl is not None, 'ssl' in sys.modules)"
 
 
@@ -23,3 +23,9 @@ def test_importing_hostd_leaves_asyncio_its_tls() -> None:
 
 def test_later_imports_of_ssl_work() -> None:
     assert python(f"{PROGRAM}import hostd.daemon, ssl; print(bool(ssl.OPENSSL_VERSION))") == "True"
+
+
+def test_the_programs_hash_without_openssl() -> None:
+    hashed = "import hashlib; print(hashlib.sha256(b'hostd').hexdigest()[:8], '_hashlib' in sys.modules)"
+    assert python(f"{PROGRAM}import hostd.daemon, hostd.api, sys; {hashed}") == "f101f53e False"
+    assert python(f"import hostd.daemon, sys; {hashed}") == "f101f53e True"

@@ -384,6 +384,7 @@ OE_PYTHON3 = {
     ),
     "asyncio": "python3-asyncio",
     "base64": "python3-netclient",
+    "ctypes": "python3-ctypes",
     "datetime": "python3-datetime",
     "difflib": "python3-difflib",
     "email": "python3-email",
@@ -398,7 +399,9 @@ OE_PYTHON3 = {
     "secrets": "python3-netclient",
     "shlex": "python3-shell",
     "socket": "python3-io",
+    "_json": "python3-json",  # the C half of json, in the same package
     "_socket": "python3-io",  # the C half of socket, in the same package
+    "_struct": "python3-core",  # the C half of struct, in the same package
     "string": "python3-stringold",
     "tempfile": "python3-io",
     "tomllib": "python3-tomllib",

@@ -83,11 +83,11 @@ def test_hostctl_online_commands_load_neither_asyncio_nor_dbus_fast() -> None:
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
 
 
-def test_hostctl_status_starts_without_argparse_or_typing() -> None:
-    # As the launcher runs it (-IS): the parser and typing are most of what hostctl would import.
+def test_hostctl_status_starts_without_argparse_typing_or_json() -> None:
+    # As the launcher runs it (-IS): the parser, typing and json (with re) are most of what hostctl would import.
     code = (
         f"import sys; sys.path.insert(0, {str(REPO)!r}); from hostd import cli, client;"
-        "print(sorted({'argparse', 'typing', 'asyncio', 'dbus_fast', 'socket'} & set(sys.modules)))"
+        "print(sorted({'argparse', 'typing', 'asyncio', 'dbus_fast', 'socket', 'json', 're'} & set(sys.modules)))"
     )
     done = subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout == "[]\n"

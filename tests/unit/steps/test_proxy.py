@@ -150,7 +150,7 @@ def test_no_directory_no_proxy_and_what_ran_is_removed(proxied) -> None:
 def test_the_proxy_files_are_part_of_a_generation_and_watched(proxied) -> None:
     inputs = generations.read_inputs(proxied.layout, proxied.layout.config_json.read_bytes())
     assert inputs.files["system-proxy/redsocks.conf"] == CONF.encode()
-    watch = ConfigWatch(proxied.layout, lambda: asyncio.sleep(0), 1.0)
+    watch = ConfigWatch(proxied.layout, lambda: asyncio.sleep(0))
     before = watch.stamp()
     write_proxy(proxied, CONF, "203.0.113.0/25\n")
     assert watch.stamp() != before
