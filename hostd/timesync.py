@@ -1,7 +1,8 @@
 """Whether the clock can be trusted, what it stands on, and chrony kept healthy.
 
-Checked from the daemon's watchdog tick (no timer of its own): one ``chronyc tracking`` per tick,
-nothing else while chrony is synchronized.  The clock's source, most trusted first:
+Checked from the daemon's watchdog tick (no timer of its own): one ``chronyc tracking`` per tick
+while chrony is not synchronized; once it is, one every ``HEALTHY_INTERVAL`` (the ticks between
+cost nothing: no process, no bus call).  The clock's source, most trusted first:
 
 - ``ntp``: chrony is (or was, this boot) synchronized to a server;
 - ``https``: a verified HTTPS server's time (``hostd.timeprobe``, run by hostd-time-probe.service
@@ -39,6 +40,9 @@ log = logging.getLogger("hostd.time")
 
 PROBE_UNIT = "hostd-time-probe.service"
 PROBE_JOB_TIMEOUT = 90.0  # the unit's TimeoutStartSec= is 60 s; the probe itself takes at most ~40 s
+HEALTHY_INTERVAL = 300.0
+"""Seconds between chrony checks while it is synchronized: a lost sync is seen within the burst's
+grace, and LastSync and the tracking follow chrony's polls (64 s and more) closely enough."""
 PROBE_FIRST_RETRY = 60.0
 PROBE_MAX_RETRY = 3600.0
 USEC = 1_000_000
@@ -174,6 +178,7 @@ class TimeMonitor:
         self._ntp_synced_at = 0  # µs: chrony's last reference time while synchronized
         self._https_at = 0  # µs: the verified HTTPS time, when it was taken
         self._problem = ""
+        self._checked_synchronized_at: float | None = None
         self._check: asyncio.Task[None] | None = None
         self._probe: asyncio.Task[None] | None = None
         self._read_earlier_probe()
@@ -199,6 +204,9 @@ class TimeMonitor:
 
     def tick(self) -> None:
         """From the watchdog tick: one check at a time; a slow chronyc never delays the tick."""
+        healthy_since = self._checked_synchronized_at
+        if healthy_since is not None and self._clock() - healthy_since < HEALTHY_INTERVAL:
+            return
         if self._check is None or self._check.done():
             self._check = asyncio.get_running_loop().create_task(self._check_once())
 
@@ -222,6 +230,7 @@ class TimeMonitor:
                 self._ntp_synced_at = int(tracking.reference_time * USEC)
             await self._keep_chrony_healthy(tracking)
         synchronized = tracking is not None and tracking.synchronized
+        self._checked_synchronized_at = self._clock() if synchronized else None
         if not synchronized and not self.state.trusted and self.schedule.due(self._clock()):
             self._start_probe()
         if self.state != before:

@@ -12,7 +12,15 @@ from hostd import timeprobe
 from hostd.bus import errors
 from hostd.bus.chrony import parse_tracking
 from hostd.bus.systemd import JobResult
-from hostd.timesync import ChronyHealth, HealthAction, ProbeSchedule, TimeMonitor, TimeSource, bootstrap_source
+from hostd.timesync import (
+    HEALTHY_INTERVAL,
+    ChronyHealth,
+    HealthAction,
+    ProbeSchedule,
+    TimeMonitor,
+    TimeSource,
+    bootstrap_source,
+)
 
 SYNCED = "C0A80101,192.168.1.1,3,1700000000.5,-0.000001,0.0,0.0,-2.3,0.001,0.05,0.01,0.001,64.5,Normal\n"
 UNSYNCED = "00000000,,0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,Not synchronised\n"
@@ -135,7 +143,7 @@ URI = {"uuid": "0123456789abcdef0123456789abcdef", "os": {"network": {"connectiv
 
 
 def test_synchronized_chrony_is_trusted_and_nothing_else_runs(device) -> None:
-    time_monitor, services, published, _ = monitor(device, URI)
+    time_monitor, services, published, now = monitor(device, URI)
     services.chrony.answer = SYNCED
 
     async def run() -> None:
@@ -146,8 +154,11 @@ def test_synchronized_chrony_is_trusted_and_nothing_else_runs(device) -> None:
     state = time_monitor.state
     assert (state.trusted, state.source, state.last_sync) == (True, "ntp", 1700000000500000)
     assert state.tracking == ("192.168.1.1", 3, "Normal")
-    assert services.chrony.calls == ["tracking", "tracking"]  # one query a tick, no probe
-    assert services.systemd.started == [] and len(published) == 1  # published when it changed only
+    assert services.chrony.calls == ["tracking"]  # synchronized: the next tick asks nothing, no probe
+    assert services.systemd.started == [] and len(published) == 1
+    now[0] = HEALTHY_INTERVAL  # one check every HEALTHY_INTERVAL while synchronized
+    asyncio.run(settle(time_monitor))
+    assert services.chrony.calls == ["tracking", "tracking"] and len(published) == 1  # nothing changed: no signal
 
 
 def test_no_ntp_the_https_probe_is_asked_and_trusted(device) -> None:
