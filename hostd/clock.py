@@ -142,7 +142,7 @@ def raise_clock(
     return bootstrap
 
 
-def save(layout: Layout, clock=now_us) -> None:
+def save(layout: Layout, clock: Callable[[], int] = now_us) -> None:
     """The current time, in whole seconds, power-safely on the state partition."""
     write_if_changed(layout.saved_clock, f"{clock() // US}\n".encode())
 

@@ -317,7 +317,10 @@ def test_redsocks_down_is_degraded_and_its_return_reapplies(hostd: Hostd, peer: 
     tb.systemctl("start", "hostd-redsocks.service")
     hostd.wait_describe(lambda d: "redsocks" not in d["degraded"], 10, "redsocks back")
     tb.wait_for(lambda: table_listed(hostd), 10, "the table re-applied")
-    assert curl(hostd, f"http://{ONLY_THROUGH_PROXY}:{TARGET_PORT}/").stdout == ONLY_THROUGH_PROXY
+    # hostd-redsocks is Type=simple (redsocks has no readiness protocol): "active" comes a moment
+    # before redsocks listens, so the first connection may be refused.
+    url = f"http://{ONLY_THROUGH_PROXY}:{TARGET_PORT}/"
+    tb.wait_for(lambda: curl(hostd, url).stdout == ONLY_THROUGH_PROXY, 10, "the target reached through redsocks")
 
 
 def test_no_rule_left_after_a_reboot_without_the_files(hostd: Hostd, peer: Peer, proxy_dir: Path) -> None:
