@@ -48,6 +48,10 @@ PROPERTIES: dict[str, str] = {
     "DnsMode": "s",
     "NtpServers": "as",
     "TimeSynchronized": "b",
+    "TimeTrusted": "b",  # the clock stands on NTP or a verified HTTPS server's time
+    "TimeSource": "s",  # ntp, https, rtc, saved, build
+    "LastSync": "t",  # µs since the epoch of the last trusted sync (0: none this boot)
+    "TimeTracking": "(sus)",  # chrony's reference, stratum, leap status
     "Connections": "a(sss)",
     "Modems": "a(ssssub)",
     "ConfigSource": "s",

@@ -14,6 +14,7 @@ hostd reloads config.json and the command succeeds once the kernel carries the h
 from __future__ import annotations
 
 import sys
+import time
 
 from hostd import jsontext  # not json: `hostctl status` starts without re
 
@@ -521,14 +522,22 @@ def render_dns(state: dict[str, Any]) -> str:
 def render_time(state: dict[str, Any]) -> str:
     time_state = state["time"]
     tracking = time_state.get("tracking") or {}
+    last_sync = time_state.get("lastSync") or 0
     lines = [
         f"NTP servers: {' '.join(time_state['ntpServers']) or '(none)'}",
+        f"network's NTP servers: {' '.join(time_state.get('networkServers', [])) or '(none)'} "
+        f"({time_state.get('mode', 'append')})",
         f"synchronized: {'yes' if time_state['synchronized'] else 'no'}",
+        f"trusted: {'yes' if time_state.get('trusted') else 'no'} (source: {time_state.get('source', '')})",
+        "last sync: "
+        + (time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(last_sync / 1_000_000)) if last_sync else "never"),
     ]
-    if tracking:
+    if time_state.get("problem"):
+        lines.append(f"why not trusted: {time_state['problem']}")
+    if tracking.get("leapStatus"):
         lines.append(
-            f"chrony: reference {tracking.get('reference')} stratum {tracking.get('stratum')} "
-            f"leap {tracking.get('leapStatus')}"
+            f"chrony: reference {tracking.get('reference') or '-'} stratum {tracking.get('stratum')} "
+            f"leap {tracking.get('leapStatus')} offset {tracking.get('offset', 0.0):+.6f} s"
         )
     return "\n".join(lines)
 

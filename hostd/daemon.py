@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from hostd.api import Api
     from hostd.discovery import Discovery
     from hostd.reconciler import Reconciler
+    from hostd.timesync import TimeMonitor
     from hostd.view import View
 
 log = logging.getLogger("hostd")
@@ -49,6 +50,7 @@ class Daemon:
         self.reconciler: Reconciler | None = None  # made once the bus is connected
         self._view: View | None = None
         self._api: Api | None = None  # exported after the first reconcile
+        self._time: TimeMonitor | None = None
         self._outcomes = Outcomes()
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -63,6 +65,7 @@ class Daemon:
         from hostd.discovery import Discovery
         from hostd.manager import Manager
         from hostd.reconciler import Reconciler
+        from hostd.timesync import TimeMonitor
         from hostd.view import View
         from hostd.watch import ConfigWatch
 
@@ -84,7 +87,8 @@ class Daemon:
             reconciled=self._reconciled,
         )
         discovery = Discovery(self.layout, services)
-        view = self._view = View(reconciler, services, discovery)
+        time_monitor = self._time = TimeMonitor(self.layout, services, reconciler.current_config, self._publish)
+        view = self._view = View(reconciler, services, discovery, time_monitor)
         watch = ConfigWatch(self.layout, reconciler.reconcile)
         events.follow(services, self.layout, self._on_service_event, self._on_discovery_changed(discovery))
         await services.start()
@@ -120,6 +124,7 @@ class Daemon:
             waiter.cancel()
 
         notify.notify("STOPPING=1")
+        time_monitor.close()
         for task in list(self._tasks):
             task.cancel()
         if bus.connected:
@@ -137,9 +142,11 @@ class Daemon:
 
     async def _watchdog(self, interval: float) -> None:
         # Pinged from the event loop itself: a loop that is stuck stops the pings and systemd
-        # kills and restarts hostd.
+        # kills and restarts hostd.  The time check rides on the tick: no wakeup of its own.
         while True:
             notify.notify("WATCHDOG=1")
+            if self._time is not None:
+                self._time.tick()
             await asyncio.sleep(interval)
 
     async def _on_service_event(self, steps: tuple[str, ...]) -> None:
@@ -235,6 +242,7 @@ DEFAULT_ARGS = {
     "probe_resolver": "127.0.0.2:53",
     "verbose": False,
     "prepare": None,
+    "time_probe": False,
 }
 
 
@@ -265,6 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
         "partition's bind sources, first boot and reset, before the bind mounts), network-inputs (the "
         "files NetworkManager, dnsmasq and chrony read, and the hostname, before they start)",
     )
+    parser.add_argument(
+        "--time-probe",
+        action="store_true",
+        help="take the time from a verified HTTPS server once, as hostd asked, and exit (hostd-time-probe.service)",
+    )
     return parser
 
 
@@ -274,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv) if argv else SimpleNamespace(**DEFAULT_ARGS)
+    if args.time_probe:
+        from hostd import timeprobe
+
+        return timeprobe.main()
 
     from hostd import logsetup
 

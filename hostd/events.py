@@ -46,6 +46,7 @@ def follow(
     nm = services.networkmanager
     nm.on_attach(rerun(Event.NETWORKMANAGER_ATTACHED))
     nm.on_dns_servers_changed(rerun(Event.NETWORK_DNS_CHANGED))
+    nm.on_ntp_servers_changed(rerun(Event.NETWORK_NTP_CHANGED))
     services.dnsmasq.on_attach(rerun(Event.DNSMASQ_ATTACHED))
     services.avahi.on_attach(rerun(Event.AVAHI_ATTACHED))
     services.systemd.on_attach(rerun(Event.SYSTEMD_ATTACHED))

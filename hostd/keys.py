@@ -323,6 +323,22 @@ def _country(value: Any) -> str:
     return value.upper()
 
 
+def root_ca_pem(value: str) -> str:
+    """balenaRootCA's certificates, as PEM text (the model keeps config.json's base64)."""
+    return base64.b64decode(value, validate=True).decode("ascii")
+
+
+def _root_ca(value: Any) -> str:
+    text = _string(value).strip()
+    try:
+        pem = root_ca_pem(text)
+    except (binascii.Error, ValueError):
+        raise _invalid(value, "is not base64 of PEM text") from None
+    if "-----BEGIN CERTIFICATE-----" not in pem:
+        raise _invalid(value, "holds no PEM certificate")
+    return text
+
+
 def _host_name(value: Any) -> str:
     if not is_fqdn(_string(value)):
         raise _invalid(value, "is not a host name")
@@ -463,6 +479,15 @@ TABLE: tuple[Key, ...] = (
         effect="`pool X iburst` in chrony's sourcedir",
     ),
     Key(
+        "os.ntp.mode",
+        "ntp_mode",
+        ("ntp",),
+        risky=True,
+        form=choice("append", "exclusive"),
+        default="append",
+        effect="append: the network's (DHCP) NTP servers are chrony sources beside these; exclusive: only these",
+    ),
+    Key(
         "developmentMode",
         "development_mode",
         ("devmode",),
@@ -534,6 +559,15 @@ TABLE: tuple[Key, ...] = (
         default_text="none (the kernel's default)",
         effect="Wi-Fi regulatory domain: set live over nl80211 (as `iw reg set`) and as cfg80211's module option; "
         "removing it returns to `00`",
+    ),
+    # balenaOS adds it to the device's trust store (openBalena, a private API's CA).
+    Key(
+        "balenaRootCA",
+        "root_ca",
+        (),
+        form=Form("base64 of PEM certificates", _root_ca),
+        default_text="none (the system's CAs only)",
+        effect="also trusted by the HTTPS time probe",
     ),
     Key(
         "os.safeApply.timeout",

@@ -170,6 +170,16 @@ class Layout:
         return self.path("/run/hostd/network-inputs.generation")
 
     @property
+    def time_probe_request(self) -> Path:
+        """What the HTTPS time probe (hostd-time-probe.service) is to ask, 0600 (the URL may carry a credential)."""
+        return self.path("/run/hostd/time-probe-request.json")
+
+    @property
+    def time_probe_result(self) -> Path:
+        """What the HTTPS time probe found (hostd.timeprobe)."""
+        return self.path("/run/hostd/time-probe.json")
+
+    @property
     def redsocks_conf(self) -> Path:
         """What hostd-redsocks.service runs with (0600: it may hold the proxy's credentials)."""
         return self.path("/run/hostd/proxy/redsocks.conf")

@@ -36,6 +36,7 @@ class ProbeSettings:
     name: str | None  # resolved through the device's resolver
     resolver: tuple[str, int]
     uri: str | None
+    ca_pem: str = ""  # balenaRootCA: trusted beside the system's CAs, as on balenaOS
 
 
 async def probe(nm: NetworkManagerAdapter, settings: ProbeSettings, timeout: float) -> ProbeResult:
@@ -63,7 +64,7 @@ async def check_once(nm: NetworkManagerAdapter, settings: ProbeSettings) -> list
         if answer is not None:
             failures.append(f"{settings.name} does not resolve through {settings.resolver[0]}: {answer}")
     if settings.uri:
-        answer = await asyncio.to_thread(_http_status, settings.uri)
+        answer = await asyncio.to_thread(_http_status, settings.uri, settings.ca_pem)
         if answer is not None:
             # The URI may carry credentials (keys.SECRET): evidence names it, never shows it.
             failures.append(f"the connectivity URI: {answer}")
@@ -101,13 +102,19 @@ async def resolve(name: str, resolver: tuple[str, int]) -> str | None:
     return ", ".join(dict.fromkeys(answers))
 
 
-def _http_status(uri: str) -> str | None:
+def _http_status(uri: str, ca_pem: str = "") -> str | None:
     import urllib.error
     import urllib.request
 
+    context = None
+    if ca_pem and uri.lower().startswith("https:"):
+        import ssl
+
+        context = ssl.create_default_context(cadata=ca_pem)
+        context.load_default_certs()
     started = time.monotonic()
     try:
-        with urllib.request.urlopen(uri, timeout=HTTP_TIMEOUT) as response:
+        with urllib.request.urlopen(uri, timeout=HTTP_TIMEOUT, context=context) as response:
             status = response.status
     except urllib.error.HTTPError as exc:
         status = exc.code

@@ -98,9 +98,15 @@ class Reconciler:
     def applied_id(self) -> str:
         return self.applied.id if self.applied is not None else ""
 
+    def current_config(self) -> config_model.Config:
+        """The configuration the device runs (defaults before the first reconcile)."""
+        return self.applied.config if self.applied is not None else config_model.Config()
+
     def facts(self) -> Facts:
         nm = self.services.networkmanager
-        return Facts(network_dns_servers=tuple(nm.dns_servers) if nm.attached else ())
+        if not nm.attached:
+            return Facts()
+        return Facts(network_dns_servers=tuple(nm.dns_servers), network_ntp_servers=nm.ntp_servers)
 
     def ordered_results(self) -> list[StepResult]:
         return [self.results[step.NAME] for step in ALL_STEPS if step.NAME in self.results]
@@ -416,4 +422,5 @@ class Reconciler:
     def _probe_settings(self, config: config_model.Config) -> ProbeSettings:
         from hostd import probe
 
-        return probe.ProbeSettings(config.probe_name, self.probe_resolver, config.connectivity_uri)
+        ca_pem = keys.root_ca_pem(config.root_ca) if config.root_ca else ""
+        return probe.ProbeSettings(config.probe_name, self.probe_resolver, config.connectivity_uri, ca_pem)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from hostd.bus.services import Services
     from hostd.discovery import Discovery
     from hostd.reconciler import Reconciler
+    from hostd.timesync import TimeMonitor
 
 StepTuple = tuple[str, str, str, float, float]
 
@@ -29,10 +30,11 @@ def step_tuples(results: list[StepResult]) -> list[StepTuple]:
 
 
 class View:
-    def __init__(self, reconciler: Reconciler, services: Services, discovery: Discovery) -> None:
+    def __init__(self, reconciler: Reconciler, services: Services, discovery: Discovery, time: TimeMonitor) -> None:
         self.reconciler = reconciler
         self.services = services
         self.discovery = discovery
+        self.time = time
 
     def degraded(self) -> dict[str, str]:
         """Services not reachable now; avahi-daemon stopped on purpose is not one of them."""
@@ -47,6 +49,7 @@ class View:
         given_dns = reconciler.records.get(dns.NAME)
         journal = reconciler.records.get(logging_step.NAME)
         connections_result = reconciler.results.get(connections.NAME)
+        time_state = self.time.state
         return {
             "Version": __version__,
             "Hostname": self._kernel_hostname() or config.effective_hostname or "",
@@ -58,6 +61,10 @@ class View:
             "DnsMode": config.dns_mode,
             "NtpServers": list(config.ntp_servers),
             "TimeSynchronized": self._time_synchronized(),
+            "TimeTrusted": time_state.trusted,
+            "TimeSource": time_state.source,
+            "LastSync": time_state.last_sync,
+            "TimeTracking": time_state.tracking,
             "Connections": [
                 (entry.name, entry.status.value, entry.verdict or entry.reason)
                 for entry in (connections_result.file_entries() if connections_result else [])
@@ -87,7 +94,7 @@ class View:
     def describe(self) -> dict[str, Any]:
         props = self.properties()
         reconciler = self.reconciler
-        tracking = reconciler.records.get(ntp.NAME)
+        given_ntp = reconciler.records.get(ntp.NAME)
         connections_result = reconciler.results.get(connections.NAME)
         return {
             "version": props["Version"],
@@ -106,8 +113,10 @@ class View:
             "dns": {"mode": props["DnsMode"], "servers": props["DnsServers"]},
             "time": {
                 "ntpServers": props["NtpServers"],
+                "mode": reconciler.current_config().ntp_mode,
+                "networkServers": list(given_ntp.network_servers) if isinstance(given_ntp, ntp.Given) else [],
                 "synchronized": props["TimeSynchronized"],
-                "tracking": tracking.as_dict() if isinstance(tracking, ntp.Tracking) else {},
+                **self.time.state.as_dict(),
             },
             "connections": [entry.as_dict() for entry in connections_result.report] if connections_result else [],
             "modems": self._modems(),

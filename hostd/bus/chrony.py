@@ -133,6 +133,12 @@ class Chrony(CommandFeature):
         """Make chronyd re-read its sourcedir files (added NTP servers)."""
         await self._run("reload", "sources")
 
+    async def burst(self) -> None:
+        """Poll every source now (4 good samples of at most 4 tries), and choose again among them:
+        what chronyd does when it has lost its sources and the network may be back."""
+        await self._run("burst", "4/4")
+        await self._run("reselect")
+
     async def sources(self) -> list[ChronySource]:
         return parse_sources(await self._run("-n", "-c", "sources"))
 

@@ -29,6 +29,11 @@ NM_SETTINGS_INTERFACE = "org.freedesktop.NetworkManager.Settings"
 NM_CONNECTION_INTERFACE = "org.freedesktop.NetworkManager.Settings.Connection"
 NM_DNS_MANAGER_PATH = "/org/freedesktop/NetworkManager/DnsManager"
 NM_DNS_MANAGER_INTERFACE = "org.freedesktop.NetworkManager.DnsManager"
+NM_ACTIVE_CONNECTION_INTERFACE = "org.freedesktop.NetworkManager.Connection.Active"
+NM_DHCP4_CONFIG_PATH = "/org/freedesktop/NetworkManager/DHCP4Config"
+NM_DHCP4_CONFIG_INTERFACE = "org.freedesktop.NetworkManager.DHCP4Config"
+NM_DHCP6_CONFIG_PATH = "/org/freedesktop/NetworkManager/DHCP6Config"
+NM_DHCP6_CONFIG_INTERFACE = "org.freedesktop.NetworkManager.DHCP6Config"
 
 # ModemManager
 MM_NAME = "org.freedesktop.ModemManager1"

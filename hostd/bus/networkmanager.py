@@ -1,4 +1,5 @@
-"""NetworkManager: connection profiles on disk, overall state and connectivity, the DNS servers it uses.
+"""NetworkManager: connection profiles on disk, overall state and connectivity, the DNS servers it
+uses, the NTP servers its DHCP leases offer.
 
 Profiles are read through GetSettings, which never carries secrets; even so only id, uuid, type,
 interface name and autoconnect settings are kept from it, and nothing from a profile is logged.
@@ -12,13 +13,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dbus_fast import Message
 from dbus_fast.aio import MessageBus
 
 from hostd.bus import errors, names
-from hostd.bus.base import DEFAULT_TIMEOUT, BusAdapter, Callbacks, TolerantIntEnum, properties_changed_rule
+from hostd.bus.base import DEFAULT_TIMEOUT, BusAdapter, Callbacks, TolerantIntEnum, properties_changed_rule, unwrap
 
 NM_DEVICE_INTERFACE = "org.freedesktop.NetworkManager.Device"
-NM_ACTIVE_INTERFACE = "org.freedesktop.NetworkManager.Connection.Active"
+NM_ACTIVE_INTERFACE = names.NM_ACTIVE_CONNECTION_INTERFACE
+# DHCP option names as NetworkManager's DHCP clients report them (option 42; DHCPv6 option 56/31)
+DHCP_NTP_OPTIONS = {
+    names.NM_DHCP4_CONFIG_INTERFACE: ("ntp_servers",),
+    names.NM_DHCP6_CONFIG_INTERFACE: ("dhcp6_ntp_servers", "dhcp6_sntp_servers"),
+}
 NM_OBJECT_MANAGER_PATH = "/org/freedesktop"
 CONNECTIVITY_CHECK_TIMEOUT = 30.0
 """CheckConnectivity answers after NetworkManager's own HTTP probe, which can take many seconds."""
@@ -80,12 +87,27 @@ class NetworkManagerAdapter(BusAdapter):
     signal_rules = (
         properties_changed_rule(path=names.NM_PATH),
         properties_changed_rule(path=names.NM_DNS_MANAGER_PATH),
+        # a lease renewed with other options; a new lease is a new object
+        properties_changed_rule(path_namespace=names.NM_DHCP4_CONFIG_PATH),
+        properties_changed_rule(path_namespace=names.NM_DHCP6_CONFIG_PATH),
+        *(
+            {
+                "path": NM_OBJECT_MANAGER_PATH,
+                "interface": names.OBJECT_MANAGER_INTERFACE,
+                "member": member,
+                "arg0path": prefix + "/",
+            }
+            for member in ("InterfacesAdded", "InterfacesRemoved")  # a lease begins, or ends
+            for prefix in (names.NM_DHCP4_CONFIG_PATH, names.NM_DHCP6_CONFIG_PATH)
+        ),
     )
 
     def __init__(self, bus: MessageBus, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         super().__init__(bus, timeout=timeout)
         self._dns_servers_callbacks = Callbacks(self._log, "DNS servers changed")
         self._notified_dns_servers: list[str] | None = None
+        self._ntp_servers_callbacks = Callbacks(self._log, "NTP servers changed")
+        self._ntp_servers: tuple[str, ...] = ()
 
     @property
     def state(self) -> NMState:
@@ -108,6 +130,14 @@ class NetworkManagerAdapter(BusAdapter):
     def on_dns_servers_changed(self, callback: Callable[[list[str]], Awaitable[None]]) -> None:
         """Register a callback that gets the new dns_servers whenever NetworkManager changes them."""
         self._dns_servers_callbacks.add(callback)
+
+    @property
+    def ntp_servers(self) -> tuple[str, ...]:
+        """NTP servers the active connections' DHCP leases offer (IPv4, then IPv6), without duplicates."""
+        return self._ntp_servers
+
+    def on_ntp_servers_changed(self, callback: Callable[[tuple[str, ...]], Awaitable[None]]) -> None:
+        self._ntp_servers_callbacks.add(callback)
 
     async def load_connections(self, filenames: Sequence[str]) -> LoadResult:
         """Load or reload these keyfiles without restarting NetworkManager."""
@@ -288,13 +318,66 @@ class NetworkManagerAdapter(BusAdapter):
             self._fetch_properties(names.NM_DNS_MANAGER_PATH, names.NM_DNS_MANAGER_INTERFACE),
         )
         self._notify_dns_servers()
+        await self._load_dhcp_configs()
 
     def _on_properties_changed(self, path: str, interface: str, changed: set[str]) -> None:
         if interface == names.NM_DNS_MANAGER_INTERFACE and "Configuration" in changed:
             self._notify_dns_servers()
+        if interface in DHCP_NTP_OPTIONS and "Options" in changed:
+            self._notify_ntp_servers()
+
+    def _on_signal(self, message: Message) -> None:
+        """A lease began (its DHCP config object, options included) or ended."""
+        path, interfaces = message.body
+        dhcp = [interface for interface in interfaces if interface in DHCP_NTP_OPTIONS]
+        if not dhcp:
+            return
+        if message.member == "InterfacesAdded":
+            for interface in dhcp:
+                self._store_properties(path, interface, unwrap(interfaces[interface]), message.serial)
+        elif message.member == "InterfacesRemoved":
+            self._forget_cache(path, dhcp)
+        self._notify_ntp_servers()
+
+    async def _load_dhcp_configs(self) -> None:
+        """Every DHCP4Config/DHCP6Config object NetworkManager exports (one per lease), into the cache."""
+        try:
+            reply = await self._call_message(
+                NM_OBJECT_MANAGER_PATH, names.OBJECT_MANAGER_INTERFACE, "GetManagedObjects"
+            )
+        except errors.RemoteError as err:
+            self._log.debug("DHCP leases not read: %s", err)
+            return
+        for path, interfaces in unwrap(reply.body[0]).items():
+            for interface in set(interfaces) & set(DHCP_NTP_OPTIONS):
+                self._store_properties(path, interface, interfaces[interface], reply.serial)
+        self._notify_ntp_servers()
 
     def _notify_dns_servers(self) -> None:
         servers = self.dns_servers
         if servers != self._notified_dns_servers:
             self._notified_dns_servers = servers
             self._dns_servers_callbacks.fire(servers)
+
+    def _notify_ntp_servers(self) -> None:
+        servers: list[str] = []
+        for path, interface in sorted((key for key in self._caches if key[1] in DHCP_NTP_OPTIONS), key=_ipv4_first):
+            options = self._cached(path, interface).get("Options", {})
+            for option in DHCP_NTP_OPTIONS[interface]:
+                servers += [server for server in str(options.get(option, "")).split() if _usable_server(server)]
+        found = tuple(dict.fromkeys(servers))
+        if found != self._ntp_servers:
+            self._ntp_servers = found
+            self._ntp_servers_callbacks.fire(found)
+
+
+def _usable_server(server: str) -> bool:
+    """An address or a host name: what goes into chrony's sources file, and nothing else."""
+    from hostd.keys import is_fqdn, is_ip
+
+    return is_ip(server) or is_fqdn(server)
+
+
+def _ipv4_first(key: tuple[str, str]) -> tuple[bool, str]:
+    path, interface = key
+    return interface != names.NM_DHCP4_CONFIG_INTERFACE, path

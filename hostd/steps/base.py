@@ -29,6 +29,7 @@ class Facts:
     """What the running system tells hostd that config.json does not (empty offline)."""
 
     network_dns_servers: tuple[str, ...] = ()
+    network_ntp_servers: tuple[str, ...] = ()  # offered by DHCP
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,7 @@ class Event(StrEnum):
     SYSTEMD_ATTACHED = "systemd attached"
     NETWORKMANAGER_ATTACHED = "NetworkManager attached"
     NETWORK_DNS_CHANGED = "the network's DNS servers changed"
+    NETWORK_NTP_CHANGED = "the network's NTP servers changed"
     DNSMASQ_ATTACHED = "dnsmasq attached"
     AVAHI_ATTACHED = "avahi-daemon attached"
     CHRONYD_RETURNED = "chronyd running again"

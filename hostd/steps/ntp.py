@@ -1,7 +1,10 @@
-"""chrony's extra sources (``ntpServers``), one ``pool NAME iburst`` line each, in its sourcedir.
+"""chrony's extra sources in its sourcedir: ``ntpServers``, one ``pool NAME iburst`` line each,
+and with ``os.ntp.mode`` append (the default) the servers the network's DHCP leases offer, one
+``server ADDRESS iburst`` line each (what balenaOS's dispatcher script adds); exclusive leaves
+them out.  chrony.conf's own pools are the image's: hostd does not own that file.
 
-Live: ``chronyc reload sources`` when they changed and chronyd runs; chrony's tracking recorded
-for the API.
+Live: ``chronyc reload sources`` when they changed and chronyd runs.  chrony's tracking and the
+clock's trust are followed by ``hostd.timesync``.
 """
 
 from __future__ import annotations
@@ -21,33 +24,32 @@ log = logging.getLogger("hostd.steps.ntp")
 
 NAME = "ntp"
 KEYS = keys.read_by(NAME)
-TRIGGERS = frozenset({Event.CHRONYD_RETURNED})
+TRIGGERS = frozenset({Event.CHRONYD_RETURNED, Event.NETWORK_NTP_CHANGED})
 
 
 @dataclass(frozen=True)
-class Tracking:
-    """chrony's ``tracking`` answer, as Describe() shows it."""
+class Given:
+    """The network's (DHCP) servers chrony was given beside ``ntpServers``."""
 
-    reference: str
-    stratum: int
-    leap_status: str
-    synchronized: bool
-    system_time_offset: float
+    network_servers: tuple[str, ...]
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "reference": self.reference,
-            "stratum": self.stratum,
-            "leapStatus": self.leap_status,
-            "synchronized": self.synchronized,
-            "systemTimeOffset": self.system_time_offset,
-        }
+
+def network_servers(ctx: Context) -> tuple[str, ...]:
+    """The DHCP-offered servers chrony is given: none in exclusive mode, none already configured."""
+    if ctx.config.ntp_mode == "exclusive":
+        return ()
+    return tuple(server for server in ctx.facts.network_ntp_servers if server not in ctx.config.ntp_servers)
+
+
+def sources(ctx: Context) -> bytes | None:
+    lines = [f"pool {server} iburst\n" for server in ctx.config.ntp_servers]
+    lines += [f"server {server} iburst\n" for server in network_servers(ctx)]
+    return "".join(lines).encode() if lines else None
 
 
 def plan(ctx: Context) -> Plan:
-    result = Plan()
-    servers = ctx.config.ntp_servers
-    content = "".join(f"pool {server} iburst\n" for server in servers).encode() if servers else None
+    result = Plan(record=Given(network_servers(ctx)))
+    content = sources(ctx)
     path = ctx.layout.chrony_sources
     # A chrony unit with RuntimeDirectory= (Debian's) hands the directory, files included, to
     # chrony's user when it starts: the file has the directory's owner, or every run would take it back.
@@ -70,18 +72,6 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
             return outcome  # stopped meanwhile: it reads its sourcedir when it starts
     if services.timedate1.available:
         await services.timedate1.refresh()  # timedated never signals NTPSynchronized
-    try:
-        tracking = await chrony.tracking()
-    except errors.BusError as exc:
-        log.debug("chrony tracking unknown: %s", exc)
-        return outcome
-    outcome.record = Tracking(
-        tracking.reference,
-        tracking.stratum,
-        tracking.leap_status.value,
-        tracking.synchronized,
-        tracking.system_time_offset,
-    )
     return outcome
 
 

@@ -49,6 +49,7 @@ FILES:${PN} += "\
     ${systemd_system_unitdir}/hostd-clock.service \
     ${systemd_system_unitdir}/hostd-clock-save.service \
     ${systemd_system_unitdir}/hostd-clock-save.timer \
+    ${systemd_system_unitdir}/hostd-time-probe.service \
     ${datadir}/dbus-1/system.d/io.hostd1.conf \
     ${datadir}/dbus-1/system-services/io.hostd1.service \
     ${datadir}/dbus-1/interfaces/io.hostd1.Manager.xml \
@@ -70,6 +71,7 @@ RDEPENDS:${PN} += "\
     python3-ctypes \
     python3-datetime \
     python3-dbus-fast \
+    python3-email \
     python3-io \
     python3-json \
     python3-logging \

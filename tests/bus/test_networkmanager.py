@@ -141,3 +141,34 @@ async def test_check_connectivity(bus_address: str) -> None:
         nm = NetworkManagerAdapter(bus)
         await nm.start()
         assert await nm.check_connectivity() is Connectivity.PORTAL
+
+
+async def test_dhcp_ntp_servers_follow_the_leases(bus_address: str) -> None:
+    """Option 42 (and DHCPv6's) from the leases' DHCP config objects: read at attach, followed as
+    leases begin, renew with other options and end; a value that is not an address or a name is
+    dropped (it would go into chrony's sources file)."""
+    v4, v6 = names.NM_DHCP4_CONFIG_INTERFACE, names.NM_DHCP6_CONFIG_INTERFACE
+    fake = FakeNetworkManager(bus_address)
+    await fake.start()
+    first = fake.add_lease(
+        f"{names.NM_DHCP4_CONFIG_PATH}/1", v4, {"ntp_servers": "10.0.0.5 10.0.0.6", "ip_address": "x"}
+    )
+    async with client_bus(bus_address) as bus:
+        nm = NetworkManagerAdapter(bus)
+        changed = Recorder()
+        nm.on_ntp_servers_changed(changed)
+        await nm.start()
+        await wait_until(lambda: nm.ntp_servers == ("10.0.0.5", "10.0.0.6"))
+        fake.add_lease(f"{names.NM_DHCP6_CONFIG_PATH}/1", v6, {"dhcp6_ntp_servers": "fd00::123 ntp.example.com"})
+        await wait_until(lambda: nm.ntp_servers == ("10.0.0.5", "10.0.0.6", "fd00::123", "ntp.example.com"))
+        first.change({"ntp_servers": "10.0.0.7 bad;name"})  # renewed with other options
+        await wait_until(lambda: nm.ntp_servers == ("10.0.0.7", "fd00::123", "ntp.example.com"))
+        fake.end_lease(f"{names.NM_DHCP6_CONFIG_PATH}/1", v6)
+        await wait_until(lambda: nm.ntp_servers == ("10.0.0.7",))
+        assert [call[0] for call in changed.calls] == [
+            ("10.0.0.5", "10.0.0.6"),
+            ("10.0.0.5", "10.0.0.6", "fd00::123", "ntp.example.com"),
+            ("10.0.0.7", "fd00::123", "ntp.example.com"),
+            ("10.0.0.7",),
+        ]
+        await nm.close()

@@ -475,6 +475,8 @@ def test_no_value_of_a_secret_key_reaches_a_message(name: str, value: object) ->
 
 # -- property: any mix of valid and invalid values applies exactly the valid ones -------------------
 
+ROOT_CA = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUIKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo="  # base64 of PEM
+
 VALID = {
     "hostname": ("kitchen", "kitchen"),
     "persistentLogging": ("true", True),
@@ -482,6 +484,8 @@ VALID = {
     "os.journal.systemMaxUse": (64 << 20, str(64 << 20)),
     "dnsServers": (["1.1.1.1"], ("1.1.1.1",)),
     "os.dns.mode": ("exclusive", "exclusive"),
+    "os.ntp.mode": ("EXCLUSIVE", "exclusive"),
+    "balenaRootCA": (ROOT_CA, ROOT_CA),
     "ntpServers": ("time.example.com", ("time.example.com",)),
     "developmentMode": (1, True),
     "os.sshKeys": ([ED25519_KEY], (ED25519_KEY,)),
@@ -501,6 +505,8 @@ INVALID = {
     "os.journal.systemMaxUse": "65G",
     "dnsServers": "1.1.1.1 x",
     "os.dns.mode": "sometimes",
+    "os.ntp.mode": "both",
+    "balenaRootCA": "bm90IGEgY2VydGlmaWNhdGU=",  # base64, of text without a certificate
     "ntpServers": ["a..b"],
     "developmentMode": 2,
     "os.sshKeys": ["ssh-rsa nope"],

@@ -42,4 +42,3 @@ def test_what_json_refuses_is_refused(text: str) -> None:
         json.loads(text)
     with pytest.raises(ValueError):
         jsontext.loads(text)
-

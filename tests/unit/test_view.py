@@ -6,8 +6,9 @@ from types import SimpleNamespace
 
 from hostd import config as cfg
 from hostd.reconciler import Applied, Reconciler
-from hostd.steps import dns, ntp
+from hostd.steps import dns
 from hostd.steps import logging as logging_step
+from hostd.timesync import TimeState
 from hostd.view import View
 
 from .conftest import UUID
@@ -30,7 +31,8 @@ def make_view(device) -> tuple[View, Reconciler, SimpleNamespace]:
         reconciled=lambda results, outcome: None,
     )
     discovery = SimpleNamespace(discoverable=True, enabled=True, why_not=lambda: "")
-    return View(reconciler, services, discovery), reconciler, services  # type: ignore[arg-type]
+    time = SimpleNamespace(state=TimeState(False, "rtc", 0, ("", 0, ""), 0.0, "no NTP server has answered yet"))
+    return View(reconciler, services, discovery, time), reconciler, services  # type: ignore[arg-type]
 
 
 def test_dns_servers_are_what_dnsmasq_was_given_not_computed_again(device) -> None:
@@ -48,16 +50,12 @@ def test_records_of_the_live_effects(device) -> None:
     device.write_config({"uuid": UUID})
     view, reconciler, _ = make_view(device)
     reconciler.records[logging_step.NAME] = logging_step.JournalUsage(4096)
-    reconciler.records[ntp.NAME] = ntp.Tracking("PHC0", 1, "normal", True, 0.5)
+    view.time.state = TimeState(True, "ntp", 1_700_000_000_000_000, ("PHC0", 1, "Normal"), 0.5, "")
     document = view.describe()
     assert document["logging"]["journalUsage"] == 4096
-    assert document["time"]["tracking"] == {
-        "reference": "PHC0",
-        "stratum": 1,
-        "leapStatus": "normal",
-        "synchronized": True,
-        "systemTimeOffset": 0.5,
-    }
+    assert document["time"]["tracking"] == {"reference": "PHC0", "stratum": 1, "leapStatus": "Normal", "offset": 0.5}
+    assert (document["time"]["trusted"], document["time"]["source"]) == (True, "ntp")
+    assert view.properties()["TimeTracking"] == ("PHC0", 1, "Normal")
     assert document["generations"]["lastRollback"] is None and document["degraded"] == {"avahi": "not running"}
     assert view.status_line() == "0 steps applied; degraded: avahi"
 

@@ -323,9 +323,7 @@ def run_qemu(cmd: list[str], console: Path, accel: str, timeout: float) -> bool:
     """Run qemu until the device powers off; False when KVM showed no sign of life (try TCG)."""
     console.unlink(missing_ok=True)
     started = time.monotonic()
-    with subprocess.Popen(
-        [*cmd, "-accel", accel], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as qemu:
+    with subprocess.Popen([*cmd, "-accel", accel], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as qemu:
         while qemu.poll() is None:
             elapsed = time.monotonic() - started
             alive = console.exists() and b"Linux version" in console.read_bytes()[:65536]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid as uuidlib
 from typing import Annotated, Any
 
-from dbus_fast import DBusError, Variant
+from dbus_fast import DBusError, Message, Variant
 from dbus_fast.annotations import DBusSignature
 from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_method, dbus_property
 
@@ -25,6 +25,7 @@ ConnectionSettings = Annotated[dict[str, dict[str, Variant]], DBusSignature("a{s
 DnsConfiguration = Annotated[list[dict[str, Variant]], DBusSignature("aa{sv}")]
 
 NM_STATE_CONNECTED_GLOBAL = 70
+OBJECT_MANAGER = "org.freedesktop.DBus.ObjectManager"
 NM_CONNECTIVITY_FULL = 4
 
 
@@ -121,6 +122,22 @@ class DnsManager(ServiceInterface):
         self.emit_properties_changed({"Configuration": self.Configuration})
 
 
+class DhcpConfig(ServiceInterface):
+    """A lease's DHCP4Config/DHCP6Config object: its options, as NetworkManager's DHCP client names them."""
+
+    def __init__(self, interface: str, options: dict[str, str]) -> None:
+        super().__init__(interface)
+        self.options = options
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Options(self) -> Annotated[dict[str, Variant], DBusSignature("a{sv}")]:
+        return {name: Variant("s", value) for name, value in self.options.items()}
+
+    def change(self, options: dict[str, str]) -> None:
+        self.options = options
+        self.emit_properties_changed({"Options": self.Options})
+
+
 def _variants(entry: dict[str, Any]) -> dict[str, Variant]:
     signatures = {"nameservers": "as", "domains": "as", "interface": "s", "priority": "i", "vpn": "b"}
     return {key: Variant(signatures[key], value) for key, value in entry.items()}
@@ -205,6 +222,24 @@ class FakeNetworkManager(FakeService):
             (names.NM_SETTINGS_PATH, self.settings),
             *((path, connection) for path, connection in self.connections.items()),
         ]
+
+    def add_lease(self, path: str, interface: str, options: dict[str, str]) -> DhcpConfig:
+        """A new lease: its object exported, then announced from NetworkManager's ObjectManager."""
+        lease = DhcpConfig(interface, options)
+        assert self.bus is not None
+        self.bus.export(path, lease)
+        body = {interface: {"Options": Variant("a{sv}", lease.Options)}}
+        self.bus.send(
+            Message.new_signal("/org/freedesktop", OBJECT_MANAGER, "InterfacesAdded", "oa{sa{sv}}", [path, body])
+        )
+        return lease
+
+    def end_lease(self, path: str, interface: str) -> None:
+        assert self.bus is not None
+        self.bus.unexport(path)
+        self.bus.send(
+            Message.new_signal("/org/freedesktop", OBJECT_MANAGER, "InterfacesRemoved", "oas", [path, [interface]])
+        )
 
     def files_loaded(self) -> set[str]:
         return {connection.filename for connection in self.connections.values()}

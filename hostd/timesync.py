@@ -1,0 +1,318 @@
+"""Whether the clock can be trusted, what it stands on, and chrony kept healthy.
+
+Checked from the daemon's watchdog tick (no timer of its own): one ``chronyc tracking`` per tick
+while chrony is not synchronized; once it is, one every ``HEALTHY_INTERVAL`` (the ticks between
+cost nothing: no process, no bus call).  The clock's source, most trusted first:
+
+- ``ntp``: chrony is (or was, this boot) synchronized to a server;
+- ``https``: a verified HTTPS server's time (``hostd.timeprobe``, run by hostd-time-probe.service
+  while chrony is not synchronized): the clock agrees with it, or was raised to it;
+- ``saved``, ``build``, ``rtc``: what the boot's clock bootstrap raised the clock to (its record),
+  or the RTC as the kernel read it.  None of these is trusted.
+
+chrony's health: unsynchronized for ``grace`` seconds (no selectable source) -> ``chronyc burst``
+and ``reselect``; still so ``restart_after`` seconds later -> chronyd restarted through systemd,
+the next restart waiting twice as long (at most ``max_restart_interval``): an offline device is
+not restarting chronyd every few minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from hostd import fsutil
+from hostd.bus import errors
+from hostd.bus.chrony import CHRONY_UNITS, ChronyTracking
+
+if TYPE_CHECKING:
+    from hostd.bus.services import Services
+    from hostd.config import Config
+    from hostd.layout import Layout
+
+log = logging.getLogger("hostd.time")
+
+PROBE_UNIT = "hostd-time-probe.service"
+PROBE_JOB_TIMEOUT = 90.0  # the unit's TimeoutStartSec= is 60 s; the probe itself takes at most ~40 s
+HEALTHY_INTERVAL = 300.0
+"""Seconds between chrony checks while it is synchronized: a lost sync is seen within the burst's
+grace, and LastSync and the tracking follow chrony's polls (64 s and more) closely enough."""
+PROBE_FIRST_RETRY = 60.0
+PROBE_MAX_RETRY = 3600.0
+USEC = 1_000_000
+
+
+class TimeSource(StrEnum):
+    NTP = "ntp"
+    HTTPS = "https"
+    SAVED = "saved"
+    BUILD = "build"
+    RTC = "rtc"
+
+
+TRUSTED_SOURCES = frozenset({TimeSource.NTP, TimeSource.HTTPS})
+
+
+class HealthAction(StrEnum):
+    NONE = "none"
+    BURST = "burst"
+    RESTART = "restart"
+
+
+@dataclass
+class ChronyHealth:
+    """chrony's health from its synchronization, observed once per tick: what to do about it."""
+
+    grace: float = 300.0
+    restart_after: float = 600.0
+    max_restart_interval: float = 6 * 3600.0
+    _unsynchronized_since: float | None = field(default=None, init=False)
+    _burst_at: float | None = field(default=None, init=False)
+    _restart_wait: float | None = field(default=None, init=False)
+
+    def observe(self, now: float, synchronized: bool) -> HealthAction:
+        if synchronized:
+            self._unsynchronized_since = self._burst_at = self._restart_wait = None
+            return HealthAction.NONE
+        if self._unsynchronized_since is None:
+            self._unsynchronized_since = now
+            return HealthAction.NONE
+        if self._burst_at is None:
+            if now - self._unsynchronized_since < self.grace:
+                return HealthAction.NONE
+            self._burst_at = now
+            return HealthAction.BURST
+        wait = self._restart_wait or self.restart_after
+        if now - self._burst_at < wait:
+            return HealthAction.NONE
+        # Restarted: the whole cycle again, the next restart later.
+        self._unsynchronized_since, self._burst_at = now, None
+        self._restart_wait = min(wait * 2, self.max_restart_interval)
+        return HealthAction.RESTART
+
+
+@dataclass
+class ProbeSchedule:
+    """When to run the HTTPS probe again after it failed: backoff from a minute to an hour."""
+
+    first_retry: float = PROBE_FIRST_RETRY
+    max_retry: float = PROBE_MAX_RETRY
+    _next_at: float = field(default=0.0, init=False)
+    _delay: float = field(default=0.0, init=False)
+
+    def due(self, now: float) -> bool:
+        return now >= self._next_at
+
+    def failed(self, now: float) -> None:
+        self._delay = min(self._delay * 2, self.max_retry) if self._delay else self.first_retry
+        self._next_at = now + self._delay
+
+
+@dataclass(frozen=True)
+class TimeState:
+    """What the API shows: TimeTrusted, TimeSource, LastSync (µs, 0: never) and chrony's tracking."""
+
+    trusted: bool
+    source: str
+    last_sync: int
+    tracking: tuple[str, int, str]  # reference, stratum, leap status ("", 0, "") when unknown
+    offset: float = field(compare=False)  # seconds behind chrony's reference: Describe only, it moves every poll
+    problem: str = ""  # why the time is not trusted ("" when it is)
+
+    def as_dict(self) -> dict[str, Any]:
+        reference, stratum, leap = self.tracking
+        return {
+            "trusted": self.trusted,
+            "source": self.source,
+            "lastSync": self.last_sync,
+            "problem": self.problem,
+            "tracking": {"reference": reference, "stratum": stratum, "leapStatus": leap, "offset": self.offset},
+        }
+
+
+def bootstrap_source(layout: Layout) -> TimeSource:
+    """What the boot's clock bootstrap left the clock on; the RTC's when it left no record."""
+    try:
+        record = json.loads(layout.clock_bootstrap_record.read_bytes())
+        return TimeSource(record["source"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return TimeSource.RTC
+
+
+def probe_target(config: Config) -> tuple[str, str] | None:
+    """(URL, how to name it) to take the time from: the connectivity URI (by default
+    ``<apiEndpoint>/connectivity-check``), if it is https; its value may carry a credential."""
+    uri = config.connectivity_uri
+    if uri and uri.lower().startswith("https://"):
+        return uri, "the connectivity URI"
+    return None
+
+
+class TimeMonitor:
+    def __init__(
+        self,
+        layout: Layout,
+        services: Services,
+        config: Callable[[], Config],
+        publish: Callable[[], None],
+        *,
+        health: ChronyHealth | None = None,
+        schedule: ProbeSchedule | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.layout = layout
+        self.services = services
+        self._config = config
+        self._publish = publish
+        self.health = health or ChronyHealth()
+        self.schedule = schedule or ProbeSchedule()
+        self._clock = clock
+        self._boot_source = bootstrap_source(layout)
+        self._tracking: ChronyTracking | None = None
+        self._ntp_synced_at = 0  # µs: chrony's last reference time while synchronized
+        self._https_at = 0  # µs: the verified HTTPS time, when it was taken
+        self._problem = ""
+        self._checked_synchronized_at: float | None = None
+        self._check: asyncio.Task[None] | None = None
+        self._probe: asyncio.Task[None] | None = None
+        self._read_earlier_probe()
+
+    @property
+    def state(self) -> TimeState:
+        tracking = self._tracking
+        if self._ntp_synced_at:
+            source, last_sync = TimeSource.NTP, self._ntp_synced_at
+        elif self._https_at:
+            source, last_sync = TimeSource.HTTPS, self._https_at
+        else:
+            source, last_sync = self._boot_source, 0
+        trusted = source in TRUSTED_SOURCES
+        return TimeState(
+            trusted=trusted,
+            source=source.value,
+            last_sync=last_sync,
+            tracking=(tracking.reference, tracking.stratum, tracking.leap_status.value) if tracking else ("", 0, ""),
+            offset=tracking.system_time_offset if tracking else 0.0,
+            problem="" if trusted else self._problem or "no NTP server has answered yet",
+        )
+
+    def tick(self) -> None:
+        """From the watchdog tick: one check at a time; a slow chronyc never delays the tick."""
+        healthy_since = self._checked_synchronized_at
+        if healthy_since is not None and self._clock() - healthy_since < HEALTHY_INTERVAL:
+            return
+        if self._check is None or self._check.done():
+            self._check = asyncio.get_running_loop().create_task(self._check_once())
+
+    def close(self) -> None:
+        for task in (self._check, self._probe):
+            if task is not None:
+                task.cancel()
+
+    async def _check_once(self) -> None:
+        before = self.state
+        try:
+            tracking = await self.services.chrony.tracking()
+        except errors.BusError as err:
+            log.debug("chrony's tracking not read: %s", err)
+            tracking = None
+        if tracking is not None:
+            self._tracking = tracking
+            if tracking.synchronized:
+                if not self._ntp_synced_at:
+                    log.info("time trusted: chrony is synchronized to %s", tracking.reference or tracking.reference_id)
+                self._ntp_synced_at = int(tracking.reference_time * USEC)
+            await self._keep_chrony_healthy(tracking)
+        synchronized = tracking is not None and tracking.synchronized
+        self._checked_synchronized_at = self._clock() if synchronized else None
+        if not synchronized and not self.state.trusted and self.schedule.due(self._clock()):
+            self._start_probe()
+        if self.state != before:
+            self._publish()
+
+    async def _keep_chrony_healthy(self, tracking: ChronyTracking) -> None:
+        action = self.health.observe(self._clock(), tracking.synchronized)
+        try:
+            if action is HealthAction.BURST:
+                log.warning(
+                    "chrony has had no selectable source for %.0f s: polling every source now", self.health.grace
+                )
+                await self.services.chrony.burst()
+            elif action is HealthAction.RESTART:
+                unit = self._chrony_unit()
+                log.warning("chrony is still not synchronized after a burst: restarting %s", unit)
+                await self.services.systemd.restart_unit(unit)
+        except errors.BusError as err:
+            log.warning("chrony's %s failed: %s", action.value, err)
+
+    def _chrony_unit(self) -> str:
+        systemd = self.services.systemd
+        return next((unit for unit in CHRONY_UNITS if systemd.followed_unit_state(unit) is not None), CHRONY_UNITS[0])
+
+    # -- the HTTPS probe --------------------------------------------------------------------
+
+    def _start_probe(self) -> None:
+        if self._probe is not None and not self._probe.done():
+            return
+        target = probe_target(self._config())
+        if target is None:
+            problem = "no NTP server has answered, and no https connectivity URI to take the time from"
+            if problem != self._problem:
+                log.warning("time not trusted: %s", problem)
+            self._problem = problem
+            self.schedule.failed(self._clock())
+            return
+        self._probe = asyncio.get_running_loop().create_task(self._run_probe(*target))
+
+    async def _run_probe(self, url: str, label: str) -> None:
+        before = self.state
+        config = self._config()
+        from hostd.keys import root_ca_pem
+
+        request = {"url": url, "label": label, "ca": root_ca_pem(config.root_ca) if config.root_ca else ""}
+        result: dict[str, Any] = {}
+        try:
+            await asyncio.to_thread(self._write_request, request)
+            job = await self.services.systemd.start_unit(PROBE_UNIT, job_timeout=PROBE_JOB_TIMEOUT)
+            result = self._read_probe_result() or {"ok": False, "error": f"{PROBE_UNIT} gave no result ({job.value})"}
+        except (OSError, errors.BusError) as err:
+            result = {"ok": False, "error": f"{PROBE_UNIT} could not run: {err}"}
+        if result.get("ok"):
+            self._https_at = int(result["time"])
+            log.info("time trusted: verified by %s over https (%s)", label, _stepped(result))
+        else:
+            self._problem = f"no NTP server has answered, and the HTTPS time probe failed: {result.get('error')}"
+            log.warning("time not trusted: %s", self._problem)
+            self.schedule.failed(self._clock())
+        if self.state != before:
+            self._publish()
+
+    def _write_request(self, request: dict[str, Any]) -> None:
+        fsutil.remove_file(self.layout.time_probe_result)
+        fsutil.ensure_dir(self.layout.time_probe_request.parent)
+        fsutil.atomic_write(self.layout.time_probe_request, json.dumps(request).encode(), 0o600)
+
+    def _read_probe_result(self) -> dict[str, Any] | None:
+        try:
+            result = json.loads(self.layout.time_probe_result.read_bytes())
+        except (OSError, ValueError):
+            return None
+        return result if isinstance(result, dict) else None
+
+    def _read_earlier_probe(self) -> None:
+        """hostd restarted within the boot: an earlier probe's verified time still holds."""
+        result = self._read_probe_result()
+        if result and result.get("ok") and isinstance(result.get("time"), int):
+            self._https_at = result["time"]
+
+
+def _stepped(result: dict[str, Any]) -> str:
+    if result.get("stepped"):
+        return f"the clock was {result.get('offset')} s behind and was set"
+    return f"the clock was {result.get('offset')} s off"
