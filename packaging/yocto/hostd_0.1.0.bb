@@ -23,7 +23,11 @@ SRCREV ??= "INVALID"
 # UNPACKDIR exists from Yocto 5.1 (styhead) on; before, sources are unpacked into WORKDIR
 S = "${@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}/hostd-git"
 
-inherit python_setuptools_build_meta systemd
+inherit python_setuptools_build_meta systemd useradd
+
+# The bus policy's admin group (units/sysusers.d/hostd.conf), made at image build: the root is read-only.
+USERADD_PACKAGES = "${PN}"
+GROUPADD_PARAM:${PN} = "--system hostd-admin"
 
 # hostd, its boot stages (before the bind mounts and before the network), the clock and its save timer
 SYSTEMD_SERVICE:${PN} = "hostd.service hostd-bind-sources.service hostd-network-inputs.service hostd-clock.service hostd-clock-save.timer"
@@ -54,6 +58,7 @@ FILES:${PN} += "\
     ${datadir}/dbus-1/system-services/io.hostd1.service \
     ${datadir}/dbus-1/interfaces/io.hostd1.Manager.xml \
     ${nonarch_libdir}/tmpfiles.d/hostd.conf \
+    ${nonarch_libdir}/sysusers.d/hostd.conf \
     ${nonarch_libdir}/systemd/journald.conf.d/50-hostd-defaults.conf \
     ${nonarch_libdir}/NetworkManager/conf.d/50-hostd.conf \
     ${sysconfdir}/dnsmasq.d/50-hostd.conf \

@@ -33,6 +33,15 @@ def test_root_is_read_only_but_bound_paths_and_tmpfs(hostd: Hostd) -> None:
     assert [s for s in hostd.describe()["steps"] if s["status"] == "failed"] == []
 
 
+def test_the_package_made_the_bus_policys_admin_group(hostd: Hostd) -> None:
+    """The image build (dpkg in the device's root) made hostd-admin: dbus-daemon knows the group
+    its policy for io.hostd1 names, and does not warn about it."""
+    tb = hostd.tb
+    assert tb.exec(["getent", "group", "hostd-admin"]).stdout.startswith("hostd-admin:")
+    journal = tb.exec(["journalctl", "-b", "-u", "dbus.service", "-o", "cat"]).stdout
+    assert "hostd-admin" not in journal
+
+
 def test_services_run_balenaos_configuration(hostd: Hostd) -> None:
     """dnsmasq runs balenaOS's command line and chrony reads balenaOS's chrony.conf (no confdir):
     what the other tests prove hostd against."""

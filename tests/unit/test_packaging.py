@@ -172,7 +172,7 @@ def test_debian_rules_and_maintainer_scripts() -> None:
     assert enabled <= named, f"not in debian/rules: {sorted(enabled - named)}"
     assert "dh_python3 --no-guessing-deps $(PRIVATE)" in rules  # byte-compiled at install
     assert (DEBIAN / "source/format").read_text().strip() == "3.0 (native)"
-    for script in ("rules", "prerm"):
+    for script in ("rules", "prerm", "postinst"):
         assert (DEBIAN / script).stat().st_mode & 0o111, f"debian/{script} must be executable"
     # removing the package leaves the device's configuration alone: no script deletes anything
     for script in DEBIAN.glob("p*[mt]"):
