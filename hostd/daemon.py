@@ -42,11 +42,13 @@ class Daemon:
         *,
         admin_gids: frozenset[int] = frozenset(),
         probe_resolver: tuple[str, int] = DEFAULT_PROBE_RESOLVER,
+        chrony_health: dict[str, float] | None = None,
     ) -> None:
         self.layout = layout
         self.bus_address = bus_address
         self.admin_gids = admin_gids
         self.probe_resolver = probe_resolver
+        self.chrony_health = chrony_health or {}  # ChronyHealth's thresholds other than its defaults
         self.reconciler: Reconciler | None = None  # made once the bus is connected
         self._view: View | None = None
         self._api: Api | None = None  # exported after the first reconcile
@@ -65,7 +67,7 @@ class Daemon:
         from hostd.discovery import Discovery
         from hostd.manager import Manager
         from hostd.reconciler import Reconciler
-        from hostd.timesync import TimeMonitor
+        from hostd.timesync import ChronyHealth, TimeMonitor
         from hostd.view import View
         from hostd.watch import ConfigWatch
 
@@ -87,7 +89,9 @@ class Daemon:
             reconciled=self._reconciled,
         )
         discovery = Discovery(self.layout, services)
-        time_monitor = self._time = TimeMonitor(self.layout, services, reconciler.current_config, self._publish)
+        time_monitor = self._time = TimeMonitor(
+            self.layout, services, reconciler.current_config, self._publish, health=ChronyHealth(**self.chrony_health)
+        )
         view = self._view = View(reconciler, services, discovery, time_monitor)
         watch = ConfigWatch(self.layout, reconciler.reconcile)
         events.follow(services, self.layout, self._on_service_event, self._on_discovery_changed(discovery))
@@ -243,6 +247,8 @@ DEFAULT_ARGS = {
     "verbose": False,
     "prepare": None,
     "time_probe": False,
+    "chrony_grace": None,
+    "chrony_restart_after": None,
 }
 
 
@@ -278,6 +284,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="take the time from a verified HTTPS server once, as hostd asked, and exit (hostd-time-probe.service)",
     )
+    # For a device under test (a systemd drop-in on hostd.service): minutes are too long to wait for.
+    parser.add_argument(
+        "--chrony-grace",
+        metavar="SECONDS",
+        type=float,
+        help="chrony unsynchronized this long: burst and reselect (default 300)",
+    )
+    parser.add_argument(
+        "--chrony-restart-after",
+        metavar="SECONDS",
+        type=float,
+        help="still unsynchronized this long after the burst: restart chronyd, each restart waiting twice "
+        "as long as the last (default 600)",
+    )
     return parser
 
 
@@ -305,6 +325,11 @@ def main(argv: list[str] | None = None) -> int:
         args.bus,
         admin_gids=admin_group_ids(args.admin_group),
         probe_resolver=(host.strip("[]"), int(port)),
+        chrony_health={
+            name: seconds
+            for name, seconds in (("grace", args.chrony_grace), ("restart_after", args.chrony_restart_after))
+            if seconds is not None
+        },
     )
     try:
         return asyncio.run(daemon.run())

@@ -1,8 +1,10 @@
 """Whether the clock can be trusted, what it stands on, and chrony kept healthy.
 
-Checked from the daemon's watchdog tick (no timer of its own): one ``chronyc tracking`` per tick
-while chrony is not synchronized; once it is, one every ``HEALTHY_INTERVAL`` (the ticks between
-cost nothing: no process, no bus call).  The clock's source, most trusted first:
+Checked from the daemon's watchdog tick (no timer of its own): chronyd's tracking is asked over its
+command port at one tick and its answer read at the next, from a socket the event loop does not
+watch, so a check wakes hostd no more than the watchdog does.  chronyd is asked at every tick while
+it is not synchronized; once it is, every ``HEALTHY_INTERVAL``.  The clock's source, most trusted
+first:
 
 - ``ntp``: chrony is (or was, this boot) synchronized to a server;
 - ``https``: a verified HTTPS server's time (``hostd.timeprobe``, run by hostd-time-probe.service
@@ -13,7 +15,8 @@ cost nothing: no process, no bus call).  The clock's source, most trusted first:
 chrony's health: unsynchronized for ``grace`` seconds (no selectable source) -> ``chronyc burst``
 and ``reselect``; still so ``restart_after`` seconds later -> chronyd restarted through systemd,
 the next restart waiting twice as long (at most ``max_restart_interval``): an offline device is
-not restarting chronyd every few minutes.
+not restarting chronyd every few minutes.  A chronyd that does not run (nothing answers on its
+command port) is left alone: stopped is systemd's or an administrator's decision.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ PROBE_JOB_TIMEOUT = 90.0  # the unit's TimeoutStartSec= is 60 s; the probe itsel
 HEALTHY_INTERVAL = 300.0
 """Seconds between chrony checks while it is synchronized: a lost sync is seen within the burst's
 grace, and LastSync and the tracking follow chrony's polls (64 s and more) closely enough."""
+CHRONY_GRACE = 300.0
+CHRONY_RESTART_AFTER = 600.0
 PROBE_FIRST_RETRY = 60.0
 PROBE_MAX_RETRY = 3600.0
 USEC = 1_000_000
@@ -69,8 +74,8 @@ class HealthAction(StrEnum):
 class ChronyHealth:
     """chrony's health from its synchronization, observed once per tick: what to do about it."""
 
-    grace: float = 300.0
-    restart_after: float = 600.0
+    grace: float = CHRONY_GRACE
+    restart_after: float = CHRONY_RESTART_AFTER
     max_restart_interval: float = 6 * 3600.0
     _unsynchronized_since: float | None = field(default=None, init=False)
     _burst_at: float | None = field(default=None, init=False)
@@ -179,7 +184,8 @@ class TimeMonitor:
         self._https_at = 0  # µs: the verified HTTPS time, when it was taken
         self._problem = ""
         self._checked_synchronized_at: float | None = None
-        self._check: asyncio.Task[None] | None = None
+        self._asked = False  # chronyd was asked at the last tick: its answer is read at this one
+        self._action: asyncio.Task[None] | None = None
         self._probe: asyncio.Task[None] | None = None
         self._read_earlier_probe()
 
@@ -203,32 +209,45 @@ class TimeMonitor:
         )
 
     def tick(self) -> None:
-        """From the watchdog tick: one check at a time; a slow chronyc never delays the tick."""
+        """From the watchdog tick: chronyd's answer to the last tick's question, then the next
+        question when one is due.  The answer is a tick old: fresh enough for minutes of grace."""
+        if self._asked:
+            self._asked = False
+            self._observe(self._read_tracking())
         healthy_since = self._checked_synchronized_at
-        if healthy_since is not None and self._clock() - healthy_since < HEALTHY_INTERVAL:
-            return
-        if self._check is None or self._check.done():
-            self._check = asyncio.get_running_loop().create_task(self._check_once())
+        if healthy_since is None or self._clock() - healthy_since >= HEALTHY_INTERVAL:
+            try:
+                self.services.chrony.ask_tracking()
+                self._asked = True
+            except errors.BusError as err:
+                log.debug("chrony's tracking not asked: %s", err)
 
     def close(self) -> None:
-        for task in (self._check, self._probe):
+        for task in (self._action, self._probe):
             if task is not None:
                 task.cancel()
 
-    async def _check_once(self) -> None:
-        before = self.state
+    def _read_tracking(self) -> ChronyTracking | None:
         try:
-            tracking = await self.services.chrony.tracking()
+            tracking = self.services.chrony.read_tracking()
         except errors.BusError as err:
             log.debug("chrony's tracking not read: %s", err)
-            tracking = None
+            return None
+        if tracking is None:
+            log.debug("chronyd did not answer the tracking request within a tick")
+        return tracking
+
+    def _observe(self, tracking: ChronyTracking | None) -> None:
+        before = self.state
         if tracking is not None:
             self._tracking = tracking
             if tracking.synchronized:
                 if not self._ntp_synced_at:
                     log.info("time trusted: chrony is synchronized to %s", tracking.reference or tracking.reference_id)
                 self._ntp_synced_at = int(tracking.reference_time * USEC)
-            await self._keep_chrony_healthy(tracking)
+            action = self.health.observe(self._clock(), tracking.synchronized)
+            if action is not HealthAction.NONE and (self._action is None or self._action.done()):
+                self._action = asyncio.get_running_loop().create_task(self._keep_chrony_healthy(action))
         synchronized = tracking is not None and tracking.synchronized
         self._checked_synchronized_at = self._clock() if synchronized else None
         if not synchronized and not self.state.trusted and self.schedule.due(self._clock()):
@@ -236,8 +255,7 @@ class TimeMonitor:
         if self.state != before:
             self._publish()
 
-    async def _keep_chrony_healthy(self, tracking: ChronyTracking) -> None:
-        action = self.health.observe(self._clock(), tracking.synchronized)
+    async def _keep_chrony_healthy(self, action: HealthAction) -> None:
         try:
             if action is HealthAction.BURST:
                 log.warning(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import socket
 import subprocess
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -52,6 +55,63 @@ def private_dbus_daemon(directory: Path, service_dir: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             daemon.kill()
             daemon.wait()
+
+
+class RealChronyd:
+    """A chronyd of our own: no NTP port, no clock control (-x), its command port on 127.0.0.1:port
+    (monitoring, as hostd reads it) and a Unix socket in its directory (chronyc's commands)."""
+
+    def __init__(self, directory: Path, port: int) -> None:
+        self.directory, self.port = directory, port
+        self.address = ("127.0.0.1", port)
+        self.socket = directory / "chronyd.sock"
+
+    def chronyc(self, *args: str) -> str:
+        """chronyc's own answer over the Unix socket (every command allowed there)."""
+        return subprocess.run(
+            [CHRONYC or "chronyc", "-h", str(self.socket), *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout
+
+
+CHRONYC = shutil.which("chronyc")  # the real one, whatever a test puts first on PATH
+requires_chronyd = pytest.mark.skipif(
+    shutil.which("chronyd") is None or CHRONYC is None, reason="needs chrony (tests/bootstrap)"
+)
+
+
+@contextmanager
+def real_chronyd(directory: Path) -> Iterator[RealChronyd]:
+    """Run chronyd on a free loopback port until it answers; ends it by PID."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    chronyd = RealChronyd(directory, port)
+    config = directory / "chrony.conf"
+    config.write_text(
+        f"port 0\ncmdport {port}\nbindcmdaddress 127.0.0.1\nbindcmdaddress {chronyd.socket}\n"
+        f"pidfile {directory / 'chronyd.pid'}\n"
+    )
+    process = subprocess.Popen(
+        ["chronyd", "-d", "-x", "-u", "root", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not chronyd.socket.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"chronyd did not start: {process.stderr.read() if process.stderr else ''}")
+            time.sleep(0.02)
+        yield chronyd
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @asynccontextmanager

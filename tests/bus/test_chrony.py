@@ -1,8 +1,10 @@
-"""chrony through a fake chronyc script: parsing, missing binary, daemon down, timeouts."""
+"""chrony: its tracking from a real chronyd's command port, checked against chronyc's own reading;
+chronyc's commands through a fake chronyc script: parsing, missing binary, daemon down, timeouts."""
 
 from __future__ import annotations
 
 import logging
+import select
 from pathlib import Path
 
 import pytest
@@ -11,14 +13,17 @@ from hostd.bus import errors
 from hostd.bus.chrony import (
     Chrony,
     ChronySource,
+    ChronyTracking,
     LeapStatus,
     SourceMode,
     SourceState,
+    _chrony_float,
     parse_sources,
-    parse_tracking,
+    parse_tracking_reply,
+    tracking_request,
 )
 
-from .support import log_lines
+from .support import RealChronyd, log_lines, real_chronyd, requires_chronyd
 
 SOURCES_CSV = """\
 ^,*,192.168.1.1,2,6,377,35,-0.000012345,-0.000012987,0.015663000
@@ -26,11 +31,6 @@ SOURCES_CSV = """\
 #,?,PPS,0,4,0,-,0.000000000,0.000000000,0.000000000
 ^,!,10.0.0.9,2,6,1,12,0.000100000,0.000100000,0.000500000
 """
-TRACKING_CSV = (
-    "C0A80101,192.168.1.1,3,1700000000.123456789,-0.000001234,0.000002000,0.000010000,"
-    "-2.345,0.001,0.050,0.012345678,0.001234567,64.5,Normal\n"
-)
-UNSYNCHRONISED_CSV = "7F7F0101,,10,0.000000000,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,Not synchronised\n"
 
 
 def fake_chronyc(tmp_path: Path, body: str) -> str:
@@ -44,7 +44,6 @@ HEALTHY = f"""
 case "$*" in
   "reload sources") echo "200 OK" ;;
   "-n -c sources") printf '%s' '{SOURCES_CSV}' ;;
-  "-n -c tracking") printf '%s' '{TRACKING_CSV}' ;;
   *) echo "unexpected arguments: $*" >&2; exit 2 ;;
 esac
 """
@@ -68,15 +67,75 @@ def test_sources_are_parsed() -> None:
     assert sources[2].state is SourceState.UNKNOWN  # a state letter newer than hostd
 
 
-def test_tracking_is_parsed() -> None:
-    tracking = parse_tracking(TRACKING_CSV)
-    assert (tracking.reference_id, tracking.reference, tracking.stratum) == ("C0A80101", "192.168.1.1", 3)
-    assert tracking.leap_status is LeapStatus.NORMAL and tracking.synchronized
-    assert tracking.system_time_offset == -0.000001234 and tracking.update_interval == 64.5
-    unsynchronised = parse_tracking(UNSYNCHRONISED_CSV)
-    assert unsynchronised.leap_status is LeapStatus.NOT_SYNCHRONISED and not unsynchronised.synchronized
-    with pytest.raises(ValueError):
-        parse_tracking("506 Cannot talk to daemon\n")
+def answer(chrony: Chrony) -> ChronyTracking | None:
+    """Ask, wait until the answer (or the kernel's refusal) is in the socket, read it: what hostd
+    does a watchdog tick apart."""
+    chrony.ask_tracking()
+    assert chrony._cmdmon is not None
+    select.select([chrony._cmdmon], [], [], 10)
+    return chrony.read_tracking()
+
+
+def chronyc_tracking(chronyd: RealChronyd) -> list[str]:
+    """chronyc's reading of the same command port, as `chronyc -n -c tracking` prints it."""
+    return chronyd.chronyc("-n", "-c", "tracking").strip().split(",")
+
+
+@requires_chronyd
+async def test_tracking_from_the_command_port_is_chronycs(tmp_path: Path) -> None:
+    """Unsynchronized, then synchronized to its local clock: every field hostd keeps is chronyc's."""
+    with real_chronyd(tmp_path) as chronyd:
+        chrony = Chrony(cmdmon_address=chronyd.address)
+        tracking = answer(chrony)
+        assert tracking is not None and chrony.available
+        assert (tracking.reference_id, tracking.reference, tracking.stratum) == ("00000000", "", 0)
+        assert tracking.leap_status is LeapStatus.NOT_SYNCHRONISED and not tracking.synchronized
+        chronyd.chronyc("local", "stratum", "3")
+        tracking, csv = answer(chrony), chronyc_tracking(chronyd)
+        assert tracking is not None and tracking.synchronized
+        ref_id, reference, stratum, ref_time, correction, last, rms, frequency, *_, interval, leap = csv
+        assert (tracking.reference_id, tracking.reference, str(tracking.stratum)) == (ref_id, reference, stratum)
+        assert tracking.reference_time == pytest.approx(float(ref_time), abs=1e-6)  # a double: µs, as LastSync
+        assert tracking.leap_status.value == leap == "Normal"
+        assert [tracking.system_time_offset, tracking.last_offset, tracking.rms_offset] == [
+            float(correction),
+            float(last),
+            float(rms),
+        ]
+        assert f"{tracking.frequency_ppm:.3f}" == frequency and f"{tracking.update_interval:.1f}" == interval
+        await chrony.close()
+
+
+@requires_chronyd
+async def test_no_chronyd_on_the_command_port_is_service_unavailable(tmp_path: Path) -> None:
+    """chronyd stopped: the kernel refuses the request (ICMP port unreachable), read as not running."""
+    with real_chronyd(tmp_path) as chronyd:
+        address = chronyd.address
+    chrony = Chrony(cmdmon_address=address)
+    with pytest.raises(errors.ServiceUnavailable):
+        answer(chrony)
+    assert chrony.degraded_reason == "chronyd is not running"
+    await chrony.close()
+
+
+def test_chronys_floats() -> None:
+    """A 7-bit signed exponent over a 25-bit signed coefficient: coefficient * 2 ** (exponent - 25)."""
+    assert _chrony_float(24 << 25 | 129) == 64.5
+    assert _chrony_float(23 << 25 | 0x1FFFFFF) == -0.25  # coefficient -1
+    assert _chrony_float(0x7B << 25 | 1) == 2.0**-30  # exponent -5
+    assert _chrony_float(0) == 0.0
+
+
+def reply_header(reply: int, status: int, sequence: int) -> bytes:
+    return bytes([6, 2, 0, 0, 0, 33, 0, reply, 0, status]) + bytes(6) + sequence.to_bytes(4, "big") + bytes(8)
+
+
+def test_a_reply_to_another_request_is_not_the_answer() -> None:
+    request = tracking_request(7)
+    assert len(request) == 104 and request[:6] == bytes([6, 1, 0, 0, 0, 33])  # padded to the reply's length
+    with pytest.raises(errors.RemoteError):  # chronyd's STT_BADPKTLENGTH
+        parse_tracking_reply(reply_header(1, 19, 7), 7)
+    assert parse_tracking_reply(reply_header(5, 0, 8) + bytes(76), 7) is None  # a late answer to request 8
 
 
 async def test_commands_against_a_healthy_chronyd(tmp_path: Path) -> None:
@@ -85,7 +144,6 @@ async def test_commands_against_a_healthy_chronyd(tmp_path: Path) -> None:
     assert chrony.available
     await chrony.reload_sources()
     assert len(await chrony.sources()) == 3
-    assert (await chrony.tracking()).stratum == 3
 
 
 async def test_missing_chronyc_degrades_with_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
@@ -101,7 +159,7 @@ async def test_chronyd_not_running_is_service_unavailable(tmp_path: Path) -> Non
     chrony = Chrony(chronyc=fake_chronyc(tmp_path, 'echo "506 Cannot talk to daemon" >&2; exit 1'))
     await chrony.start()
     with pytest.raises(errors.ServiceUnavailable):
-        await chrony.tracking()
+        await chrony.reload_sources()
     assert chrony.degraded_reason == "chronyd is not running"
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from hostd import config as cfg
 from hostd import timeprobe
 from hostd.bus import errors
-from hostd.bus.chrony import parse_tracking
+from hostd.bus.chrony import ChronyTracking, LeapStatus
 from hostd.bus.systemd import JobResult
 from hostd.timesync import (
     HEALTHY_INTERVAL,
@@ -22,8 +22,8 @@ from hostd.timesync import (
     bootstrap_source,
 )
 
-SYNCED = "C0A80101,192.168.1.1,3,1700000000.5,-0.000001,0.0,0.0,-2.3,0.001,0.05,0.01,0.001,64.5,Normal\n"
-UNSYNCED = "00000000,,0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,Not synchronised\n"
+SYNCED = ChronyTracking("C0A80101", "192.168.1.1", 3, 1700000000.5, -0.000001, 0.0, 0.0, -2.3, 64.5, LeapStatus.NORMAL)
+UNSYNCED = ChronyTracking("00000000", "", 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, LeapStatus.NOT_SYNCHRONISED)
 
 
 def test_health_burst_after_grace_then_restart_with_backoff() -> None:
@@ -82,15 +82,19 @@ def test_probe_paths_are_the_layouts(device) -> None:
 
 
 class FakeChrony:
+    """chronyd's command port: asked at one tick, its answer (None: chronyd not running) read at the next."""
+
     def __init__(self) -> None:
-        self.answer: str | None = UNSYNCED
+        self.answer: ChronyTracking | None = UNSYNCED
         self.calls: list[str] = []
 
-    async def tracking(self) -> Any:
+    def ask_tracking(self) -> None:
         self.calls.append("tracking")
+
+    def read_tracking(self) -> ChronyTracking | None:
         if self.answer is None:
-            raise errors.ServiceUnavailable("chronyd is not running")
-        return parse_tracking(self.answer)
+            raise errors.ServiceUnavailable("nothing listens on chronyd's command port")
+        return self.answer
 
     async def burst(self) -> None:
         self.calls.append("burst")
@@ -127,16 +131,16 @@ def monitor(device, config: dict[str, Any], result: dict[str, Any] | None = None
         health=ChronyHealth(grace=30, restart_after=60),
         clock=lambda: now[0],
     )
+    time_monitor.tick()  # the first tick asks chronyd; each settle() reads the last answer
     return time_monitor, services, published, now
 
 
 async def settle(time_monitor: TimeMonitor) -> None:
+    """One watchdog tick (the answer to the last tick's question read, the next asked) and what it started."""
     time_monitor.tick()
-    for task in (time_monitor._check, time_monitor._probe):
+    for task in (time_monitor._action, time_monitor._probe):
         if task is not None:
             await task
-    if time_monitor._probe is not None:
-        await time_monitor._probe
 
 
 URI = {"uuid": "0123456789abcdef0123456789abcdef", "os": {"network": {"connectivity": {"uri": "https://api.test/x"}}}}
@@ -146,6 +150,8 @@ def test_synchronized_chrony_is_trusted_and_nothing_else_runs(device) -> None:
     time_monitor, services, published, now = monitor(device, URI)
     services.chrony.answer = SYNCED
 
+    assert time_monitor.state.source == "rtc"  # asked; the answer waits for the next tick
+
     async def run() -> None:
         await settle(time_monitor)
         await settle(time_monitor)
@@ -154,9 +160,10 @@ def test_synchronized_chrony_is_trusted_and_nothing_else_runs(device) -> None:
     state = time_monitor.state
     assert (state.trusted, state.source, state.last_sync) == (True, "ntp", 1700000000500000)
     assert state.tracking == ("192.168.1.1", 3, "Normal")
-    assert services.chrony.calls == ["tracking"]  # synchronized: the next tick asks nothing, no probe
+    assert services.chrony.calls == ["tracking"]  # synchronized: the next ticks ask nothing, no probe
     assert services.systemd.started == [] and len(published) == 1
     now[0] = HEALTHY_INTERVAL  # one check every HEALTHY_INTERVAL while synchronized
+    asyncio.run(settle(time_monitor))
     asyncio.run(settle(time_monitor))
     assert services.chrony.calls == ["tracking", "tracking"] and len(published) == 1  # nothing changed: no signal
 
@@ -209,7 +216,7 @@ def test_unhealthy_chrony_gets_a_burst_then_a_restart(device) -> None:
 
 
 def test_chronyd_not_running_is_not_restarted_by_hostd(device) -> None:
-    """A stopped chronyd (chronyc cannot talk to it) is systemd's and the admin's: no burst, no restart."""
+    """A stopped chronyd (nothing answers on its command port) is systemd's and the admin's: no burst, no restart."""
     time_monitor, services, _, now = monitor(device, URI, {"ok": False, "error": "x"})
     services.chrony.answer = None
 
