@@ -532,12 +532,20 @@ def cmd_idle(args: dict) -> dict:
     ):
         time.sleep(1)
     time.sleep(args["settle"])  # whatever the previous section left (signals, a reconcile) is done
-    before, started = _wakeups(pid), time.monotonic()
+    chronyd = int(_show("chrony.service", "MainPID")["MainPID"])  # hostd's tracking requests wake it too
+    tracking = _run("chronyc", "-n", "-c", "tracking").strip().split(",")[-1]
+    before, chronyd_before, started = _wakeups(pid), _wakeups(chronyd), time.monotonic()
     time.sleep(args["seconds"])
-    after, elapsed = _wakeups(pid), time.monotonic() - started
+    after, chronyd_after, elapsed = _wakeups(pid), _wakeups(chronyd), time.monotonic() - started
     if int(_show("hostd.service", "MainPID")["MainPID"]) != pid:
         raise RuntimeError("hostd restarted during the idle measurement")
-    return {"wakeups": after - before, "seconds": elapsed, "watchdog_usec": int(environment[b"WATCHDOG_USEC"])}
+    return {
+        "wakeups": after - before,
+        "chronyd_wakeups": chronyd_after - chronyd_before,
+        "chrony_leap_status": tracking,
+        "seconds": elapsed,
+        "watchdog_usec": int(environment[b"WATCHDOG_USEC"]),
+    }
 
 
 HOSTD_REACTS = "config.json or a boot-partition drop-in changed: reconciling"  # hostd/watch.py's log line
