@@ -46,8 +46,6 @@ PROBE_JOB_TIMEOUT = 90.0  # the unit's TimeoutStartSec= is 60 s; the probe itsel
 HEALTHY_INTERVAL = 300.0
 """Seconds between chrony checks while it is synchronized: a lost sync is seen within the burst's
 grace, and LastSync and the tracking follow chrony's polls (64 s and more) closely enough."""
-CHRONY_GRACE = 300.0
-CHRONY_RESTART_AFTER = 600.0
 PROBE_FIRST_RETRY = 60.0
 PROBE_MAX_RETRY = 3600.0
 USEC = 1_000_000
@@ -74,8 +72,8 @@ class HealthAction(StrEnum):
 class ChronyHealth:
     """chrony's health from its synchronization, observed once per tick: what to do about it."""
 
-    grace: float = CHRONY_GRACE
-    restart_after: float = CHRONY_RESTART_AFTER
+    grace: float = 300.0
+    restart_after: float = 600.0
     max_restart_interval: float = 6 * 3600.0
     _unsynchronized_since: float | None = field(default=None, init=False)
     _burst_at: float | None = field(default=None, init=False)

@@ -21,10 +21,12 @@ from hostd.bus.base import DEFAULT_TIMEOUT, BusAdapter, Callbacks, TolerantIntEn
 
 NM_DEVICE_INTERFACE = "org.freedesktop.NetworkManager.Device"
 NM_ACTIVE_INTERFACE = names.NM_ACTIVE_CONNECTION_INTERFACE
-# DHCP option names as NetworkManager's DHCP clients report them (option 42; DHCPv6 option 56/31)
+# The leases' NTP servers as NetworkManager's internal DHCP client (balenaOS's) publishes them: option
+# 42; DHCPv6 option 56's server addresses, or option 31's (SNTP) when 56 is absent, both under one name
+# (read from NetworkManager 1.42's DHCP6Config on the testbed device, offered both and each alone)
 DHCP_NTP_OPTIONS = {
     names.NM_DHCP4_CONFIG_INTERFACE: ("ntp_servers",),
-    names.NM_DHCP6_CONFIG_INTERFACE: ("dhcp6_ntp_servers", "dhcp6_sntp_servers"),
+    names.NM_DHCP6_CONFIG_INTERFACE: ("dhcp6_ntp_servers",),
 }
 NM_OBJECT_MANAGER_PATH = "/org/freedesktop"
 CONNECTIVITY_CHECK_TIMEOUT = 30.0
