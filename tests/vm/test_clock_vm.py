@@ -77,7 +77,7 @@ def config_json(ca: TestCA) -> str:
 
 @pytest.fixture(scope="module")
 def boots(image: vmdevice.Image, tmp_path_factory: pytest.TempPathFactory) -> dict[str, vmdevice.Boot]:
-    """Both devices boot at once (each takes a core for a minute or two without KVM), RTC in 2000,
+    """Both devices boot at once (each takes a core for two or three minutes without KVM), RTC in 2000,
     balenaRootCA the test's CA: one with an empty state partition and a server whose certificate is
     from that CA, one with a saved time newer than the build and a server whose certificate is from
     another CA."""
@@ -100,9 +100,9 @@ def boots(image: vmdevice.Image, tmp_path_factory: pytest.TempPathFactory) -> di
                 tmp_path_factory.mktemp(name),
                 RTC,
                 state,
-                {"config.json": config_json(trusted)},
-                port,
-                awaited,
+                boot_files={"config.json": config_json(trusted)},
+                https_port=port,
+                awaited=awaited,
             )
             for name, (state, port, awaited) in cases.items()
         }

@@ -51,7 +51,7 @@ sys.path.insert(0, str(TESTBED))
 
 import balenaos  # noqa: E402
 
-from hostd.steps import state  # noqa: E402
+from hostd.steps.state import DATA_BIND_PATHS, FILE_TARGET_MODES, STATE_BIND_PATHS  # noqa: E402
 
 CACHE = Path(os.environ.get("HOSTD_TESTBED_CACHE", "/var/cache/hostd-testbed")) / "vm"
 SUITE = "bookworm"
@@ -281,8 +281,8 @@ def lay_down(root: Path) -> None:
     write(etc / "chrony/chrony.conf", balenaos.CHRONY_CONF)
     # Debian's chrony unit wants /var/log/chrony, which a read-only root cannot make
     write(system / "chrony.service.d/balenaos.conf", "[Service]\nLogsDirectory=\n")
-    # NetworkManager, dnsmasq and their DNS plumbing as the testbed device has them, but for what the
-    # testbed must differ in: the NIC (virtio) comes up with NetworkManager's automatic DHCP profile
+    # NetworkManager, dnsmasq and their DNS plumbing as the testbed device has them, but where the
+    # testbed must differ from balenaOS: here the NIC comes up with NetworkManager's automatic profile
     write(etc / "NetworkManager/NetworkManager.conf", NETWORKMANAGER_CONF)
     write(root / "usr/lib/NetworkManager/conf.d/00-balenaos-build-defaults.conf", NETWORKMANAGER_BUILD_DEFAULTS)
     write(etc / "tmpfiles.d/nm-tmpfiles.conf", balenaos.NM_TMPFILES)
@@ -301,11 +301,11 @@ def lay_down(root: Path) -> None:
         symlink(system / f"local-fs.target.wants/{unit}", f"../{unit}")
         (root / where.lstrip("/")).mkdir(parents=True, exist_ok=True)
     # balenaOS's image has every path hostd binds from its partitions; a Debian root lacks some
-    for path in (*state.STATE_BIND_PATHS, *state.DATA_BIND_PATHS):
+    for path in (*STATE_BIND_PATHS, *DATA_BIND_PATHS):
         target = root / path.lstrip("/")
-        if path in state.FILE_TARGET_MODES:
+        if path in FILE_TARGET_MODES:
             if not target.exists():
-                write(target, "", state.FILE_TARGET_MODES[path])
+                write(target, "", FILE_TARGET_MODES[path])
         else:
             target.mkdir(parents=True, exist_ok=True)
     # consoles and timers that a device without a screen, up for two minutes, has no use for
@@ -431,9 +431,9 @@ def run_qemu(cmd: list[str], console: Path, accel: str, timeout: float) -> bool:
 
 
 def netdev(https_port: int | None) -> str:
-    """qemu's user-mode network: DHCP from qemu (10.0.2.15 for the device), nothing reachable
-    (restrict=on: no NTP, no DNS, no host) but the test's HTTPS server, if any, at SERVER:443,
-    one socat per connection to it."""
+    """qemu's user-mode network: DHCP from qemu (10.0.2.15 for the device), nothing beyond qemu
+    reachable (restrict=on: no NTP server) but the test's HTTPS server, if any, at SERVER:443, one
+    socat per connection to it."""
     forward = f",guestfwd=tcp:{SERVER}:443-cmd:socat - TCP:127.0.0.1:{https_port}" if https_port else ""
     return f"user,id=net,restrict=on{forward}"
 
