@@ -1,16 +1,33 @@
-"""The clock bootstrap on a device whose clock can be wrong: a qemu VM with its RTC at 2000-01-01.
+"""The clock on a device whose clock can be wrong: a qemu VM with its RTC at 2000-01-01.
 
 systemd itself first advances a clock that is before its own build to that build's time; the image
 was built later (its /etc/timestamp), and hostd-clock raises the clock to that, or to a saved time
 that is newer still, before chronyd and hostd start.  At power-off the time is saved on the state
-partition.  The device has no network: nothing else can set its clock.
+partition.
+
+Then the HTTPS time probe: the device's network (NetworkManager's DHCP on qemu's user-mode
+network) reaches nothing but an HTTPS server this test runs (no NTP server: chrony stays
+unsynchronized), as ``apiEndpoint``; its certificate is for a time well after the build
+(``SERVER_DATE_AFTER_BUILD``), the time its Date header states.  With a certificate from the CA
+given as ``balenaRootCA``, the device's clock ends up at that Date: only the probe can have put it
+there.  With one from another CA, the clock stays where hostd-clock put it, untrusted, and why is
+reported.  Real clients judge: ``date``, ``busctl`` and ``hostctl`` on the device, read back over a
+serial port.
 """
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
+import contextlib
+import json
+import time
+from collections.abc import Iterator
 
 import pytest
+
+from tests.https_date import serve_in_thread, server
+from tests.testca import TestCA
 
 from . import vmdevice
 
@@ -21,6 +38,10 @@ RTC = "2000-01-01T00:00:00"  # qemu's -rtc base=, UTC
 
 
 SAVED_AFTER_BUILD = 30 * DAY
+SERVER_DATE_AFTER_BUILD = 100 * DAY  # the Date the test's HTTPS server states
+CERT_FROM_BUILD = (50 * DAY, 100)  # its certificate's validity: from build + 50 days, for 100 days
+TRUSTED_IN_JOURNAL = "time.trusted:.verified"
+FAILED_IN_JOURNAL = "probe.failed:.certificate.not.verified"
 
 
 @pytest.fixture(scope="module")
@@ -31,16 +52,59 @@ def image() -> vmdevice.Image:
     return vmdevice.device_image()
 
 
+@contextlib.contextmanager
+def https_server(ca: TestCA, build_time: int) -> Iterator[int]:
+    """The test's HTTPS server on 127.0.0.1 (the device's vmdevice.SERVER), stating build +
+    SERVER_DATE_AFTER_BUILD, with a certificate from ``ca``; yields its port."""
+    start, days = CERT_FROM_BUILD
+    issued = ca.issue(vmdevice.SERVER, start=build_time + start, days=days)
+    date_offset = build_time + SERVER_DATE_AFTER_BUILD - time.time()
+    httpd = server(str(issued.cert), str(issued.key), "127.0.0.1", 0, date_offset)
+    serve_in_thread(httpd)
+    try:
+        yield httpd.server_address[1]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def config_json(ca: TestCA) -> str:
+    """The cloud at the test's server (its connectivity check is the probe's URL), ``ca`` as balenaRootCA."""
+    return json.dumps(
+        {"apiEndpoint": f"https://{vmdevice.SERVER}", "balenaRootCA": base64.b64encode(ca.pem.encode()).decode()}
+    )
+
+
 @pytest.fixture(scope="module")
 def boots(image: vmdevice.Image, tmp_path_factory: pytest.TempPathFactory) -> dict[str, vmdevice.Boot]:
-    """Both devices boot at once (each takes a core for a minute or two without KVM), RTC in 2000:
-    one with an empty state partition, one with a saved time newer than the build."""
+    """Both devices boot at once (each takes a core for two or three minutes without KVM), RTC in 2000,
+    balenaRootCA the test's CA: one with an empty state partition and a server whose certificate is
+    from that CA, one with a saved time newer than the build and a server whose certificate is from
+    another CA."""
     saved = image.build_time + SAVED_AFTER_BUILD
-    cases = {"empty": {}, "saved": {"hostd/clock": f"{saved}\n"}}
-    with concurrent.futures.ThreadPoolExecutor(len(cases)) as pool:
+    trusted = TestCA(tmp_path_factory.mktemp("ca"), "hostd VM test root CA")
+    other = TestCA(tmp_path_factory.mktemp("other-ca"), "hostd VM test root CA")  # same name, another key
+    with (
+        https_server(trusted, image.build_time) as trusted_port,
+        https_server(other, image.build_time) as other_port,
+        concurrent.futures.ThreadPoolExecutor(2) as pool,
+    ):
+        cases = {
+            "empty": ({}, trusted_port, TRUSTED_IN_JOURNAL),
+            "saved": ({"hostd/clock": f"{saved}\n"}, other_port, FAILED_IN_JOURNAL),
+        }
         futures = {
-            name: pool.submit(vmdevice.boot, image, tmp_path_factory.mktemp(name), RTC, state)
-            for name, state in cases.items()
+            name: pool.submit(
+                vmdevice.boot,
+                image,
+                tmp_path_factory.mktemp(name),
+                RTC,
+                state,
+                boot_files={"config.json": config_json(trusted)},
+                https_port=port,
+                awaited=awaited,
+            )
+            for name, (state, port, awaited) in cases.items()
         }
         return {name: future.result() for name, future in futures.items()}
 
@@ -70,3 +134,56 @@ def test_a_saved_time_newer_than_the_build_wins(image: vmdevice.Image, boots: di
     assert saved <= int(boot.one("now")) < saved + DAY
     assert boot.one("hostd") == "active", boot.report
     assert any("clock raised from" in line and "(saved time)" in line for line in boot.report["journal"])
+
+
+@pytest.mark.timeout(1800)
+def test_the_https_probe_sets_the_clock_from_a_verified_server(
+    image: vmdevice.Image, boots: dict[str, vmdevice.Boot]
+) -> None:
+    """hostd-clock left the clock at the build time; the Date 100 days later came only from the
+    server, over a connection verified against balenaRootCA (without dates: at the build time the
+    certificate was not yet valid)."""
+    boot, server_date = boots["empty"], image.build_time + SERVER_DATE_AFTER_BUILD
+    assert vmdevice.record(boot)["after"] == image.build_time * US
+    assert server_date <= int(boot.one("now")) < server_date + DAY, boot.report
+    probe = json.loads(boot.one("probe"))
+    assert (probe["ok"], probe["stepped"], probe["verifiedWithoutDates"]) == (True, True, True), probe
+    assert probe["offset"] > SERVER_DATE_AFTER_BUILD - DAY, probe
+    assert any(line.startswith("time verified: ") for line in boot.report["probe-journal"]), boot.report
+    assert "the clock was" in boot.one("awaited") and "was set" in boot.one("awaited"), boot.report
+    # io.hostd1's properties, read with busctl on the device
+    assert (boot.one("TimeTrusted"), boot.one("TimeSource")) == ("b true", 's "https"'), boot.report
+    assert int(boot.one("LastSync").split()[1]) >= server_date * US
+    hostctl = boot.report["hostctl"]  # hostctl time, on the device: io.hostd1's Describe()
+    assert "synchronized: no" in hostctl and "trusted: yes (source: https)" in hostctl, hostctl
+    # the services hostd drives that the image has, all running; no unit failed
+    assert [line.split()[:2] for line in boot.report["unit"]] == [
+        [unit, "active"] for unit in ("hostd", "NetworkManager", "dnsmasq", "avahi-daemon", "chrony")
+    ], boot.report
+    assert "failed" not in boot.report, boot.report
+    # the network came from NetworkManager's DHCP on the NIC, as on balenaOS
+    assert any(line.split(":")[1:3] == ["ethernet", "connected"] for line in boot.report["nm-device"]), boot.report
+    assert any("ip_address = 10.0.2.15" in line for line in boot.report["nm-dhcp4"]), boot.report
+
+
+@pytest.mark.timeout(1800)
+def test_a_server_not_from_balena_root_ca_does_not_move_the_clock(
+    image: vmdevice.Image, boots: dict[str, vmdevice.Boot]
+) -> None:
+    """The same Date from a certificate of another CA: the clock stays at the saved time, the time
+    untrusted, and why is on the bus."""
+    boot, saved = boots["saved"], image.build_time + SAVED_AFTER_BUILD
+    assert saved <= int(boot.one("now")) < saved + DAY, boot.report
+    probe = json.loads(boot.one("probe"))
+    assert probe["ok"] is False and "certificate not verified" in probe["error"], probe
+    assert "stepped" not in probe
+    assert (boot.one("TimeTrusted"), boot.one("TimeSource"), boot.one("LastSync")) == (
+        "b false",
+        's "saved"',
+        "t 0",
+    ), boot.report
+    assert "certificate not verified" in boot.one("awaited"), boot.report
+    # hostctl time, on the device: io.hostd1's Describe()
+    hostctl = boot.report["hostctl"]
+    assert "synchronized: no" in hostctl and "trusted: no (source: saved)" in hostctl, hostctl
+    assert any(line.startswith("why not trusted:") and "certificate not verified" in line for line in hostctl)

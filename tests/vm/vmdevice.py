@@ -8,12 +8,19 @@ to find an ext4 root on virtio) with hostd's Debian package installed as an imag
 it, laid out as balenaOS lays out its disk: a read-only root filesystem, a FAT boot partition
 (``resin-boot``), ext4 state and data partitions (``resin-state``, ``resin-data``) mounted on
 /mnt/boot, /mnt/state and /mnt/data by mount units, tmpfs on /tmp and /var/volatile, balenaOS's
-chrony.conf and ``/etc/timestamp`` (the image's build time, as OpenEmbedded writes it).  It has
-no network at all, so nothing can correct its clock.  Of the services hostd drives it has chrony
-and dbus only: hostd runs without the others, as it must when a peer is missing.
+chrony.conf and ``/etc/timestamp`` (the image's build time, as OpenEmbedded writes it).  Of the
+services hostd drives it has chrony, dbus, NetworkManager (balenaOS's NetworkManager.conf: its
+automatic DHCP profile brings the NIC up), dnsmasq and avahi-daemon; hostd runs without the others
+(ModemManager, the engine), as it must when a peer is missing.
 
-A test-only unit reports on a second serial port once hostd is up (the clock, the bootstrap
-record, what hostd-clock logged) and powers the device off; its console goes to a file.
+Its network is qemu's user-mode network, restricted: DHCP, and nothing reachable but what a test
+forwards (an HTTPS server on this machine at ``SERVER``:443).  No NTP server: nothing but hostd
+can correct its clock.
+
+A test-only script reports on a second serial port once hostd is up and has logged what the test
+awaits (the clock, the bootstrap record, the time probe's result, io.hostd1's time properties
+read with busctl, NetworkManager's device as nmcli sees it) and powers the device off; its console
+goes to a file.
 
 Images are cached under $HOSTD_TESTBED_CACHE/vm (default /var/cache/hostd-testbed/vm): the
 Debian root (about 2.5 min to build, once) and the device's root filesystem per hostd package.
@@ -29,6 +36,7 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,18 +51,24 @@ sys.path.insert(0, str(TESTBED))
 
 import balenaos  # noqa: E402
 
+from hostd.steps.state import DATA_BIND_PATHS, FILE_TARGET_MODES, STATE_BIND_PATHS  # noqa: E402
+
 CACHE = Path(os.environ.get("HOSTD_TESTBED_CACHE", "/var/cache/hostd-testbed")) / "vm"
 SUITE = "bookworm"
-# hostd's Depends (dbus nftables python3 redsocks), chrony (the clock's consumer), and what a
+# hostd's Depends (dbus nftables python3 redsocks), the services it drives that balenaOS runs
+# (chrony, NetworkManager, dnsmasq, avahi-daemon; iproute2 for balenaOS's DNS bridge), the system's
+# CAs (balenaOS's /etc/ssl/certs, which hostd binds from the state partition), and what a
 # booting device needs: systemd as init, udev (partitions by label), kmod, Debian's kernel
-PACKAGES = "systemd,systemd-sysv,udev,dbus,kmod,python3,nftables,redsocks,chrony,linux-image-amd64"
+PACKAGES = (
+    "systemd,systemd-sysv,udev,dbus,kmod,python3,nftables,redsocks,chrony,network-manager,dnsmasq,avahi-daemon,"
+    "iproute2,ca-certificates,linux-image-amd64"
+)
 # the initramfs only mounts an ext4 root from a virtio disk; the rest of the kernel's modules that
-# this device has no hardware for are left out of the image
+# this device has no hardware for are left out of the image (of the network drivers, virtio's stays)
 INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "ext4")
 UNUSED_MODULES = (
     "sound",
     "drivers/gpu",
-    "drivers/net",
     "drivers/media",
     "drivers/infiniband",
     "drivers/staging",
@@ -72,14 +86,23 @@ BASE_HOOK = (
     'set -e; cd "$1"; '
     f"printf '{chr(92)}n%s' {' '.join(INITRAMFS_MODULES)} >> etc/initramfs-tools/modules; "
     "echo MODULES=list > etc/initramfs-tools/conf.d/hostd-vm.conf; "
-    "for v in usr/lib/modules/*; do (cd $v/kernel && rm -rf " + " ".join(UNUSED_MODULES) + "); done; "
+    "for v in usr/lib/modules/*; do (cd $v/kernel && rm -rf " + " ".join(UNUSED_MODULES) + " && "
+    "find drivers/net -type f ! -name 'virtio_net.ko*' ! -name 'net_failover.ko*' -delete); done; "
     "chroot \"$1\" sh -c 'for v in $(ls /usr/lib/modules); do depmod -a $v; done; update-initramfs -u -k all'"
 )
 BASE_KEY = hashlib.sha256(f"{SUITE}\0{PACKAGES}\0{BASE_HOOK}".encode()).hexdigest()[:16]
 
+# balenaOS's NetworkManager.conf as it is (the testbed's leaves out type:veth: its link is one), and
+# its build default rc-manager=resolvconf without the testbed's no-auto-default
+NETWORKMANAGER_CONF = balenaos.NETWORKMANAGER_CONF.replace("interface-name:br*\n", "interface-name:br*;type:veth\n")
+NETWORKMANAGER_BUILD_DEFAULTS = "[main]\nrc-manager=resolvconf\n"
+
 PARTITION_MIB = {"boot": 32, "state": 64, "data": 64}
 LABELS = {"boot": "resin-boot", "state": "resin-state", "data": "resin-data"}
 REPORT_END = "hostd-vm-report-end"
+SERVER = "10.0.2.100"  # where the device finds the test's HTTPS server (user-mode network)
+AWAITABLE = re.compile(r"[A-Za-z0-9.:_*-]*")
+AWAIT_SECONDS = 180  # the reporter's bound on what it awaits: a failed probe's retry comes 60 s later
 
 # balenaOS mounts its partitions by unit, the state and data partitions before local-fs.target
 MOUNT_UNIT = """[Unit]
@@ -112,20 +135,45 @@ Options=mode=1777,nosuid,nodev
 [Install]
 WantedBy=local-fs.target
 """
-# The test-only reporter: after hostd is up (or has failed), what the tests read, then power off.
-REPORT_UNIT = f"""[Unit]
+# The test-only reporter: once hostd is up (or has failed) and has logged what the kernel command
+# line's hostd_vm.await= names (a pattern, bounded wait), what the tests read; then power off.
+REPORT_SCRIPT = f"""#!/bin/sh
+awaited=$(sed -n 's/.*hostd_vm[.]await=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
+if [ -n "$awaited" ]; then
+  for _ in $(seq {AWAIT_SECONDS // 2}); do
+    journalctl -b -o cat -u hostd.service | grep -q "$awaited" && break
+    sleep 2
+  done
+fi
+{{
+  echo "now=$(date +%s)"
+  echo "record=$(cat /run/hostd/clock-bootstrap.json)"
+  echo "hostd-clock=$(systemctl is-active hostd-clock.service)"
+  echo "hostd=$(systemctl is-active hostd.service)"
+  journalctl -b -o cat -u hostd-clock.service | sed "s/^/journal=/"
+  [ -z "$awaited" ] || echo "awaited=$(journalctl -b -o cat -u hostd.service | grep "$awaited" | head -1)"
+  echo "probe=$(cat /run/hostd/time-probe.json)"
+  journalctl -b -o cat -u hostd-time-probe.service | sed "s/^/probe-journal=/"
+  for property in TimeTrusted TimeSource LastSync; do
+    echo "$property=$(busctl get-property io.hostd1 /io/hostd1 io.hostd1.Manager $property)"
+  done
+  hostctl time | sed "s/^/hostctl=/"
+  nmcli -t -f DEVICE,TYPE,STATE,CONNECTION device | sed "s/^/nm-device=/"
+  nmcli -t -f DHCP4.OPTION device show | grep -e ip_address -e server_identifier | sed "s/^/nm-dhcp4=/"
+  for unit in hostd NetworkManager dnsmasq avahi-daemon chrony; do
+    echo "unit=$unit $(systemctl is-active $unit) $(systemctl show -P ActiveEnterTimestampMonotonic $unit)"
+  done
+  systemctl --failed --plain --no-legend | sed "s/^/failed=/"
+  echo {REPORT_END}
+}} > /dev/ttyS1
+"""
+REPORT_UNIT = """[Unit]
 Description=testbed VM: report the clock after hostd-clock and hostd, then power off
 After=hostd-clock.service hostd.service multi-user.target
 
 [Service]
 Type=oneshot
-ExecStart=/bin/sh -c '{{ \\
-  echo "now=$(date +%%s)"; \\
-  echo "record=$(cat /run/hostd/clock-bootstrap.json)"; \\
-  echo "hostd-clock=$(systemctl is-active hostd-clock.service)"; \\
-  echo "hostd=$(systemctl is-active hostd.service)"; \\
-  journalctl -b -o cat -u hostd-clock.service | sed "s/^/journal=/"; \\
-  echo {REPORT_END}; }} > /dev/ttyS1'
+ExecStart=/usr/lib/hostd-vm/report
 ExecStartPost=/usr/bin/systemctl poweroff --no-block
 
 [Install]
@@ -144,10 +192,22 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return result
 
 
+HOST_TOOLS = (
+    "qemu-system-x86_64",
+    "mmdebstrap",
+    "mkfs.ext4",
+    "mkfs.vfat",
+    "mcopy",
+    "debugfs",
+    "systemd-nspawn",
+    "socat",
+)
+
+
 def unavailable_reason() -> str | None:
     if os.geteuid() != 0:
         return "the VM device needs root (image building)"
-    for tool in ("qemu-system-x86_64", "mmdebstrap", "mkfs.ext4", "mkfs.vfat", "mcopy", "debugfs", "systemd-nspawn"):
+    for tool in HOST_TOOLS:
         if not shutil.which(tool):
             return f"{tool} is missing (tests/bootstrap installs it)"
     return None
@@ -157,10 +217,10 @@ def base_tarball() -> Path:
     """The Debian root with the kernel and initramfs, built once (about 2.5 min)."""
     tarball = CACHE / f"base-{BASE_KEY}.tar"
     if tarball.exists():
+        os.utime(tarball)  # in use: kept from remove_unused
         return tarball
     CACHE.mkdir(parents=True, exist_ok=True)
-    for old in CACHE.glob("base-*.tar"):
-        old.unlink()
+    remove_unused("base-*.tar")
     log(f"building the device's Debian root ({SUITE}, Debian's kernel): a few minutes, once")
     tmp = CACHE / f".base-{BASE_KEY}.{os.getpid()}.tar"  # mmdebstrap writes a tarball for a .tar name
     # no mirror named: mmdebstrap takes this machine's apt sources
@@ -170,6 +230,21 @@ def base_tarball() -> Path:
     )
     tmp.rename(tarball)
     return tarball
+
+
+UNUSED_FOR = 3600.0  # seconds: images of other trees (another package, another base) kept meanwhile
+
+
+def remove_unused(pattern: str) -> None:
+    """Cached images not used for UNUSED_FOR; those of trees being tested beside this one stay."""
+    for old in CACHE.glob(pattern):
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - old.stat().st_mtime <= UNUSED_FOR:
+                continue
+            if old.is_dir():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
 
 
 def hostd_deb(into: Path) -> Path:
@@ -206,6 +281,16 @@ def lay_down(root: Path) -> None:
     write(etc / "chrony/chrony.conf", balenaos.CHRONY_CONF)
     # Debian's chrony unit wants /var/log/chrony, which a read-only root cannot make
     write(system / "chrony.service.d/balenaos.conf", "[Service]\nLogsDirectory=\n")
+    # NetworkManager, dnsmasq and their DNS plumbing as the testbed device has them, but where the
+    # testbed must differ from balenaOS: here the NIC comes up with NetworkManager's automatic profile
+    write(etc / "NetworkManager/NetworkManager.conf", NETWORKMANAGER_CONF)
+    write(root / "usr/lib/NetworkManager/conf.d/00-balenaos-build-defaults.conf", NETWORKMANAGER_BUILD_DEFAULTS)
+    write(etc / "tmpfiles.d/nm-tmpfiles.conf", balenaos.NM_TMPFILES)
+    symlink(etc / "resolv.dnsmasq", "/var/run/resolvconf/interface/NetworkManager")
+    write(etc / "dnsmasq.conf", balenaos.DNSMASQ_CONF)
+    write(etc / "resolv.conf", "nameserver 127.0.0.2\n")
+    for unit in ("dnsmasq.service", "balena-net-config.service"):
+        write(root / "usr/lib/systemd/system" / unit, balenaos.IMAGE_UNITS[unit][0])
     for name, label in LABELS.items():
         fstype, options = ("vfat", "umask=0022") if name == "boot" else ("ext4", "noatime")
         write(system / f"mnt-{name}.mount", MOUNT_UNIT.format(label=label, name=name, fstype=fstype, options=options))
@@ -215,8 +300,14 @@ def lay_down(root: Path) -> None:
         write(system / unit, TMPFS_UNIT.format(where=where))
         symlink(system / f"local-fs.target.wants/{unit}", f"../{unit}")
         (root / where.lstrip("/")).mkdir(parents=True, exist_ok=True)
-    for d in balenaos_bind_targets():
-        (root / d).mkdir(parents=True, exist_ok=True)
+    # balenaOS's image has every path hostd binds from its partitions; a Debian root lacks some
+    for path in (*STATE_BIND_PATHS, *DATA_BIND_PATHS):
+        target = root / path.lstrip("/")
+        if path in FILE_TARGET_MODES:
+            if not target.exists():
+                write(target, "", FILE_TARGET_MODES[path])
+        else:
+            target.mkdir(parents=True, exist_ok=True)
     # consoles and timers that a device without a screen, up for two minutes, has no use for
     for unit in (
         "getty@tty1.service",
@@ -229,13 +320,9 @@ def lay_down(root: Path) -> None:
         "fstrim.timer",
     ):
         symlink(system / unit, "/dev/null")
+    write(root / "usr/lib/hostd-vm/report", REPORT_SCRIPT, 0o755)
     write(system / "hostd-vm-report.service", REPORT_UNIT)
     symlink(system / "multi-user.target.wants/hostd-vm-report.service", "../hostd-vm-report.service")
-
-
-def balenaos_bind_targets() -> list[str]:
-    """Directories hostd binds from the state partition that a Debian root lacks."""
-    return ["etc/ssh/hostkeys", "etc/openvpn", "etc/docker", "home/root/.ssh", "home/root/.docker", "var/lib/bluetooth"]
 
 
 @dataclass(frozen=True)
@@ -256,8 +343,7 @@ def device_image() -> Image:
     if not (cached / "root.img").exists():
         base = base_tarball()
         log("laying out the device's root filesystem")
-        for old in CACHE.glob("device-*"):
-            shutil.rmtree(old, ignore_errors=True)
+        remove_unused("device-*")
         work = CACHE / f".device.{os.getpid()}"
         shutil.rmtree(work, ignore_errors=True)
         root = work / "root"
@@ -286,6 +372,7 @@ def device_image() -> Image:
         shutil.rmtree(root)
         work.rename(cached)
     shutil.rmtree(packages)
+    os.utime(cached)
     stamp = (cached / "build-time").read_text().strip()
     build_time = calendar.timegm(time.strptime(stamp, "%Y%m%d%H%M%S"))
     return Image(cached / "vmlinuz", cached / "initrd.img", cached / "root.img", build_time)
@@ -343,6 +430,14 @@ def run_qemu(cmd: list[str], console: Path, accel: str, timeout: float) -> bool:
     return True
 
 
+def netdev(https_port: int | None) -> str:
+    """qemu's user-mode network: DHCP from qemu (10.0.2.15 for the device), nothing beyond qemu
+    reachable (restrict=on: no NTP server) but the test's HTTPS server, if any, at SERVER:443, one
+    socat per connection to it."""
+    forward = f",guestfwd=tcp:{SERVER}:443-cmd:socat - TCP:127.0.0.1:{https_port}" if https_port else ""
+    return f"user,id=net,restrict=on{forward}"
+
+
 @dataclass
 class Boot:
     report: dict[str, list[str]]  # key -> values, in order
@@ -364,11 +459,18 @@ def boot(
     rtc: str,
     state: dict[str, str] | None = None,
     boot_files: dict[str, str] | None = None,
+    https_port: int | None = None,
+    awaited: str = "",
     timeout: float = 600,
 ) -> Boot:
     """Boot the device once with its RTC at ``rtc`` (qemu's -rtc base=, UTC) until it powers off.
 
-    ``state`` and ``boot_files``: relative path -> content on the state and boot partitions."""
+    ``state`` and ``boot_files``: relative path -> content on the state and boot partitions.
+    ``https_port``: a port on this machine's 127.0.0.1 the device reaches as ``SERVER`` port 443
+    (its only destination).  ``awaited``: a pattern (no spaces) the report waits for in hostd's
+    journal, at most AWAIT_SECONDS."""
+    if not AWAITABLE.fullmatch(awaited):
+        raise ValueError(f"{awaited!r}: the kernel command line carries it, so no spaces or quotes")
     out.mkdir(parents=True, exist_ok=True)
     images = {}
     with tempfile.TemporaryDirectory(dir=out) as staging:
@@ -381,10 +483,11 @@ def boot(
     console, report = out / "console.log", out / "report.log"
     cmd = [
         "qemu-system-x86_64", "-m", "512", "-smp", "1", "-nodefaults", "-no-reboot",
-        "-display", "none", "-monitor", "none", "-nic", "none",
+        "-display", "none", "-monitor", "none",
+        "-netdev", netdev(https_port), "-device", "virtio-net-pci,netdev=net,romfile=",
         "-rtc", f"base={rtc}",
         "-kernel", str(image.kernel), "-initrd", str(image.initrd),
-        "-append", "root=/dev/vda ro console=ttyS0 panic=-1 systemd.show_status=0",
+        "-append", f"root=/dev/vda ro console=ttyS0 panic=-1 systemd.show_status=0 hostd_vm.await={awaited}",
         "-drive", f"file={image.root},format=raw,if=virtio,readonly=on",
         *(a for name in ("boot", "state", "data") for a in ("-drive", f"file={images[name]},format=raw,if=virtio")),
         "-serial", f"file:{console}", "-serial", f"file:{report}",
@@ -394,6 +497,7 @@ def boot(
         if run_qemu(cmd, console, accel, timeout):
             break
     seconds = time.monotonic() - started
+    log(f"{out.name}: booted, reported and powered off in {seconds:.0f} s ({accel})")
     values: dict[str, list[str]] = {}
     text = report.read_text(errors="replace")
     if REPORT_END not in text:
