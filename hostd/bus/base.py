@@ -199,6 +199,10 @@ class BusAdapter(Feature):
     """Match rules (without sender) for the signals this adapter follows; kept narrow on purpose."""
     exits_when_idle: ClassVar[bool] = False
     """The service is bus-activated and exits when idle (hostnamed, timedated): absence is routine."""
+    activated_at_start: ClassVar[bool] = True
+    """Such a service, not running when hostd starts, is started then (its state is read from the
+    start); False: left alone until a call needs it (the bus starts it then), so that a start that
+    changes nothing costs no process start."""
 
     def __init__(self, bus: MessageBus, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         super().__init__()
@@ -257,7 +261,7 @@ class BusAdapter(Feature):
                 self._activatable = self.bus_name in activatable
             owner_changes_before = self._owner_changes
             owner = await self._current_owner()
-            if owner is None and self._activatable:
+            if owner is None and self._activatable and self.activated_at_start:
                 owner = await self._activate()
         except errors.BusError as err:
             self._degrade(f"cannot watch it: {err}")
@@ -272,7 +276,10 @@ class BusAdapter(Feature):
             if self._degraded_reason == _NOT_STARTED:
                 self._degraded_reason = "still attaching"
         elif self._degraded_reason == _NOT_STARTED:
-            self._degrade("not running")
+            if self._activatable:
+                self._recover()  # not started on purpose: the next call starts it
+            else:
+                self._degrade("not running")
 
     async def close(self) -> None:
         """Stop following the service; safe to call on a closed bus."""
