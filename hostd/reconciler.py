@@ -19,7 +19,7 @@ from hostd import config as config_model
 from hostd import engine, fsutil, generations, keys
 from hostd.bus import errors
 from hostd.layout import Layout
-from hostd.steps import ALL_STEPS, STEPS_BY_NAME
+from hostd.steps import ALL_STEPS, STEPS_BY_NAME, state
 from hostd.steps.base import Context, Facts, Outcome, Step, StepResult, StepStatus, live_effect
 from hostd.transaction import (
     MAX_RETRIES,
@@ -40,9 +40,12 @@ log = logging.getLogger("hostd.reconciler")
 
 # At boot (before io.hostd1 is exported: nobody watches the steps go by) a step's live effect
 # runs while the next steps write their files, each effect on its own service, and READY=1 waits
-# for all of them.  These are awaited at once: the later steps write through the state step's
-# bind mounts.  At runtime every effect is awaited in turn, as observers expect.
-AWAITED_AT_BOOT = frozenset({"state"})
+# for all of them.  Two orders hold: the later steps write through the state partition's bind
+# mounts, static units in place before hostd starts (After=local-fs.target), so the state step's
+# effect (mounts made live) is awaited first only when it found one of those missing; and these
+# steps' effects wait for it: journald's storage is set once the journal's own mount (the data
+# partition's, hostd's) is made.  At runtime every effect is awaited in turn, as observers expect.
+AFTER_MOUNTS_AT_BOOT = frozenset({"logging"})
 
 T = TypeVar("T")
 Reconciled = Callable[[list[StepResult], str], None]
@@ -296,15 +299,22 @@ class Reconciler:
         await self._file_work(engine.remove_stale_temp_files, ctx.layout)  # once per reconcile
         results = []
         overlapping = []
+        mounts_made: asyncio.Future[None] | None = None  # the state step's effect, at boot
         for step in steps:
             [result] = await self._file_work(engine.run, ctx, [step], apply=True, clean=False)
             self.results[step.NAME] = result
             results.append(result)
-            if self.at_boot and step.NAME not in AWAITED_AT_BOOT:
-                overlapping.append(asyncio.ensure_future(self._live(step, ctx, result)))
-                await asyncio.sleep(0)  # the effect sends its first call before the next step's files
-            else:
+            if not self.at_boot:
                 await self._live(step, ctx, result)
+                continue
+            after = mounts_made if step.NAME in AFTER_MOUNTS_AT_BOOT else None
+            effect = asyncio.ensure_future(self._live(step, ctx, result, after=after))
+            overlapping.append(effect)
+            if step.NAME == state.NAME:
+                mounts_made = effect
+                if any(c.kind == "mount" and c.path not in state.DATA_BIND_PATHS for c in result.pending):
+                    await effect  # a state partition mount missing: the next steps write through it
+            await asyncio.sleep(0)  # the effect sends its first call before the next step's files
         await asyncio.gather(*overlapping)
         for result in results:
             if result.record is not None:
@@ -313,11 +323,16 @@ class Reconciler:
         self._reconciled(results, outcome)
         return results
 
-    async def _live(self, step: Step, ctx: Context, result: StepResult) -> None:
-        """The step's live effect, merged into its result; a failure there is the step's problem only."""
+    async def _live(
+        self, step: Step, ctx: Context, result: StepResult, *, after: asyncio.Future[None] | None = None
+    ) -> None:
+        """The step's live effect (once ``after`` is done), merged into its result; a failure there
+        is the step's problem only."""
         effect = live_effect(step)
         if effect is None or result.status == StepStatus.FAILED:
             return
+        if after is not None:
+            await asyncio.wait({after})
         started = time.monotonic()
         try:
             outcome = await effect(self.services, ctx, result)
