@@ -2,25 +2,35 @@
 
 - NetworkManager has a connection (state CONNECTED_LOCAL or better) — when it is running;
 - a configured name resolves through the device's own resolver (dnsmasq);
-- the connectivity URI balenaOS already uses answers 2xx — when one is configured.
+- the connectivity URI balenaOS already uses answers 2xx — when one is configured (checked in a
+  process of its own, ``hostd.urlcheck``: no OpenSSL in hostd).
 All checks pass at the same moment, or the probe retries until its deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
 import socket
 import struct
-import time
+import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from hostd.bus.networkmanager import NetworkManagerAdapter
+import hostd
+from hostd.urlcheck import HTTP_TIMEOUT
+
+if TYPE_CHECKING:
+    from hostd.bus.networkmanager import NetworkManagerAdapter
 
 NM_CONNECTED_LOCAL = 50
 RETRY_SECONDS = 1.0
 DNS_TIMEOUT = 2.0
-HTTP_TIMEOUT = 5.0
+URLCHECK_SLACK = 5.0  # the check's own interpreter start, on top of its HTTP timeout
+# The check's program: the interpreter isolated (-I -S) and nothing but the directory holding hostd.
+URLCHECK_MAIN = "import sys; sys.path.insert(0, {!r}); from hostd import urlcheck; urlcheck.main()"
 
 
 @dataclass
@@ -64,7 +74,7 @@ async def check_once(nm: NetworkManagerAdapter, settings: ProbeSettings) -> list
         if answer is not None:
             failures.append(f"{settings.name} does not resolve through {settings.resolver[0]}: {answer}")
     if settings.uri:
-        answer = await asyncio.to_thread(_http_status, settings.uri, settings.ca_pem)
+        answer = await http_status(settings.uri, settings.ca_pem)
         if answer is not None:
             # The URI may carry credentials (keys.SECRET): evidence names it, never shows it.
             failures.append(f"the connectivity URI: {answer}")
@@ -102,22 +112,26 @@ async def resolve(name: str, resolver: tuple[str, int]) -> str | None:
     return ", ".join(dict.fromkeys(answers))
 
 
-def _http_status(uri: str, ca_pem: str = "") -> str | None:
-    import urllib.error
-    import urllib.request
-
-    context = None
-    if ca_pem and uri.lower().startswith("https:"):
-        import ssl
-
-        context = ssl.create_default_context(cadata=ca_pem)
-        context.load_default_certs()
-    started = time.monotonic()
+async def http_status(uri: str, ca_pem: str = "") -> str | None:
+    """``hostd.urlcheck``'s verdict on ``uri``, from a process of its own (see there why)."""
+    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(hostd.__file__)))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-I",
+        "-S",
+        "-c",
+        URLCHECK_MAIN.format(package_dir),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    request = json.dumps({"uri": uri, "ca_pem": ca_pem}).encode()
     try:
-        with urllib.request.urlopen(uri, timeout=HTTP_TIMEOUT, context=context) as response:
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-    except (urllib.error.URLError, OSError) as exc:
-        return f"unreachable after {time.monotonic() - started:.1f} s ({getattr(exc, 'reason', exc)})"
-    return None if 200 <= status < 300 else f"HTTP {status}"
+        stdout, _ = await asyncio.wait_for(process.communicate(request), HTTP_TIMEOUT + URLCHECK_SLACK)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return f"no verdict within {HTTP_TIMEOUT + URLCHECK_SLACK:g} s"
+    if process.returncode != 0:  # its traceback is not shown: it may quote the URI
+        return f"the check failed (exit status {process.returncode})"
+    return stdout.decode(errors="replace") or None

@@ -13,13 +13,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hostd import config as config_model
 from hostd import engine, fsutil, generations, keys
 from hostd.bus import errors
 from hostd.layout import Layout
-from hostd.steps import ALL_STEPS, STEPS_BY_NAME
+from hostd.steps import ALL_STEPS, STEPS_BY_NAME, state
 from hostd.steps.base import Context, Facts, Outcome, Step, StepResult, StepStatus, live_effect
 from hostd.transaction import (
     MAX_RETRIES,
@@ -40,10 +40,14 @@ log = logging.getLogger("hostd.reconciler")
 
 # At boot (before io.hostd1 is exported: nobody watches the steps go by) a step's live effect
 # runs while the next steps write their files, each effect on its own service, and READY=1 waits
-# for all of them.  These are awaited at once: the later steps write through the state step's
-# bind mounts.  At runtime every effect is awaited in turn, as observers expect.
-AWAITED_AT_BOOT = frozenset({"state"})
+# for all of them.  Two orders hold: the later steps write through the state partition's bind
+# mounts, static units in place before hostd starts (After=local-fs.target), so the state step's
+# effect (mounts made live) is awaited first only when it found one of those missing; and these
+# steps' effects wait for it: journald's storage is set once the journal's own mount (the data
+# partition's, hostd's) is made.  At runtime every effect is awaited in turn, as observers expect.
+AFTER_MOUNTS_AT_BOOT = frozenset({"logging"})
 
+T = TypeVar("T")
 Reconciled = Callable[[list[StepResult], str], None]
 RetryReported = Callable[[str, int, int, str], None]  # generation, attempt, of, outcome
 UPLINK_POLL_SECONDS = 5.0  # while a deferred change waits for a healthy uplink
@@ -131,7 +135,7 @@ class Reconciler:
 
     async def _reconcile(self, *, full: bool, trial_timeout: float | None) -> list[StepResult]:
         trial = trial_timeout is not None
-        loaded = await asyncio.to_thread(config_model.load, self.layout)
+        loaded = await self._file_work(config_model.load, self.layout)
         self.loaded = loaded
         self.config_error = loaded.problems
         for problem in (*loaded.held_back, *loaded.adjusted):
@@ -148,7 +152,7 @@ class Reconciler:
             return await self._apply(Applied(loaded.config, self.layout, None), ALL_STEPS, "applied")
 
         assert loaded.raw is not None
-        inputs = await asyncio.to_thread(generations.read_inputs, self.layout, loaded.raw)
+        inputs = await self._file_work(generations.read_inputs, self.layout, loaded.raw)
         candidate = inputs.id
         interrupted = self.applied is None and await self._resume_interrupted_trial(candidate)
         if self.retry.generation and self.retry.generation != candidate:
@@ -173,26 +177,19 @@ class Reconciler:
             return []
 
         good = self.store.good()
-        if self.applied is not None:
-            baseline, baseline_config = self.applied.inputs, self.applied.config
-        else:
-            # At boot: what the good generation ran with (its held-back keys at their fallback values).
-            baseline = good and self.store.load(good)
-            baseline_config = config_model.last_known_good(self.layout) if good is not None else None
         if self.applied is None or full:
             steps = ALL_STEPS
         else:
             steps = engine.steps_for_keys(config_model.changed_keys(self.applied.config, loaded.config))
-        risky = (
-            baseline_config is None
-            or bool(keys.RISKY & config_model.changed_keys(baseline_config, loaded.config))
-            or inputs.files_differ(baseline)
-        )
         # A change on top of one still on trial is judged with it: the earlier one is not kept unprobed.
         on_trial = self.transaction.state != TransactionState.NONE
+        # Only a generation other than the good one can be put on trial: whether it is risky is not
+        # asked of the good one itself (a converged boot, which then reads no second config).
+        needs_trial = trial or (
+            good is not None and good != candidate and (interrupted or on_trial or self._risky(good, inputs, loaded))
+        )
         self.transaction.supersede()
         self.store.save(inputs)
-        needs_trial = trial or ((risky or interrupted or on_trial) and good is not None and good != candidate)
         outcome = ("trying" if trial else "probing") if needs_trial else "applied"
         if needs_trial:
             await self._open_trial(candidate, good or "", loaded, trial_timeout, carry_on=on_trial or interrupted)
@@ -210,11 +207,25 @@ class Reconciler:
         self._publish()
         return results
 
+    def _risky(self, good: str, inputs: generations.Inputs, loaded: config_model.LoadedConfig) -> bool:
+        """The change could cut the device off: a risky key or an imported file differs from what
+        the device runs (at boot: what the good generation ran with, its held-back keys at their
+        fallback values)."""
+        if self.applied is not None:
+            baseline, baseline_config = self.applied.inputs, self.applied.config
+        else:
+            baseline, baseline_config = self.store.load(good), config_model.last_known_good(self.layout)
+        return (
+            baseline_config is None
+            or bool(keys.RISKY & config_model.changed_keys(baseline_config, loaded.config))
+            or inputs.files_differ(baseline)
+        )
+
     async def _resume_interrupted_trial(self, candidate: str) -> bool:
         """At start: a trial recorded but never judged (power cut, reboot, crash inside its window).
         Try's change is rolled back (it was never confirmed); an automatic one is judged afresh
         (True).  Never kept silently.  NetworkManager's checkpoints left by it are rolled back."""
-        record = await asyncio.to_thread(TrialRecord.read, self._trial_file)
+        record = await self._file_work(TrialRecord.read, self._trial_file)
         await self.transaction.clear_stale_checkpoints(self.services.networkmanager, roll_back=record is not None)
         if record is None:
             return False
@@ -248,7 +259,7 @@ class Reconciler:
         """Before the change: record the trial, probe the uplink as it is (so that a failure it
         already had is not blamed on the change), take NetworkManager's checkpoint."""
         kind = "probe" if trial_timeout is None else "try"
-        await asyncio.to_thread(TrialRecord(candidate, kind, good, time.time()).write, self._trial_file)
+        await self._file_work(TrialRecord(candidate, kind, good, time.time()).write, self._trial_file)
         nm = self.services.networkmanager
         if trial_timeout is not None:
             self._uplink_before = ()
@@ -261,7 +272,7 @@ class Reconciler:
                     "the uplink fails before generation %s is applied: %s", candidate, "; ".join(self._uplink_before)
                 )
         window = trial_timeout if trial_timeout is not None else loaded.config.safe_apply_timeout
-        written_at_boot = await asyncio.to_thread(fsutil.read_bytes, self.layout.network_inputs_generation)
+        written_at_boot = await self._file_work(fsutil.read_bytes, self.layout.network_inputs_generation)
         if self.applied is None and written_at_boot == f"{candidate}\n".encode():
             # At boot the change is in place already (hostd.prepare wrote the network's inputs
             # before NetworkManager started): a checkpoint now would hold the changed state and its
@@ -275,20 +286,35 @@ class Reconciler:
         self.applied = applied
         return results
 
+    async def _file_work(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """File work (reads, fsyncs): in a worker thread, so that the event loop keeps answering the
+        API and pinging the watchdog meanwhile.  At boot, before the API is exported, on the loop
+        itself: nothing waits on it yet, and each hop to a thread and back wakes two threads (more
+        than the work itself on a converged device, and much more on a loaded one)."""
+        if self.at_boot:
+            return function(*args, **kwargs)
+        return await asyncio.to_thread(function, *args, **kwargs)
+
     async def _run_steps(self, ctx: Context, steps: tuple[Step, ...], outcome: str) -> list[StepResult]:
-        # The steps' file work (reads, fsyncs) runs in a worker thread: the event loop keeps
-        # answering the API and pinging the watchdog meanwhile.
-        await asyncio.to_thread(engine.remove_stale_temp_files, ctx.layout)  # once per reconcile
+        await self._file_work(engine.remove_stale_temp_files, ctx.layout)  # once per reconcile
         results = []
         overlapping = []
+        mounts_made: asyncio.Future[None] | None = None  # the state step's effect, at boot
         for step in steps:
-            [result] = await asyncio.to_thread(engine.run, ctx, [step], apply=True, clean=False)
+            [result] = await self._file_work(engine.run, ctx, [step], apply=True, clean=False)
             self.results[step.NAME] = result
             results.append(result)
-            if self.at_boot and step.NAME not in AWAITED_AT_BOOT:
-                overlapping.append(asyncio.ensure_future(self._live(step, ctx, result)))
-            else:
+            if not self.at_boot:
                 await self._live(step, ctx, result)
+                continue
+            after = mounts_made if step.NAME in AFTER_MOUNTS_AT_BOOT else None
+            effect = asyncio.ensure_future(self._live(step, ctx, result, after=after))
+            overlapping.append(effect)
+            if step.NAME == state.NAME:
+                mounts_made = effect
+                if any(c.kind == "mount" and c.path not in state.DATA_BIND_PATHS for c in result.pending):
+                    await effect  # a state partition mount missing: the next steps write through it
+            await asyncio.sleep(0)  # the effect sends its first call before the next step's files
         await asyncio.gather(*overlapping)
         for result in results:
             if result.record is not None:
@@ -297,11 +323,16 @@ class Reconciler:
         self._reconciled(results, outcome)
         return results
 
-    async def _live(self, step: Step, ctx: Context, result: StepResult) -> None:
-        """The step's live effect, merged into its result; a failure there is the step's problem only."""
+    async def _live(
+        self, step: Step, ctx: Context, result: StepResult, *, after: asyncio.Future[None] | None = None
+    ) -> None:
+        """The step's live effect (once ``after`` is done), merged into its result; a failure there
+        is the step's problem only."""
         effect = live_effect(step)
         if effect is None or result.status == StepStatus.FAILED:
             return
+        if after is not None:
+            await asyncio.wait({after})
         started = time.monotonic()
         try:
             outcome = await effect(self.services, ctx, result)

@@ -18,7 +18,6 @@ from hostd.bus.base import (
     Callbacks,
     TolerantStrEnum,
     properties_changed_rule,
-    unwrap,
 )
 
 DEFAULT_JOB_TIMEOUT = 90.0
@@ -245,18 +244,17 @@ class SystemdAdapter(BusAdapter):
     async def _on_attached(self) -> None:
         # systemd only emits JobRemoved while someone is subscribed; a restarted systemd forgot us.
         await self._manager("Subscribe")
-        for path, unit in self._followed.items():
-            try:
-                await self._manager("LoadUnit", "s", unit)  # its object exists only once loaded
-                active = await self._call_message(
-                    path, names.PROPERTIES_INTERFACE, "Get", "ss", UNIT_INTERFACE, "ActiveState"
-                )
-                (load,) = await self._call(path, names.PROPERTIES_INTERFACE, "Get", "ss", UNIT_INTERFACE, "LoadState")
-            except errors.RemoteError as err:
-                self._log.debug("cannot follow %s: %s", unit, err)
-                continue
-            values = {"ActiveState": unwrap(active.body[0]), "LoadState": load}
-            self._store_properties(path, UNIT_INTERFACE, values, active.serial)
+        if not self._followed:
+            return
+        # One call for every followed unit: ListUnitsByNames loads each unit (its object, whose
+        # PropertiesChanged the match rules follow, exists only once loaded) and answers its state.
+        units = list(self._followed.values())
+        reply = await self._call_message(
+            names.SYSTEMD_PATH, names.SYSTEMD_MANAGER_INTERFACE, "ListUnitsByNames", "as", units
+        )
+        for unit_name, _description, load_state, active_state, *_ in reply.body[0]:
+            values = {"ActiveState": active_state, "LoadState": load_state}
+            self._store_properties(unit_object_path(unit_name), UNIT_INTERFACE, values, reply.serial)
 
     def _on_properties_changed(self, path: str, interface: str, changed: set[str]) -> None:
         unit = self._followed.get(path)

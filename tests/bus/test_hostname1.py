@@ -11,6 +11,7 @@ from dbus_fast.aio import MessageBus
 
 from hostd.bus import errors, names
 from hostd.bus.hostname1 import Hostname1Adapter
+from hostd.bus.timedate1 import Timedate1Adapter
 
 from .fakes.hostname1 import FakeHostname1
 from .support import Recorder, client_bus, log_lines, wait_until
@@ -49,9 +50,9 @@ async def test_invalid_name_is_invalid_args(bus_address: str) -> None:
             await hostname1.set_static_hostname("a b")
 
 
-async def _make_activatable(bus: MessageBus, service_dir: Path, name: str) -> None:
-    """Make name bus-activatable with a program that fails, like a service that cannot start."""
-    (service_dir / f"{name}.service").write_text(f"[D-BUS Service]\nName={name}\nExec=/bin/false\n")
+async def _make_activatable(bus: MessageBus, service_dir: Path, name: str, program: str = "/bin/false") -> None:
+    """Make name bus-activatable with a program (by default one that fails, like a service that cannot start)."""
+    (service_dir / f"{name}.service").write_text(f"[D-BUS Service]\nName={name}\nExec={program}\n")
     # The daemon notices new files asynchronously; ReloadConfig makes it read them now.
     await bus.call(
         Message(
@@ -61,6 +62,22 @@ async def _make_activatable(bus: MessageBus, service_dir: Path, name: str) -> No
             member="ReloadConfig",
         )
     )
+
+
+async def test_hostnamed_is_not_started_by_hostds_start_only_by_a_call(bus_address: str, tmp_path: Path) -> None:
+    """A start that finds hostnamed exited (idle) leaves it so: starting it costs a process, and the
+    hostname step calls it only when the name must change; a call starts it through the bus."""
+    started = tmp_path / "started"
+    async with client_bus(bus_address) as bus:
+        program = f"/bin/sh -c 'touch {started}; exit 1'"
+        await _make_activatable(bus, tmp_path / "services", names.HOSTNAME1_NAME, program)
+        hostname1 = Hostname1Adapter(bus)
+        await hostname1.start()
+        assert hostname1.available and not hostname1.attached
+        assert not started.exists()
+        with pytest.raises(errors.ServiceUnavailable):  # no hostnamed there: its start fails
+            await hostname1.set_hostname("x")
+        assert started.exists()
 
 
 async def test_activatable_service_exiting_when_idle_stays_available(
@@ -92,9 +109,9 @@ async def test_activatable_service_that_cannot_start_is_degraded(
     bus_address: str, bus_service_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with client_bus(bus_address) as bus:
-        await _make_activatable(bus, bus_service_dir, names.HOSTNAME1_NAME)
-        hostname1 = Hostname1Adapter(bus)
-        await hostname1.start()
-        assert not hostname1.available
-        assert "activation failed" in (hostname1.degraded_reason or "")
-        assert len(log_lines(caplog, "hostd.bus.hostname1")) == 1
+        await _make_activatable(bus, bus_service_dir, names.TIMEDATE1_NAME)
+        timedate1 = Timedate1Adapter(bus)  # started at hostd's start: TimeSynchronized is its answer
+        await timedate1.start()
+        assert not timedate1.available
+        assert "activation failed" in (timedate1.degraded_reason or "")
+        assert len(log_lines(caplog, "hostd.bus.timedate1")) == 1

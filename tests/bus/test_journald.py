@@ -1,4 +1,4 @@
-"""journald: restart through the systemd fake, flush and disk usage through a fake journalctl."""
+"""journald: restart through the systemd fake, flush through a fake journalctl, disk usage from files."""
 
 from __future__ import annotations
 
@@ -7,25 +7,32 @@ from pathlib import Path
 import pytest
 
 from hostd.bus import errors
-from hostd.bus.journald import Journald, parse_disk_usage
+from hostd.bus.journald import Journald, journal_disk_usage
 from hostd.bus.systemd import JobResult, SystemdAdapter
 
 from .fakes.systemd import FakeSystemd
 from .support import client_bus
 
 
-@pytest.mark.parametrize(
-    ("output", "expected"),
-    [
-        ("Archived and active journals take up 0B in the file system.", 0),
-        ("Archived and active journals take up 512B in the file system.", 512),
-        ("Archived and active journals take up 8.0M in the file system.", 8 * 1024**2),
-        ("Archived and active journals take up 1.5G in the file system.", 1536 * 1024**2),
-        ("Journals take up 24K on disk.", 24 * 1024),
-    ],
-)
-def test_disk_usage_is_parsed(output: str, expected: int) -> None:
-    assert parse_disk_usage(output) == expected
+def test_disk_usage_counts_this_machines_journal_files_blocks(tmp_path: Path) -> None:
+    machine_id = tmp_path / "machine-id"
+    machine_id.write_text("0123456789abcdef0123456789abcdef\n")
+    volatile, persistent = tmp_path / "run", tmp_path / "var"
+    ours = [volatile / machine_id.read_text().strip(), persistent / machine_id.read_text().strip()]
+    for directory in ours:
+        directory.mkdir(parents=True)
+    (ours[0] / "system.journal").write_bytes(b"x" * 10000)
+    (ours[1] / "system@0001-0002.journal").write_bytes(b"x" * 70000)
+    (ours[1] / "user-1000@0003.journal~").write_bytes(b"x" * 5000)
+    (ours[1] / "notes.txt").write_bytes(b"x" * 90000)  # not a journal file
+    other = persistent / "fedcba9876543210fedcba9876543210"  # another machine's (a container's) journal
+    other.mkdir()
+    (other / "system.journal").write_bytes(b"x" * 90000)
+    counted = [ours[0] / "system.journal", ours[1] / "system@0001-0002.journal", ours[1] / "user-1000@0003.journal~"]
+    expected = sum(path.stat().st_blocks * 512 for path in counted)  # allocated, as journalctl counts
+    assert journal_disk_usage((str(volatile), str(persistent), str(tmp_path / "none")), str(machine_id)) == expected
+    with pytest.raises(errors.ServiceUnavailable):
+        journal_disk_usage((str(volatile),), str(tmp_path / "no-machine-id"))
 
 
 def fake_journalctl(tmp_path: Path, body: str) -> str:
@@ -35,13 +42,10 @@ def fake_journalctl(tmp_path: Path, body: str) -> str:
     return str(script)
 
 
-async def test_restart_flush_and_disk_usage(bus_address: str, tmp_path: Path) -> None:
+async def test_restart_and_flush(bus_address: str, tmp_path: Path) -> None:
     fake = FakeSystemd(bus_address)
     await fake.start()
-    journalctl = fake_journalctl(
-        tmp_path,
-        '[ "$1" = "--disk-usage" ] && echo "Archived and active journals take up 16.0M in the file system."\nexit 0',
-    )
+    journalctl = fake_journalctl(tmp_path, "exit 0")
     async with client_bus(bus_address) as bus:
         systemd = SystemdAdapter(bus)
         await systemd.start()
@@ -52,8 +56,7 @@ async def test_restart_flush_and_disk_usage(bus_address: str, tmp_path: Path) ->
         # the start limit is reset first, so quick logging changes cannot leave journald dead
         assert fake.calls_to("ResetFailedUnit") == [["systemd-journald.service"]]
         await journald.flush()
-        assert await journald.disk_usage() == 16 * 1024**2
-    assert (tmp_path / "args").read_text().splitlines() == ["--flush", "--disk-usage"]
+    assert (tmp_path / "args").read_text().splitlines() == ["--flush"]
 
 
 async def test_flush_failure_and_timeout(bus_address: str, tmp_path: Path) -> None:
@@ -77,4 +80,4 @@ async def test_missing_journalctl_degrades() -> None:
     await journald.start()
     assert not journald.available
     with pytest.raises(errors.ServiceUnavailable):
-        await journald.disk_usage()
+        await journald.flush()

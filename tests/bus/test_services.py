@@ -46,3 +46,22 @@ async def test_a_service_that_appears_leaves_the_degraded_report(bus_address: st
         await FakeDnsmasq(bus_address).start()
         await wait_until(lambda: "dnsmasq" not in services.degraded())
         await services.close()
+
+
+async def test_services_attach_side_by_side(bus_address: str) -> None:
+    """A service slow to answer its attach holds no other one's: hostd's start waits for the slowest
+    attach, not for their sum."""
+    networkmanager = FakeNetworkManager(bus_address)
+    for fake in (FakeSystemd(bus_address), networkmanager, FakeAvahi(bus_address)):
+        await fake.start()
+    networkmanager.hang("GetAll")  # NetworkManager never answers its attach
+    async with client_bus(bus_address) as bus:
+        services = Services(bus, timeout=60)
+        starting = asyncio.ensure_future(services.start())
+        # avahi (after NetworkManager in Services.all) is attached while NetworkManager's attach
+        # waits: one after the other, it would wait those 60 s first.
+        await wait_until(lambda: services.avahi.attached and services.systemd.attached)
+        assert networkmanager.calls_to("GetAll") and not services.networkmanager.attached
+        assert not starting.done()
+        starting.cancel()
+        await services.close()

@@ -182,3 +182,19 @@ def test_unit_name_from_path_matches_systemd_escape(path: str) -> None:
 def test_unit_name_from_path_rejects_what_systemd_cannot_name(path: str) -> None:
     with pytest.raises(ValueError):
         unit_name_from_path(path)
+
+
+async def test_followed_units_are_read_in_one_call_at_attach(bus_address: str) -> None:
+    fake = FakeSystemd(bus_address)
+    await fake.start()
+    fake.manager.units["chrony.service"] = ("loaded", "active", "running")
+    fake.manager.units["avahi-daemon.service"] = ("loaded", "inactive", "dead")
+    followed = ("chronyd.service", "chrony.service", "avahi-daemon.service")
+    async with client_bus(bus_address) as bus:
+        systemd = SystemdAdapter(bus, followed_units=followed)
+        await systemd.start()
+        assert systemd.followed_unit_state("chrony.service") is ActiveState.ACTIVE
+        assert systemd.followed_unit_state("avahi-daemon.service") is ActiveState.INACTIVE
+        assert systemd.followed_unit_state("chronyd.service") is None  # not-found: not followed
+        # One round trip for all of them, not a LoadUnit and two Gets per unit (hostd's start waits for it).
+        assert fake.calls_to("ListUnitsByNames") == [[list(followed)]]

@@ -3,6 +3,7 @@ and the journal keeps earlier boots; off, it keeps an 8M journal in RAM again, w
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -161,3 +162,15 @@ def test_quick_toggles_keep_journald_running(boot: Hostd) -> None:
         tb.exec(["systemctl", "start", *sockets, JOURNALD], check=False)
         tb.restart_unit("hostd.service")
         boot.wait_ready()
+
+
+def test_journal_usage_is_what_journalctl_reports(boot: Hostd) -> None:
+    """hostd reads the journal's disk usage from its files at start (no journalctl process on the
+    way to READY): what it reports is what `journalctl --disk-usage` says, to journalctl's rounding."""
+    boot.tb.exec(["systemctl", "restart", "hostd.service"])
+    boot.wait_ready()
+    reported = boot.describe()["logging"]["journalUsage"]
+    out = boot.tb.exec(["journalctl", "--disk-usage"]).stdout  # "... take up 8.0M in the file system."
+    number, unit = re.search(r"take up (\d+(?:\.\d+)?)([BKMGT]?)", out).groups()  # type: ignore[union-attr]
+    said = float(number) * 1024 ** "BKMGT".index(unit or "B")
+    assert reported > 0 and abs(reported - said) <= max(0.1 * said, 0.05 * 1024 ** "BKMGT".index(unit or "B")), out

@@ -463,8 +463,8 @@ def test_hostnamed_that_cannot_start_hostname_still_set(boot: Hostd, baseline: B
     """hostnamed cannot be started (masked here; the same after its start limit is hit by repeated
     crashes): SetHostname still sets the kernel's name (directly) and /etc/hostname, and the hostname
     step says why hostnamed was not used.  This is what "degraded" is for hostnamed, an on-demand
-    service: not its absence, but its activation failing (at hostd's start it shows in Degraded as
-    hostname1; at runtime, in the step that needed it)."""
+    service: not its absence, but its activation failing, shown in the step that needed it (hostd's
+    start does not start hostnamed)."""
     hostd, tb = boot, boot.tb
     tb.exec(["systemctl", "mask", "--runtime", "systemd-hostnamed.service"])
     try:

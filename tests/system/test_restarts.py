@@ -171,3 +171,15 @@ def test_hostd_restart_leaves_chrony_sources_alone(hostd: Hostd) -> None:
     restart_hostd(hostd)
     ntp = hostd.step("ntp")
     assert (files_state(hostd, [CHRONY_SOURCES]), ntp["status"]) == (before, "ok"), ntp
+
+
+def test_hostd_restart_on_a_converged_device_starts_no_hostnamed(hostd: Hostd) -> None:
+    """hostnamed (bus-activated, gone when idle) is not started by a hostd start that finds the name
+    set: hostd calls it only to change the name.  The name is still hostd's, everywhere."""
+    tb = hostd.tb
+    tb.exec(["systemctl", "stop", "systemd-hostnamed.service"])
+    restart_hostd(hostd)
+    assert tb.unit_state("systemd-hostnamed.service") == "inactive"
+    name = hostd.describe()["hostname"]
+    assert (tb.hostname(), tb.exec(["cat", "/etc/hostname"]).stdout.strip()) == (name, name)
+    assert hostd.prop("Degraded") == [] and hostd.step("hostname")["status"] == "ok"

@@ -11,15 +11,20 @@ meets a generation rejected by an earlier run.  Figures are printed (pytest -s).
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.testca import TestCA
+
 from .device import Hostd
+from .test_time import HTTPS_PORT, https_server
 
 pytestmark = pytest.mark.system
 
@@ -482,3 +487,34 @@ def test_a_good_change_during_an_uplink_flap_is_kept(boot: Hostd) -> None:
     assert candidate not in rejected_ids(boot) and nm_checkpoints(boot) == []
     assert dnsmasq_upstreams(boot) == servers
     tb.wait_for(lambda: peer_reaches_device(boot), 10, "the peer reaches the device")
+
+
+def test_https_connectivity_uri_is_checked_outside_hostd(boot: Hostd, tmp_path: Path) -> None:
+    """balenaOS's connectivity URI is https: with it (and balenaRootCA), a change is probed through it
+    and kept, and a change whose URI does not answer is rolled back, while hostd itself never loads
+    OpenSSL (each check runs in a process of its own, hostd.urlcheck): no libssl in hostd's maps."""
+    ca = TestCA(tmp_path, "hostd test root CA")
+    pid = boot.pid()
+    with https_server(boot, ca):
+        cfg = with_safe_apply(boot, boot.tb.read_config())
+        uri = f"https://{boot.tb.peer_ip}:{HTTPS_PORT}/connectivity-check"
+        cfg["os"]["network"] = {"connectivity": {"uri": uri}}
+        cfg["balenaRootCA"] = base64.b64encode(ca.pem.encode()).decode()
+        before = generations(boot)["current"]
+        boot.tb.write_config(cfg)
+        doc = boot.wait_describe(
+            lambda d: d["generations"]["current"] not in ("", before) and d["generations"]["transaction"] == "",
+            timeout=PROBE_TIMEOUT + ROLLBACK_SLACK + 5,
+            what="the https connectivity URI judged",
+        )
+        good = doc["generations"]["current"]
+        assert good == doc["generations"]["good"], doc["generations"]  # probed through https, kept
+        since = time.monotonic()
+        cfg["os"]["network"] = {"connectivity": {"uri": uri.replace(str(HTTPS_PORT), str(HTTPS_PORT + 1))}}
+        cfg["systestNonce"] = uuid.uuid4().hex
+        boot.tb.write_config(cfg)
+        doc, _ = wait_rolled_back(boot, good, since)
+    assert "the connectivity URI" in doc["generations"]["lastRollback"]["evidence"], doc["generations"]
+    assert boot.pid() == pid
+    maps = boot.tb.exec(["cat", f"/proc/{pid}/maps"]).stdout
+    assert "libssl" not in maps and "_ssl." not in maps
