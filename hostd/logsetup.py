@@ -1,4 +1,8 @@
-"""Logging to stderr with sd-daemon(3) ``<N>`` priority prefixes, which journald turns into priorities."""
+"""Logging to stderr with sd-daemon(3) ``<N>`` priority prefixes, which journald turns into priorities.
+
+One exception: the network-inputs stage's replay (hostd.stamp), which the network waits for,
+writes its one line in the same form without importing logging.
+"""
 
 from __future__ import annotations
 
