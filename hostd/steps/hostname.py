@@ -72,8 +72,10 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
 def set_kernel_hostname(ctx: Context) -> None:
     """The kernel's name set directly, as hostnamed sets it: without hostnamed, and at boot before
     the bus (hostd.prepare), so that NetworkManager's DHCP requests and avahi carry the name."""
+    name = ctx.config.effective_hostname
+    if name is None or not ctx.layout.is_live:
+        return
     import socket
 
-    name = ctx.config.effective_hostname
-    if name is not None and ctx.layout.is_live and socket.gethostname() != name:
+    if socket.gethostname() != name:
         socket.sethostname(name)

@@ -4,7 +4,6 @@ the network; written by the steps' own plans, from the generation the daemon app
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -240,18 +239,36 @@ def test_unknown_stage() -> None:
     assert prepare.main("nope") == 2
 
 
-def test_stages_import_neither_asyncio_nor_dbus() -> None:
-    """The network waits for this process: it loads no event loop and no D-Bus library."""
+def modules_after(code: str) -> set[str]:
+    """The modules a fresh ``python3 -IS`` has loaded after running ``code``, as the units run hostd."""
     import subprocess
     import sys
 
-    code = (
-        "import sys; import hostd.prepare; "
-        "print(sorted(m for m in ('asyncio', 'dbus_fast', 'argparse', 'ssl') if m in sys.modules))"
-    )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.strip() == "[]"
+    repo = str(Path(__file__).parents[2])
+    program = f"import sys; sys.path.insert(0, {repo!r}); {code}; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", program], capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_importing_prepare_loads_nothing_else() -> None:
+    """The daemon's argument parser reads STAGES; the unit's replay starts here."""
+    assert {name for name in modules_after("import hostd.prepare") if name.startswith("hostd")} == {
+        "hostd",
+        "hostd.prepare",
+    }
+
+
+def test_a_full_run_imports_its_own_steps_and_no_event_loop_or_bus(device: DeviceRoot) -> None:
+    """The network waits for this process: no event loop, no D-Bus (no bus adapter, no dbus_fast:
+    only the bus errors' and names' plain modules, which the trial record's module names), none
+    of the other steps' modules."""
+    device = prepared_device(device)
+    loaded = modules_after(f"from hostd import prepare; prepare.full_run('network-inputs', {str(device.root)!r})")
+    steps = {name.removeprefix("hostd.steps.") for name in loaded if name.startswith("hostd.steps.")}
+    assert steps == {"base", "imports", "state", *(name.replace("-", "_") for name in prepare.STAGES["network-inputs"])}
+    plain = {"hostd.bus", "hostd.bus.errors", "hostd.bus.names"}
+    assert {name for name in loaded if name.startswith("hostd.bus")} <= plain
+    assert not loaded & {"asyncio", "dbus_fast", "argparse", "ssl", "socket"}
 
 
 def test_prepare_runs_on_a_layout_root() -> None:
