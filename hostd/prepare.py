@@ -113,7 +113,7 @@ def replayed(stage: str, root: str | os.PathLike[str]) -> bool:
 
     try:
         return stamp.replay(os.fspath(root))
-    except OSError:
+    except (OSError, ValueError):
         return False  # the full run writes every file itself, and says what is wrong
 
 

@@ -52,6 +52,22 @@ RUN_INPUTS = ("run/chrony",)
 _CHUNK = 1 << 16
 
 
+def _read(path: str) -> bytes:
+    """A file's content, read without updating its access time where the mount would (a read is
+    then no write: flash), as hostd.fsutil.open_to_read does (for root, or the file's owner)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOATIME)
+    except PermissionError:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        chunks = []
+        while chunk := os.read(fd, _CHUNK):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _add_entry(digest: object, path: str, name: str, *, inside: bool = True) -> None:
     """One path into the digest, never through a symbolic link: its type, mode and owner; with
     ``inside``, a file's content, a link's target, a directory's entries in name order."""
@@ -66,13 +82,7 @@ def _add_entry(digest: object, path: str, name: str, *, inside: bool = True) -> 
     if not inside:
         return
     if st.st_mode & 0o170000 == 0o100000:  # a regular file
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOATIME)  # a read is no write (atime)
-        try:
-            while chunk := os.read(fd, _CHUNK):
-                update(chunk)
-        finally:
-            os.close(fd)
-        update(b"\0%d\0" % st.st_size)
+        update(_read(path) + b"\0%d\0" % st.st_size)
     elif st.st_mode & 0o170000 == 0o120000:  # a symbolic link
         update(os.fsencode(os.readlink(path)) + b"\0")
     elif st.st_mode & 0o170000 == 0o040000:
@@ -153,34 +163,16 @@ def content(root: str, run_inputs: bytes, with_good: bool, hostname: str | None,
         except FileNotFoundError:
             fields += [os.fsencode(device_path), b"", b""]
             continue
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        try:
-            data = b""
-            while chunk := os.read(fd, _CHUNK):
-                data += chunk
-        finally:
-            os.close(fd)
-        fields += [os.fsencode(device_path), b"%o %d %d" % (st.st_mode & 0o7777, st.st_uid, st.st_gid), data]
+        fields += [os.fsencode(device_path), b"%o %d %d" % (st.st_mode & 0o7777, st.st_uid, st.st_gid), _read(path)]
     return _pack(fields)
 
 
 def replay(root: str) -> bool:
     """An unchanged boot: when the stamp's digests are this boot's, write its /run files, set the
     kernel's name and return True; False (nothing written) when the stage must run in full."""
-    stamp = os.path.join(root, STAMP)
     try:
-        fd = os.open(stamp, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOATIME)
-    except OSError:
-        return False
-    try:
-        raw = b""
-        while chunk := os.read(fd, _CHUNK):
-            raw += chunk
-    finally:
-        os.close(fd)
-    try:
-        fields = _unpack(raw)
-    except ValueError:
+        fields = _unpack(_read(os.path.join(root, STAMP)))
+    except (FileNotFoundError, ValueError):  # no full run recorded yet (a first boot, a reset), or damaged
         return False
     if len(fields) < 4 or len(fields) % 3 != 1 or fields[0] != FORMAT or fields[2] != _state(root, bool(fields[1])):
         return False
