@@ -465,3 +465,19 @@ def test_a_failed_step_records_no_stamp(device: DeviceRoot) -> None:
     device.layout.nm_dropin.parent.write_text("a file where a directory should be")
     assert prepare.run("network-inputs", device.root) == 1
     assert not device.layout.path("/" + stamp.STAMP).exists()
+
+
+@pytest.mark.parametrize(
+    ("candidate", "rejected", "good", "chosen"),
+    [
+        ("new", set(), "old", "new"),  # config.json, as read
+        ("new", set(), None, "new"),
+        ("new", {"new"}, "old", "old"),  # rejected (or a Try cut short): back to the good one
+        ("new", {"new"}, None, None),  # rejected, nothing good: nothing applied
+        (None, set(), "old", "old"),  # config.json unusable
+        (None, set(), None, ""),  # unusable, nothing ever good: the defaults
+    ],
+)
+def test_the_boot_choice(candidate: str | None, rejected: set[str], good: str | None, chosen: str | None) -> None:
+    """One function for the stage's choice (boot_source) and the daemon's first reconcile's."""
+    assert generations.boot_choice(candidate, rejected, good) == chosen
