@@ -105,7 +105,9 @@ def _digest(root: str, paths: tuple[str, ...], extra: bytes = b"") -> bytes:
 
 
 def _code() -> bytes:
-    """hostd's own modules, by size and modification time: a new hostd runs in full once."""
+    """hostd's own modules, by inode, size, modification and change time: a new hostd runs in full
+    once.  The change time is the kernel's (an install or image build sets it), not the package's:
+    a reproducible build clamps every modification time to one date."""
     package = os.path.dirname(os.path.abspath(__file__))
     code = []
     for directory in (package, os.path.join(package, "steps")):
@@ -113,7 +115,7 @@ def _code() -> bytes:
             for entry in entries:
                 if entry.name.endswith(".py"):
                     st = entry.stat()
-                    code.append(f"{entry.path} {st.st_size} {st.st_mtime_ns}")
+                    code.append(f"{entry.path} {st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}")
     return "\n".join(sorted(code)).encode()
 
 
