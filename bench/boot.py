@@ -88,13 +88,15 @@ def run(device: Device, report: Report, runs: int) -> None:
         report.add(
             Row(
                 "boot",
-                f"{mode}: hostd start -> NetworkManager start ({n}; negative: NetworkManager first)",
-                med[f"{mode}_hostd_to_nm_ms"],
+                f"{mode}: hostd's first process (network-inputs stage) start -> NetworkManager start ({n})",
+                med[f"{mode}_stage_to_nm_ms"],
                 "ms",
                 target=f"<= {NM_AFTER_HOSTD_TARGET_MS:.0f} ms",
-                met=med[f"{mode}_hostd_to_nm_ms"] <= NM_AFTER_HOSTD_TARGET_MS,
+                met=med[f"{mode}_stage_to_nm_ms"] <= NM_AFTER_HOSTD_TARGET_MS,
+                note="warm: config.json unchanged (the stamp replayed); cold: a first boot (a full run)",
             )
         )
+        report.add(Row("boot", f"{mode}: network-inputs stage exec -> exit ({n})", med[f"{mode}_stage_ms"], "ms"))
         report.add(
             Row(
                 "boot",

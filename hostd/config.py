@@ -385,7 +385,10 @@ def with_keys_set(raw: bytes, changes: Mapping[str, Any]) -> bytes:
         new_text = _splice(new_text, key.split("."), value) if new_text is not None else None
     if new_text is None or json.loads(new_text) != expected:
         new_text = json.dumps(expected, indent=2, ensure_ascii=False) + "\n"
-    return new_text.encode("utf-8")
+    try:
+        return new_text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" is valid JSON, not UTF-8): kept escaped
+        return (json.dumps(expected, indent=2) + "\n").encode()
 
 
 def _set_in(document: dict[str, Any], parts: list[str], value: Any) -> None:

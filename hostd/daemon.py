@@ -255,6 +255,8 @@ DEFAULT_ARGS = {
 def build_parser() -> argparse.ArgumentParser:
     import argparse
 
+    from hostd import prepare  # its names only: it imports nothing at the top
+
     parser = argparse.ArgumentParser(prog="hostd", description="Converge the host to config.json and serve io.hostd1.")
     parser.add_argument("--root", default="/", help="device root directory (default /)")
     parser.add_argument("--bus", metavar="ADDRESS", help="D-Bus address (default: the system bus)")
@@ -274,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--prepare",
         metavar="STAGE",
-        choices=("bind-sources", "network-inputs"),
+        choices=tuple(prepare.STAGES),
         help="run one boot stage offline and exit, as its oneshot unit does: bind-sources (the state "
         "partition's bind sources, first boot and reset, before the bind mounts), network-inputs (the "
         "files NetworkManager, dnsmasq and chrony read, and the hostname, before they start)",

@@ -10,7 +10,6 @@ from pathlib import Path
 from hostd import config as config_model
 from hostd import fsutil, generations
 from hostd.layout import Layout
-from hostd.steps import ALL_STEPS, state
 from hostd.steps.base import Change, Context, Step, StepResult, StepStatus
 
 log = logging.getLogger("hostd.engine")
@@ -18,12 +17,16 @@ log = logging.getLogger("hostd.engine")
 
 def steps_for_keys(keys: Iterable[str]) -> tuple[Step, ...]:
     """The steps to run when these config.json keys changed; file-driven steps always run."""
+    from hostd.steps import ALL_STEPS
+
     changed = frozenset(keys)
     return tuple(step for step in ALL_STEPS if not step.KEYS or step.KEYS & changed)
 
 
 def written_dirs(layout: Layout) -> set[Path]:
     """Every directory the steps write files into: where a crash may have left a temp file."""
+    from hostd.steps import state
+
     files = (
         layout.config_json,
         layout.last_known_good,
@@ -62,9 +65,11 @@ def _refusal(layout: Layout, change: Change) -> str | None:
     return f"{change.path}: not changed: {layout.device_path(link)} is a symbolic link; hostd does not write through it"
 
 
-def run(ctx: Context, steps: Iterable[Step] = ALL_STEPS, *, apply: bool, clean: bool = True) -> list[StepResult]:
-    """Plan each step, and with ``apply`` make its changes; ``clean``: drop stale temp files first
-    (a caller running the steps one at a time does that once, not once per step)."""
+def run(ctx: Context, steps: Iterable[Step] | None = None, *, apply: bool, clean: bool = True) -> list[StepResult]:
+    """Plan each step (every step: None), and with ``apply`` make its changes; ``clean``: drop
+    stale temp files first (a caller running the steps one at a time does that once, not once per step)."""
+    if steps is None:
+        from hostd.steps import ALL_STEPS as steps
     if apply and clean:
         remove_stale_temp_files(ctx.layout)
     results = []
@@ -106,7 +111,7 @@ def run(ctx: Context, steps: Iterable[Step] = ALL_STEPS, *, apply: bool, clean: 
 
 
 def apply_loaded(
-    loaded: config_model.LoadedConfig, ctx: Context, steps: Iterable[Step] = ALL_STEPS
+    loaded: config_model.LoadedConfig, ctx: Context, steps: Iterable[Step] | None = None
 ) -> list[StepResult]:
     """Apply, then keep what was applied as the last-known-good generation when it came from config.json."""
     results = run(ctx, steps, apply=True)

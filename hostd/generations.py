@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,18 @@ def read_inputs(layout: Layout, config_raw: bytes) -> Inputs:
                 with contextlib.suppress(ValueError):
                     files[f"{directory}/{entry.name}"] = read_plain_file(Path(entry.path), MAX_INPUT_BYTES)
     return Inputs(config_raw, files)
+
+
+def boot_choice(candidate: str | None, rejected: Container[str], good: str | None) -> str | None:
+    """The generation hostd applies first at boot (the daemon's first reconcile, and the network
+    inputs stage before it): config.json's (``candidate``; None when config.json is unusable)
+    unless it was rejected; else the last-known-good one (``good``); with none, "" (the defaults)
+    when config.json is unusable, None (nothing applied) when it was rejected."""
+    if candidate is not None and candidate not in rejected:
+        return candidate
+    if candidate is None and good is None:
+        return ""
+    return good
 
 
 class GenerationStore:

@@ -1,10 +1,13 @@
-"""Logging to stderr with sd-daemon(3) ``<N>`` priority prefixes, which journald turns into priorities."""
+"""Logging to stderr with sd-daemon(3) ``<N>`` priority prefixes, which journald turns into priorities.
+
+One exception: the network-inputs stage's replay (hostd.stamp), which the network waits for,
+writes its one line in the same form without importing logging.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import socket
 import sys
 
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
@@ -42,6 +45,8 @@ def reconnect_journal_stream(unit: str, socket_path: str = JOURNAL_STREAM_SOCKET
     ``systemctl stop systemd-journald`` drops the streams it held, so everything hostd logs after
     journald is started again would be lost until hostd restarts.
     """
+    import socket  # not at the top: the boot stages log through this module and never reconnect
+
     stream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         stream.connect(socket_path)

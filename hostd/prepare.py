@@ -13,87 +13,147 @@ sends it with DHCP).  Written from the generation the daemon's first reconcile a
 boot (``boot_source``); the daemon then runs every step as usual, finds these converged, and
 attaches to the services live.
 
-Both run the steps' own ``plan()`` through the engine: there is one code path per step.
+Both run the steps' own ``plan()`` through the engine: there is one code path per step.  An
+unchanged boot (``hostd.stamp``: everything the last full run read and wrote is as it left it)
+only rewrites what that run left in /run and sets the kernel's name, without the engine.  Nothing
+is imported here at the top: the network waits for this process, and the daemon's argument
+parser reads ``STAGES``.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
-from pathlib import Path
+import os
 
-from hostd import config as config_model
-from hostd import engine, fsutil, generations
-from hostd.layout import Layout
-from hostd.steps import ALL_STEPS, hostname, state
-from hostd.steps.base import Context, Step, StepStatus
-from hostd.transaction import TrialRecord
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
+if TYPE_CHECKING:
+    from hostd import config as config_model
+    from hostd.layout import Layout
+    from hostd.steps.base import Step
 
-log = logging.getLogger("hostd.prepare")
-
-NETWORK_INPUT_STEPS = frozenset(
-    {"identity", "hostname", "connections", "dispatcher", "dns", "ntp", "network-config", "regulatory-domain"}
-)
-STAGES: dict[str, tuple[Step, ...]] = {
-    "bind-sources": (state,),
-    "network-inputs": tuple(step for step in ALL_STEPS if step.NAME in NETWORK_INPUT_STEPS),
+# Each stage's steps, by name, in the registry's running order (hostd.steps.ALL_STEPS).
+STAGES: dict[str, tuple[str, ...]] = {
+    "bind-sources": ("state",),
+    "network-inputs": (
+        "identity",
+        "hostname",
+        "connections",
+        "dispatcher",
+        "dns",
+        "ntp",
+        "network-config",
+        "regulatory-domain",
+    ),
 }
 
 
-@dataclass(frozen=True)
+def stage_steps(stage: str) -> tuple[Step, ...]:
+    """The stage's step modules; only those are imported (not the registry's every step)."""
+    import importlib
+
+    return tuple(importlib.import_module(f"hostd.steps.{name.replace('-', '_')}") for name in STAGES[stage])  # type: ignore[misc]
+
+
 class Source:
     """What the daemon's first reconcile applies at this boot: a configuration and the boot
     partition (or saved generation) it came from."""
 
-    config: config_model.Config
-    layout: Layout
-    generation: str  # its id; "" for the defaults
+    __slots__ = ("config", "generation", "layout", "reads_good")
+
+    def __init__(self, config: config_model.Config, layout: Layout, generation: str, reads_good: bool) -> None:
+        self.config = config
+        self.layout = layout
+        self.generation = generation  # its id; "" for the defaults
+        # It depends on the last-known-good configuration: that generation itself, or the values
+        # config.json's held-back keys fall back to.
+        self.reads_good = reads_good
 
 
 def boot_source(layout: Layout) -> Source | None:
-    """The generation hostd.reconciler applies first at boot, decided the same way, from files only:
-    config.json as read (its held-back keys at their last-known-good values); the last-known-good
-    generation instead when config.json is unusable, when its generation was rejected, or when a
-    ``Try`` of it was cut short (never confirmed); None when nothing is applied (rejected, and no
-    good generation to return to)."""
+    """The generation hostd.reconciler applies first at boot, chosen by the same function
+    (generations.boot_choice), from files only: config.json as read (its held-back keys at their
+    last-known-good values); the last-known-good generation instead when config.json is unusable,
+    when its generation was rejected, or when a ``Try`` of it was cut short (never confirmed: the
+    daemon rejects it before it chooses); None when nothing is applied (rejected, and no good
+    generation to return to)."""
+    from hostd import config as config_model
+    from hostd import generations
+    from hostd.transaction import TrialRecord
+
     loaded = config_model.load(layout)
     store = generations.GenerationStore(layout)
-    good = store.good()
+    candidate = None
+    rejected = set(store.rejected())
     if loaded.error is None:
         assert loaded.raw is not None
         candidate = generations.read_inputs(layout, loaded.raw).id
         record = TrialRecord.read(layout.trial_record)
-        unconfirmed = record is not None and record.candidate == candidate and record.kind == "try"
-        if candidate not in store.rejected() and not unconfirmed:
-            return Source(loaded.config, layout, candidate)
-    elif good is None:
-        return Source(loaded.config, layout, "")  # the defaults (nothing was ever good)
-    if good is None:
+        if record is not None and record.candidate == candidate and record.kind == "try":
+            rejected.add(candidate)
+    choice = generations.boot_choice(candidate, rejected, store.good())
+    if choice is None:
         return None
-    restored = store.layout_of(good)
-    return Source(config_model.load(restored).config, restored, good)
+    if choice == candidate:
+        return Source(loaded.config, layout, candidate, bool(loaded.held_back))
+    if choice == "":
+        return Source(loaded.config, layout, "", True)  # the defaults (nothing was ever good)
+    restored = store.layout_of(choice)
+    return Source(config_model.load(restored).config, restored, choice, True)
 
 
-def run(stage: str, root: Path = Path("/")) -> int:
+def run(stage: str, root: str | os.PathLike[str] = "/") -> int:
     """Run one stage; 0 unless a step failed (each step's problems are logged)."""
-    layout = Layout(root)
+    return 0 if replayed(stage, root) else full_run(stage, root)
+
+
+def replayed(stage: str, root: str | os.PathLike[str]) -> bool:
+    """True when the stage is done by replaying the last full run's stamp (an unchanged boot)."""
+    if stage != "network-inputs":
+        return False
+    from hostd import stamp
+
+    try:
+        return stamp.replay(os.fspath(root))
+    except (OSError, ValueError):
+        return False  # the full run writes every file itself, and says what is wrong
+
+
+def full_run(stage: str, root: str | os.PathLike[str] = "/") -> int:
+    """Run one stage's steps through the engine; for the network's inputs, record its stamp."""
+    import logging
+    from pathlib import Path
+
+    from hostd import config as config_model
+    from hostd import engine, fsutil
+    from hostd.layout import Layout
+    from hostd.steps.base import Context, StepStatus
+
+    log = logging.getLogger("hostd.prepare")
+    layout = Layout(Path(root))
+    steps = stage_steps(stage)
     if stage == "bind-sources":
         # The state step reads no key: no config.json is read before the partitions are bound.
         ctx = Context(config_model.Config(), layout)
-        results = engine.run(ctx, STAGES[stage], apply=True, clean=False)
+        results = engine.run(ctx, steps, apply=True, clean=False)
     else:
+        from hostd import stamp
+        from hostd.steps import hostname
+
+        run_inputs = stamp.run_inputs_digest(os.fspath(root))
         source = boot_source(layout)
         if source is None:
             log.warning("config.json's generation was rejected and none is good: the daemon decides")
             return 0
         ctx = Context(source.config, source.layout)
-        results = engine.run(ctx, STAGES[stage], apply=True)
+        results = engine.run(ctx, steps, apply=True)
         # The daemon's first reconcile reads it: this generation is in place before it runs.
         marker = f"{source.generation}\n".encode()
         if fsutil.read_bytes(layout.network_inputs_generation) != marker:
             fsutil.atomic_write(layout.network_inputs_generation, marker, 0o644)
-        if all(r.status != StepStatus.FAILED for r in results if r.name == hostname.NAME):
+        named = all(r.status != StepStatus.FAILED for r in results if r.name == hostname.NAME)
+        if named:
             hostname.set_kernel_hostname(ctx)
+        if all(r.status != StepStatus.FAILED for r in results):
+            _record(layout, run_inputs, source.reads_good, ctx.config.effective_hostname if named else None)
     failed = False
     for result in results:
         for problem in result.problems:
@@ -105,11 +165,41 @@ def run(stage: str, root: Path = Path("/")) -> int:
     return 1 if failed else 0
 
 
+def _record(layout: Layout, run_inputs: bytes, reads_good: bool, hostname: str | None) -> None:
+    """The stamp of this full run, for the next boot to replay (written only when it differs: an
+    unchanged boot writes nothing on flash)."""
+    import logging
+
+    from hostd import fsutil, stamp
+
+    outputs = (*volatile_outputs(layout), layout.device_path(layout.network_inputs_generation))
+    path = layout.path("/" + stamp.STAMP)
+    try:
+        content = stamp.content(str(layout.root), run_inputs, reads_good, hostname, outputs)
+        if fsutil.file_differs(path, content, 0o600) is not None:
+            fsutil.atomic_write(path, content, 0o600)
+    except OSError as exc:  # the next boot runs in full again
+        logging.getLogger("hostd.prepare").warning("%s: not written: %s", layout.device_path(path), exc)
+
+
+def volatile_outputs(layout: Layout) -> tuple[str, ...]:
+    """The device paths in /run the network steps write (tmpfs: gone at every boot)."""
+    return tuple(
+        layout.device_path(path)
+        for path in (layout.dnsmasq_servers, layout.chrony_sources, layout.nm_dropin, layout.modprobe_dropin)
+    )
+
+
 def main(stage: str) -> int:
+    """The stage as its unit runs it: logging is set up only when there is more to do than a replay."""
+    if replayed(stage, "/"):
+        return 0
+    import logging
+
     from hostd import logsetup
 
     logsetup.setup()
     if stage not in STAGES:
-        log.error("unknown stage %r (one of: %s)", stage, ", ".join(STAGES))
+        logging.getLogger("hostd.prepare").error("unknown stage %r (one of: %s)", stage, ", ".join(STAGES))
         return 2
-    return run(stage)
+    return full_run(stage)

@@ -146,9 +146,9 @@ class Reconciler:
                 # At runtime an unusable config changes nothing; the device keeps what it runs.
                 self._publish()
                 return []
-            good = self.store.good()
-            if good is not None:  # at boot: the last generation known to work
-                return await self._restore(good, "config.json is unusable")
+            boot = generations.boot_choice(None, (), self.store.good())
+            if boot:  # at boot: the last generation known to work
+                return await self._restore(boot, "config.json is unusable")
             return await self._apply(Applied(loaded.config, self.layout, None), ALL_STEPS, "applied")
 
         assert loaded.raw is not None
@@ -164,8 +164,9 @@ class Reconciler:
                 f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(rejected['when']))} ({rejected['reason']}); "
                 "change it to try again"
             )
-            if self.applied is None and (good := self.store.good()) is not None:
-                return await self._restore(good, "the boot partition holds a rejected generation")
+            boot = generations.boot_choice(candidate, self.store.rejected(), self.store.good())
+            if self.applied is None and boot is not None:
+                return await self._restore(boot, "the boot partition holds a rejected generation")
             self._publish()
             return []
         if self._retrying is not None and self.retry.generation == candidate and not trial:

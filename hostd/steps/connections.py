@@ -12,7 +12,6 @@ import logging
 from typing import TYPE_CHECKING
 
 from hostd import keyfile
-from hostd.bus import errors
 from hostd.steps.base import Context, Event, FileEntry, FileStatus, Outcome, Plan, StepResult
 from hostd.steps.imports import BootFile, plan_import, read_boot_dir
 
@@ -135,6 +134,8 @@ async def _activate_written(
     NetworkManager would run it at boot: on the device it runs on now (a profile edited in place,
     bound to a device or not), or on its own device when it ranks above that device's profile by
     autoconnect-priority; the probe then judges it in use."""
+    from hostd.bus import errors  # the live side only: the boot stage plans without D-Bus
+
     if not any(profile.autoconnect for profile in written):
         return
     targets: dict[str, ConnectionProfile] = {}  # interface -> profile

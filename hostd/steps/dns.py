@@ -9,12 +9,10 @@ once per run and recorded: the API shows what dnsmasq was given.
 
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hostd import keys
-from hostd.bus import errors
 from hostd.steps.base import Context, Event, Outcome, Plan, StepResult, plan_file
 
 if TYPE_CHECKING:
@@ -56,6 +54,8 @@ def plan(ctx: Context) -> Plan:
 
 
 async def apply_live(services: Services, ctx: Context, result: StepResult) -> Outcome:
+    from hostd.bus import errors  # the live side only: the boot stage plans without D-Bus
+
     outcome = Outcome()
     if ctx.layout.is_live:
         await _reread_servers_file(services.systemd, ctx.layout, result, outcome)
@@ -74,6 +74,10 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
 async def _reread_servers_file(systemd: SystemdAdapter, layout: Layout, result: StepResult, outcome: Outcome) -> None:
     """dnsmasq keeps the servers it read from --servers-file beside those set over D-Bus until it
     reads the file again (on SIGHUP): after the step rewrote it, an old server would stay in use."""
+    import signal
+
+    from hostd.bus import errors
+
     written = layout.device_path(layout.dnsmasq_servers)
     if not any(change.path == written for change in result.changes) or not systemd.available:
         return

@@ -3,11 +3,9 @@ hostnamed (the kernel's name) and Avahi (``<name>.local`` and the SSH service)."
 
 from __future__ import annotations
 
-import socket
 from typing import TYPE_CHECKING
 
 from hostd import fsutil, keys
-from hostd.bus import errors
 from hostd.steps.base import Context, Event, Outcome, Plan, StepResult, plan_file
 
 if TYPE_CHECKING:
@@ -31,6 +29,10 @@ def plan(ctx: Context) -> Plan:
 
 
 async def apply_live(services: Services, ctx: Context, result: StepResult) -> Outcome:
+    import socket  # the live side and the kernel name only: the boot stage plans without them
+
+    from hostd.bus import errors
+
     outcome = Outcome()
     name = ctx.config.effective_hostname
     if name is None:
@@ -71,5 +73,9 @@ def set_kernel_hostname(ctx: Context) -> None:
     """The kernel's name set directly, as hostnamed sets it: without hostnamed, and at boot before
     the bus (hostd.prepare), so that NetworkManager's DHCP requests and avahi carry the name."""
     name = ctx.config.effective_hostname
-    if name is not None and ctx.layout.is_live and socket.gethostname() != name:
+    if name is None or not ctx.layout.is_live:
+        return
+    import socket
+
+    if socket.gethostname() != name:
         socket.sethostname(name)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hostd import keys
-from hostd.bus import errors
 from hostd.steps.base import Context, Event, Outcome, Plan, StepResult, plan_file
 
 if TYPE_CHECKING:
@@ -41,6 +40,8 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
     """A changed drop-in takes effect only once NetworkManager re-reads its configuration (until
     then its ConnectivityCheckUri is the old one, and the safe-apply probe would judge a setting
     NetworkManager never loaded)."""
+    from hostd.bus import errors  # the live side only: the boot stage plans without D-Bus
+
     outcome = Outcome()
     if not result.changes:
         return outcome

@@ -9,18 +9,14 @@ clock's trust are followed by ``hostd.timesync``.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hostd import keys
-from hostd.bus import errors
 from hostd.steps.base import Context, Event, Outcome, Plan, StepResult, plan_file
 
 if TYPE_CHECKING:
     from hostd.bus.services import Services
-
-log = logging.getLogger("hostd.steps.ntp")
 
 NAME = "ntp"
 KEYS = keys.read_by(NAME)
@@ -59,6 +55,8 @@ def plan(ctx: Context) -> Plan:
 
 
 async def apply_live(services: Services, ctx: Context, result: StepResult) -> Outcome:
+    from hostd.bus import errors  # the live side only: the boot stage plans without D-Bus
+
     outcome = Outcome()
     if not ctx.layout.is_live:
         return outcome  # chronyc talks to the running system's chronyd, not to a root directory

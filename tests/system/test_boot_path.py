@@ -76,3 +76,23 @@ def test_bind_sources_only_at_first_boot_or_reset(boot: Hostd) -> None:
     mounted = mono(boot, "etc-NetworkManager-system\\x2dconnections.mount", "ActiveEnterTimestampMonotonic")
     assert 0 < int(props["ActiveEnterTimestampMonotonic"]) <= mounted, (props, mounted)
     assert (tb.state_dir / "remove_me_to_reset").exists()
+
+
+def test_an_unchanged_reboot_replays_the_stage(boot: Hostd) -> None:
+    """Nothing changed since the last boot: the stage replays the last full run (hostd.stamp)
+    instead of running the steps, and the network still starts on its inputs: the kernel's name
+    set and the generation recorded before NetworkManager starts."""
+    tb = boot.tb
+    tb.reboot()  # recorded by a full run at this boot, or replayed already
+    boot.wait_ready()
+    name = boot.describe()["hostname"]
+    tb.reboot()
+    boot.wait_ready()
+    journal = tb.exec(["journalctl", "-b", "-u", INPUTS, "-o", "cat", "--no-pager"]).stdout
+    assert "network inputs unchanged since the last full run" in journal, journal
+    inputs_done = mono(boot, INPUTS, "ActiveEnterTimestampMonotonic")
+    for unit in NETWORK:
+        assert 0 < inputs_done <= mono(boot, unit, "InactiveExitTimestampMonotonic"), unit
+    assert tb.exec(["hostname"]).stdout.strip() == name
+    generation = tb.exec(["cat", "/run/hostd/network-inputs.generation"]).stdout.strip()
+    assert generation == boot.describe()["generations"]["current"], generation

@@ -197,6 +197,14 @@ def test_with_key_set_keeps_every_other_byte() -> None:
     assert json.loads(cfg.with_key_set(b"{}", "uuid", UUID)) == {"uuid": UUID}
 
 
+def test_with_key_set_rewritten_whole_keeps_a_lone_surrogate_escaped() -> None:
+    """A repeated name cannot be spliced: the document is written out whole, and "\\ud800" (valid
+    JSON, no UTF-8) stays an escape instead of failing the write (the identity step's uuid)."""
+    raw = b'{"note": "\\ud800", "x": 1, "x": 2}'
+    new = cfg.with_key_set(raw, "uuid", UUID)
+    assert json.loads(new) == {"note": "\ud800", "x": 2, "uuid": UUID}
+
+
 def keep_as_good(layout: Layout, document: dict) -> None:
     """What the daemon does once a configuration passed its probe."""
     raw = json.dumps(document).encode()

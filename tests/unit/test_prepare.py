@@ -4,13 +4,16 @@ the network; written by the steps' own plans, from the generation the daemon app
 from __future__ import annotations
 
 import json
-import os
+import shutil
 from pathlib import Path
 
+import pytest
+
 from hostd import config as cfg
-from hostd import engine, generations, prepare
+from hostd import engine, generations, prepare, stamp
 from hostd.layout import Layout
 from hostd.steps import ALL_STEPS, state
+from hostd.steps.base import Context
 from hostd.transaction import TrialRecord
 
 from .conftest import ED25519_KEY, UUID, WIFI, DeviceRoot
@@ -74,6 +77,7 @@ def test_network_inputs_writes_exactly_the_network_inputs(device: DeviceRoot) ->
         layout.nm_dropin,
         layout.modprobe_dropin,
         layout.network_inputs_generation,
+        layout.path("/" + stamp.STAMP),  # what the next boot replays
     }
     assert written(before, files(device.root)) == {layout.device_path(path) for path in expected}
 
@@ -97,7 +101,7 @@ def test_the_daemon_finds_the_network_inputs_converged(device: DeviceRoot) -> No
     assert prepare.run("network-inputs", device.root) == 0
     after_stage = files(device.root)
     results = engine.run(device.context(), ALL_STEPS, apply=True)
-    network = {step.NAME for step in prepare.STAGES["network-inputs"]}
+    network = set(prepare.STAGES["network-inputs"])
     for result in results:
         if result.name in network:
             assert not result.changes, (result.name, result.changes)
@@ -105,13 +109,28 @@ def test_the_daemon_finds_the_network_inputs_converged(device: DeviceRoot) -> No
     assert not rewritten
 
 
+def reboot(device: DeviceRoot) -> None:
+    """What a reboot leaves: /run (tmpfs) empty."""
+    shutil.rmtree(device.root / "run", ignore_errors=True)
+
+
+def boot(device: DeviceRoot) -> None:
+    """The stage, then the daemon's first reconcile: every step applied, the generation kept as good."""
+    assert prepare.run("network-inputs", device.root) == 0
+    loaded = cfg.load(device.layout)
+    engine.apply_loaded(loaded, Context(loaded.config, device.layout))
+
+
 def test_network_inputs_on_an_unchanged_boot_write_nothing_on_flash(device: DeviceRoot) -> None:
-    """Only /run (tmpfs, empty at each boot) is written: here, the marker of the generation."""
+    """Only /run (tmpfs, empty at each boot) is written, also after the daemon kept the generation
+    as good at the boot before."""
     device = prepared_device(device)
-    engine.run(device.context(), ALL_STEPS, apply=True)
+    boot(device)
+    reboot(device)
     before = files(device.root)
     assert prepare.run("network-inputs", device.root) == 0
-    assert written(before, files(device.root)) == {device.layout.device_path(device.layout.network_inputs_generation)}
+    assert all(path.startswith("/run/") for path in written(before, files(device.root)))
+    assert device.layout.network_inputs_generation.is_file()
 
 
 def test_the_stage_records_the_generation_it_wrote(device: DeviceRoot) -> None:
@@ -220,21 +239,245 @@ def test_unknown_stage() -> None:
     assert prepare.main("nope") == 2
 
 
-def test_stages_import_neither_asyncio_nor_dbus() -> None:
-    """The network waits for this process: it loads no event loop and no D-Bus library."""
+def modules_after(code: str) -> set[str]:
+    """The modules a fresh ``python3 -IS`` has loaded after running ``code``, as the units run hostd."""
     import subprocess
     import sys
 
-    code = (
-        "import sys; import hostd.prepare; "
-        "print(sorted(m for m in ('asyncio', 'dbus_fast', 'argparse', 'ssl') if m in sys.modules))"
-    )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.strip() == "[]"
+    repo = str(Path(__file__).parents[2])
+    program = f"import sys; sys.path.insert(0, {repo!r}); {code}; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", program], capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_importing_prepare_loads_nothing_else() -> None:
+    """The daemon's argument parser reads STAGES; the unit's replay starts here."""
+    assert {name for name in modules_after("import hostd.prepare") if name.startswith("hostd")} == {
+        "hostd",
+        "hostd.prepare",
+    }
+
+
+def test_a_full_run_imports_its_own_steps_and_no_event_loop_or_bus(device: DeviceRoot) -> None:
+    """The network waits for this process: no event loop, no D-Bus (no bus adapter, no dbus_fast:
+    only the bus errors' and names' plain modules, which the trial record's module names), none
+    of the other steps' modules."""
+    device = prepared_device(device)
+    loaded = modules_after(f"from hostd import prepare; prepare.full_run('network-inputs', {str(device.root)!r})")
+    steps = {name.removeprefix("hostd.steps.") for name in loaded if name.startswith("hostd.steps.")}
+    assert steps == {"base", "imports", "state", *(name.replace("-", "_") for name in prepare.STAGES["network-inputs"])}
+    plain = {"hostd.bus", "hostd.bus.errors", "hostd.bus.names"}
+    assert {name for name in loaded if name.startswith("hostd.bus")} <= plain
+    assert not loaded & {"asyncio", "dbus_fast", "argparse", "ssl", "socket"}
 
 
 def test_prepare_runs_on_a_layout_root() -> None:
     assert Layout(Path("/")).is_live  # the units run it on "/" (hostd --prepare STAGE)
     assert set(prepare.STAGES) == {"bind-sources", "network-inputs"}
-    assert {step.NAME for step in prepare.STAGES["network-inputs"]} == prepare.NETWORK_INPUT_STEPS
+    for stage, names in prepare.STAGES.items():  # the registry's running order
+        assert [step.NAME for step in ALL_STEPS if step.NAME in names] == list(names)
+        assert [step.NAME for step in prepare.stage_steps(stage)] == list(names)
+
+
+# -- the stamp (hostd.stamp): an unchanged boot replays the last full run --------------------------
+
+
+def files_but_the_stamp(root: Path) -> dict[str, tuple[int, bytes]]:
+    """(mode, content) of every regular file under root, the stamp left out."""
+    return {
+        path: ((root / path.lstrip("/")).stat().st_mode, content)
+        for path, (_, content) in files(root).items()
+        if path != "/" + stamp.STAMP
+    }
+
+
+def assert_same_as_a_full_run(device: DeviceRoot, tmp_path: Path) -> bool:
+    """The stage on this device leaves exactly what a full run leaves on a copy of it; True when
+    it replayed its stamp."""
+    copy = tmp_path / "full-run"
+    shutil.copytree(device.root, copy, symlinks=True)
+    replayed = prepare.replayed("network-inputs", device.root)
+    if not replayed:
+        assert prepare.full_run("network-inputs", device.root) == 0
+    assert prepare.full_run("network-inputs", copy) == 0
+    assert files_but_the_stamp(device.root) == files_but_the_stamp(copy)
+    return replayed
+
+
+def booted(device: DeviceRoot) -> DeviceRoot:
+    """A device booted once (the stage, then the daemon) and rebooted: a stamp to replay."""
+    device = prepared_device(device)
+    boot(device)
+    reboot(device)
+    return device
+
+
+def test_an_unchanged_boot_replays_what_a_full_run_writes(device: DeviceRoot, tmp_path: Path) -> None:
+    device = booted(device)
+    assert assert_same_as_a_full_run(device, tmp_path)
+    assert device.layout.chrony_sources.read_text() == "pool ntp.example iburst\n"
+
+
+def test_a_replay_imports_neither_the_engine_nor_logging(device: DeviceRoot) -> None:
+    """The network waits for the stage: replaying loads hostd.stamp and the standard library's os
+    and hashlib, as the unit runs it (python3 -IS)."""
+    import subprocess
+    import sys
+
+    device = booted(device)
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parents[2])!r}); from hostd import prepare; "
+        f"assert prepare.replayed('network-inputs', {str(device.root)!r}); print(sorted(sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(eval(out.stdout))  # a list of module names
+    assert {name for name in loaded if name.startswith("hostd.")} == {"hostd.prepare", "hostd.stamp"}
+    assert not loaded & {"logging", "pathlib", "dataclasses", "typing", "json", "re", "socket", "enum", "asyncio"}
+
+
+def change_config(device: DeviceRoot, **changes: object) -> None:
+    device.write_config({**json.loads(device.layout.config_json.read_bytes()), **changes})
+
+
+def rollback(device: DeviceRoot) -> None:
+    """The daemon's rollback: the good generation's files restored, the candidate rejected;
+    config.json is left as it is."""
+    store = generations.GenerationStore(device.layout)
+    good = store.good()
+    assert good is not None
+    change_config(device, hostname="tried")
+    candidate = saved_generation(device, good=False)
+    restored = store.layout_of(good)
+    engine.run(Context(cfg.load(restored).config, restored), ALL_STEPS, apply=True)
+    store.reject(candidate, "probe failed", [])
+
+
+def live_apply(device: DeviceRoot) -> None:
+    """The daemon (or hostctl through it) applying a new config.json while the device runs."""
+    change_config(device, dnsServers="10.9.9.9")
+    loaded = cfg.load(device.layout)
+    engine.apply_loaded(loaded, Context(loaded.config, device.layout))
+
+
+def reset(device: DeviceRoot) -> None:
+    """remove_me_to_reset removed: the next boot's bind-sources stage wipes the overlay, and the
+    bind mounts show the fresh sources (here, with no mounts, copied onto their targets)."""
+    (device.layout.state / state.RESET_FLAG).unlink()
+    assert prepare.run("bind-sources", device.root) == 0
+    for source, target in state.bind_mounts(device.layout):
+        if source.is_dir():
+            shutil.rmtree(target)
+            shutil.copytree(source, target)
+        else:
+            shutil.copyfile(source, target)
+
+
+def profile_edited_on_the_device(device: DeviceRoot) -> None:
+    (device.layout.nm_connections / "home.nmconnection").write_text(WIFI.replace("SuperSecret123", "Other1234"))
+
+
+def profile_added_by_networkmanager(device: DeviceRoot) -> None:
+    (device.layout.nm_connections / "nmcli.nmconnection").write_text(WIFI.replace("home", "nmcli"))
+
+
+def boot_profile_added(device: DeviceRoot) -> None:
+    device.boot_profile("office.nmconnection", WIFI.replace("home", "office"))
+
+
+def hostname_file_edited(device: DeviceRoot) -> None:
+    device.layout.etc_hostname.write_text("other\n")
+
+
+def saved_servers_chmodded(device: DeviceRoot) -> None:
+    device.layout.saved_dnsmasq_servers.chmod(0o600)
+
+
+@pytest.mark.parametrize(
+    "writer",
+    [
+        live_apply,
+        rollback,
+        reset,
+        profile_edited_on_the_device,
+        profile_added_by_networkmanager,
+        boot_profile_added,
+        hostname_file_edited,
+        saved_servers_chmodded,
+    ],
+)
+def test_whatever_writes_the_network_inputs_later_makes_the_next_boot_run_in_full(
+    device: DeviceRoot, tmp_path: Path, writer: object
+) -> None:
+    """The stamp never claims what is not in place: after any writer of the stage's inputs or
+    persistent outputs, the next boot runs in full, and leaves what a full run leaves."""
+    device = booted(device)
+    writer(device)  # type: ignore[operator]
+    reboot(device)
+    assert not assert_same_as_a_full_run(device, tmp_path / "1")
+    reboot(device)  # and the boot after that one replays the new stamp
+    assert assert_same_as_a_full_run(device, tmp_path / "2")
+
+
+def test_an_unconfirmed_try_boots_the_last_known_good_generation(device: DeviceRoot, tmp_path: Path) -> None:
+    device = booted(device)
+    store = generations.GenerationStore(device.layout)
+    good = store.good()
+    change_config(device, hostname="tried")
+    tried = saved_generation(device, good=False)
+    live = cfg.load(device.layout)
+    engine.run(Context(live.config, device.layout), ALL_STEPS, apply=True)  # Try applied it live
+    TrialRecord(tried, "try", good or "", 1.0).write(device.layout.trial_record)
+    reboot(device)  # inside the confirm window
+    assert not assert_same_as_a_full_run(device, tmp_path)
+    assert device.layout.etc_hostname.read_text() == "early\n"
+    assert device.layout.network_inputs_generation.read_text() == f"{good}\n"
+
+
+def test_a_held_back_key_ties_the_stamp_to_the_last_known_good_generation(device: DeviceRoot, tmp_path: Path) -> None:
+    """A held-back key runs at the good generation's value: a new good generation is a new input."""
+    device = booted(device)
+    change_config(device, dnsServers="not an address")
+    reboot(device)
+    assert not assert_same_as_a_full_run(device, tmp_path / "1")
+    assert device.layout.saved_dnsmasq_servers.read_text() == "server=10.0.0.53\n"
+    store = generations.GenerationStore(device.layout)
+    store.promote(store.good() or "", b'{"dnsServers": "10.1.1.1"}\n')  # other values kept as good
+    reboot(device)
+    assert not assert_same_as_a_full_run(device, tmp_path / "2")
+
+
+def test_a_new_hostd_runs_in_full(device: DeviceRoot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    device = booted(device)
+    monkeypatch.setattr(stamp, "_code", lambda: b"another hostd")
+    assert not assert_same_as_a_full_run(device, tmp_path)
+
+
+def test_a_damaged_stamp_runs_in_full(device: DeviceRoot, tmp_path: Path) -> None:
+    device = booted(device)
+    path = device.layout.path("/" + stamp.STAMP)
+    path.write_bytes(path.read_bytes()[:-5])
+    assert not assert_same_as_a_full_run(device, tmp_path)
+
+
+def test_a_failed_step_records_no_stamp(device: DeviceRoot) -> None:
+    device = prepared_device(device)
+    device.layout.nm_dropin.parent.parent.mkdir(parents=True)
+    device.layout.nm_dropin.parent.write_text("a file where a directory should be")
+    assert prepare.run("network-inputs", device.root) == 1
+    assert not device.layout.path("/" + stamp.STAMP).exists()
+
+
+@pytest.mark.parametrize(
+    ("candidate", "rejected", "good", "chosen"),
+    [
+        ("new", set(), "old", "new"),  # config.json, as read
+        ("new", set(), None, "new"),
+        ("new", {"new"}, "old", "old"),  # rejected (or a Try cut short): back to the good one
+        ("new", {"new"}, None, None),  # rejected, nothing good: nothing applied
+        (None, set(), "old", "old"),  # config.json unusable
+        (None, set(), None, ""),  # unusable, nothing ever good: the defaults
+    ],
+)
+def test_the_boot_choice(candidate: str | None, rejected: set[str], good: str | None, chosen: str | None) -> None:
+    """One function for the stage's choice (boot_source) and the daemon's first reconcile's."""
+    assert generations.boot_choice(candidate, rejected, good) == chosen
