@@ -230,7 +230,8 @@ def test_dhcp_ntp_server_is_a_source_and_not_in_exclusive_mode(dhcp_ntp: str, bo
     offered, peer, tb = dhcp_ntp, boot.tb.peer_ip, boot.tb
     tb.wait_for(lambda: offered in chrony_sources(boot), 60, "the DHCP-offered server in chrony's sources")
     assert chrony_sources(boot) == sorted([peer, offered])
-    assert boot.describe()["time"]["networkServers"] == [offered]
+    # chrony is given the sources before the step's record (Describe's view) is updated: wait for it.
+    boot.wait_describe(lambda d: d["time"]["networkServers"] == [offered], what="the network's NTP servers shown")
     assert f"network's NTP servers: {offered} (append)" in boot.hostctl("time").stdout
     set_ntp_mode(boot, "exclusive")
     tb.wait_for(lambda: chrony_sources(boot) == [peer], 30, "only ntpServers in exclusive mode")
