@@ -82,7 +82,7 @@ async def test_host_name_conflict_is_reported_and_the_name_reclaimed(
         await wait_until(lambda: not avahi.host_name_collision, timeout=5)
         assert fake.server.host_name == "wanted" and avahi.host_name == "wanted"
         await wait_until(lambda: fake.published == [("wanted", [DEVICE_SUBTYPE])])
-        assert collisions.calls == [(True,), (False,)]
+        await wait_until(lambda: collisions.calls == [(True,), (False,)])  # callbacks run in a task
 
 
 async def test_service_name_conflict_is_reported_and_retried(bus_address: str) -> None:

@@ -509,11 +509,19 @@ def test_https_connectivity_uri_is_checked_outside_hostd(boot: Hostd, tmp_path: 
         )
         good = doc["generations"]["current"]
         assert good == doc["generations"]["good"], doc["generations"]  # probed through https, kept
-        since = time.monotonic()
+        earlier_rollback = doc["generations"]["lastRollback"]  # an earlier test's, if any
         cfg["os"]["network"] = {"connectivity": {"uri": uri.replace(str(HTTPS_PORT), str(HTTPS_PORT + 1))}}
         cfg["systestNonce"] = uuid.uuid4().hex
         boot.tb.write_config(cfg)
-        doc, _ = wait_rolled_back(boot, good, since)
+        doc = boot.wait_describe(
+            lambda d: (
+                d["generations"]["lastRollback"] != earlier_rollback
+                and d["generations"]["transaction"] == ""
+                and d["generations"]["current"] == good
+            ),
+            timeout=PROBE_TIMEOUT + ROLLBACK_SLACK + 5,
+            what=f"rolled back to {good}",
+        )
     assert "the connectivity URI" in doc["generations"]["lastRollback"]["evidence"], doc["generations"]
     assert boot.pid() == pid
     maps = boot.tb.exec(["cat", f"/proc/{pid}/maps"]).stdout
