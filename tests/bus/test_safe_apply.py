@@ -275,6 +275,10 @@ async def test_automatic_apply_interrupted_by_a_restart_is_judged_afresh(tmp_pat
         async with daemon_on(layout, bus_address, address) as daemon:  # stopped inside the window
             assert daemon.reconciler.transaction.state == "probing"  # not kept: probed again
             await wait_until(lambda: daemon.reconciler.transaction.state == "", timeout=16)
+            # the trial ends, then the good generation's files and effects are restored
+            await wait_until(
+                lambda: daemon.reconciler.applied is not None and daemon.reconciler.applied.id == good, timeout=10
+            )
             after = await properties(bus_address)
             assert after["Generation"] == after["GoodGeneration"] == good
             assert after["DnsServers"] == ["1.1.1.1"] and "rolled back" in after["NotApplied"]
