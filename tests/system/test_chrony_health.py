@@ -128,9 +128,6 @@ def test_unsynchronized_chrony_is_burst_then_restarted_with_backoff(hostd: Hostd
     # backing off: after a restart, a grace and then twice the wait before the next (less a tick for
     # the restarts' own latency, which may differ); without it, GRACE + RESTART_AFTER and a tick or two
     assert started_at(third) - started_at(second) >= GRACE + 2 * RESTART_AFTER - TICK
-    journal = tb.exec(["journalctl", "--no-pager", "-o", "cat", "-u", "hostd.service", "-b"]).stdout
-    # what hostd says it did (balenaOS's unit name: Debian's chrony.service is also chronyd.service)
-    assert "polling every source now" in journal and "restarting chronyd.service" in journal
 
 
 def test_stopped_chronyd_is_left_alone(hostd: Hostd) -> None:
