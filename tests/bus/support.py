@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from dbus_fast.aio import MessageBus
 
+from tests.processes import end
+
 BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
@@ -49,12 +51,7 @@ def private_dbus_daemon(directory: Path, service_dir: Path) -> Iterator[str]:
             raise RuntimeError("dbus-daemon printed no address")
         yield address
     finally:
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+        end(daemon, 5)
 
 
 class RealChronyd:
@@ -106,12 +103,7 @@ def real_chronyd(directory: Path) -> Iterator[RealChronyd]:
             time.sleep(0.02)
         yield chronyd
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end(process, 5)
 
 
 @asynccontextmanager

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import end
 from tests.testca import TestCA
 
 from .device import Hostd
@@ -47,12 +48,7 @@ def in_peer(hostd: Hostd, argv: list[str]) -> Iterator[subprocess.Popen]:
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end(process, 10)
 
 
 @contextlib.contextmanager
