@@ -139,7 +139,7 @@ class Daemon:
     def stop(self) -> None:
         self._stop.set()
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, object]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -156,12 +156,15 @@ class Daemon:
     async def _on_service_event(self, steps: tuple[str, ...]) -> None:
         """A service (re)appeared or its state changed: re-apply the steps that depend on it."""
         assert self.reconciler is not None
-        if self.reconciler.applied is None:
-            return  # the first reconcile is still to come, and covers it
-        if steps:
-            await self.reconciler.rerun(steps)
-        else:
+        if not steps:
             self._publish()
+        elif self.reconciler.applied is None:
+            # The first reconcile may have run these steps already, without the service (it can
+            # come on the bus while that reconcile runs): run them again once it is done.  The
+            # rerun waits for its lock; before the first reconcile starts, it does nothing.
+            self._spawn(self.reconciler.rerun(steps))
+        else:
+            await self.reconciler.rerun(steps)
 
     def _on_discovery_changed(self, discovery: Discovery) -> Callable[[], Awaitable[None]]:
         async def changed() -> None:

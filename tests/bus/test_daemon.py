@@ -21,6 +21,7 @@ from dbus_fast.aio import MessageBus
 from hostd import api
 from hostd.daemon import Daemon
 from hostd.layout import Layout
+from hostd.reconciler import Reconciler
 
 from .fakes.dnsmasq import FakeDnsmasq
 from .fakes.networkmanager import FakeNetworkManager
@@ -346,6 +347,36 @@ async def test_a_boot_profile_edited_in_place_is_reimported(tmp_path: Path, bus_
             file.write("[connection]\nid=wire2")
         assert layout.boot_connections.stat().st_mtime_ns == directory_mtime
         await wait_until(lambda: imported.read_text().startswith("[connection]\nid=wire2\n"), 5)
+
+
+async def test_a_service_on_the_bus_during_the_first_reconcile_gets_its_steps_run_again(
+    tmp_path: Path, bus_address: str, monkeypatch: Any
+) -> None:
+    """At boot NetworkManager can come on the bus while hostd's first reconcile runs, after the
+    connections step found it missing: that step runs again once the reconcile is done, and its
+    verdict is NetworkManager's."""
+    layout = make_root(tmp_path, {"uuid": UUID})
+    (layout.boot_connections / "wired.nmconnection").write_text("[connection]\nid=wired\ntype=ethernet\n")
+    nm = FakeNetworkManager(bus_address)
+    nm.add_connection(str(layout.nm_connections / "wired.nmconnection"), "wired")  # read at its start
+    run_steps = Reconciler._run_steps
+
+    async def steps_then_networkmanager_appears(self: Reconciler, *args: Any) -> Any:
+        results = await run_steps(self, *args)
+        if self.applied is None:
+            await nm.start()
+            await wait_until(lambda: self.services.networkmanager.attached, 5)
+        return results
+
+    monkeypatch.setattr(Reconciler, "_run_steps", steps_then_networkmanager_appears)
+
+    def verdict(daemon: Daemon) -> str:
+        [entry] = daemon.reconciler.results["connections"].file_entries()
+        return entry.verdict
+
+    async with running_daemon(layout, bus_address) as daemon:
+        await wait_until(lambda: verdict(daemon) == "loaded", 5)
+    await nm.stop()
 
 
 async def test_watchdog_and_ready_notifications(tmp_path: Path, bus_address: str, monkeypatch) -> None:
