@@ -14,24 +14,30 @@ import errno
 import json
 import os
 import stat
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, make_dataclass
-from pathlib import Path
-from typing import Any
 
 from hostd import fsutil, keys
 from hostd.keys import is_hostname_label  # noqa: F401  (SetHostname checks a name with it)
-from hostd.layout import Layout
+from hostd.record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+    from typing import Any
+
+    from hostd.layout import Layout
 
 MAX_CONFIG_BYTES = 1024 * 1024
 LAST_KNOWN_GOOD = "last-known-good"
 DEFAULT = "default"
 
 
-@dataclass(frozen=True)
-class ConfigIssue:
-    pointer: str  # RFC 6901 JSON pointer of the offending value ("" for the whole document)
-    message: str
+class ConfigIssue(Record):
+    __slots__ = ("message", "pointer")
+
+    def __init__(self, pointer: str, message: str) -> None:
+        self.pointer = pointer  # RFC 6901 JSON pointer of the offending value ("" for the whole document)
+        self.message = message
 
     def __str__(self) -> str:
         return _printable(f"{self.pointer or '/'}: {self.message}")
@@ -46,14 +52,16 @@ class ConfigError(Exception):
         super().__init__("\n".join(_printable(f"{self.path}: {issue}") for issue in issues))
 
 
-@dataclass(frozen=True)
-class HeldBack:
+class HeldBack(Record):
     """A key whose value in config.json is not usable: it keeps its ``fallback`` value."""
 
-    key: str  # dotted name
-    pointer: str  # of the offending value (an array's item: "/dnsServers/1")
-    message: str  # names the value; a secret-bearing one is withheld
-    fallback: str  # LAST_KNOWN_GOOD or DEFAULT
+    __slots__ = ("fallback", "key", "message", "pointer")
+
+    def __init__(self, key: str, pointer: str, message: str, fallback: str) -> None:
+        self.key = key  # dotted name
+        self.pointer = pointer  # of the offending value (an array's item: "/dnsServers/1")
+        self.message = message  # names the value; a secret-bearing one is withheld
+        self.fallback = fallback  # LAST_KNOWN_GOOD or DEFAULT
 
     def __str__(self) -> str:
         return _printable(f"{self.pointer}: {self.message}; held back: {self.key} keeps its {self.fallback} value")
@@ -64,7 +72,24 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-class _ConfigMethods:
+class Config(Record):
+    """The host-setup part of config.json, validated: one attribute per row of keys.TABLE (named
+    there, with its default), so a key is declared once, in the table.  ``uuid_generated``:
+    config.json had no uuid and one was generated (the identity step writes it back); it is not
+    part of the configuration's value."""
+
+    __slots__ = (*(key.attribute for key in keys.TABLE), "uuid_generated")
+
+    def __init__(self, **values: Any) -> None:
+        for key in keys.TABLE:
+            setattr(self, key.attribute, values.pop(key.attribute, key.default))
+        self.uuid_generated: bool = values.pop("uuid_generated", False)
+        if values:
+            raise TypeError(f"Config has no attribute {', '.join(values)}")
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, key.attribute) for key in keys.TABLE)
+
     @property
     def effective_hostname(self) -> str | None:
         """The name the device goes by: ``hostname``, else the first 7 characters of the uuid."""
@@ -75,22 +100,7 @@ class _ConfigMethods:
         return uuid[:7] if uuid else None
 
     def values_by_key(self) -> dict[str, Any]:
-        return {f.metadata["key"]: getattr(self, f.name) for f in fields(self) if "key" in f.metadata}  # type: ignore[arg-type]
-
-
-# The host-setup part of config.json, validated: one field per row of keys.TABLE (its attribute,
-# its default, the key's name in the metadata), so a key is declared once, in the table.
-# ``uuid_generated``: config.json had no uuid and one was generated; the identity step writes it back.
-Config = make_dataclass(
-    "Config",
-    [
-        *((key.attribute, Any, field(default=key.default, metadata={"key": key.name})) for key in keys.TABLE),
-        ("uuid_generated", bool, field(default=False, compare=False)),
-    ],
-    bases=(_ConfigMethods,),
-    frozen=True,
-)
-Config.__module__ = __name__
+        return {key.name: getattr(self, key.attribute) for key in keys.TABLE}
 
 
 def changed_keys(old: Config | None, new: Config) -> frozenset[str]:
@@ -161,15 +171,24 @@ def _read_key(key: keys.Key, document: dict[str, Any]) -> tuple[Any, list[Config
     return parsed, [], None
 
 
-@dataclass(frozen=True)
-class Reading:
+class Reading(Record):
     """config.json, read key by key."""
 
-    config: Config
-    document: dict[str, Any]
-    held_back: tuple[HeldBack, ...] = ()
-    adjusted: tuple[ConfigIssue, ...] = ()  # values used in the nearest valid form, e.g. "my_device"
-    from_file: frozenset[str] = frozenset()  # keys whose value config.json sets (the others: defaults)
+    __slots__ = ("adjusted", "config", "document", "from_file", "held_back")
+
+    def __init__(
+        self,
+        config: Config,
+        document: dict[str, Any],
+        held_back: tuple[HeldBack, ...] = (),
+        adjusted: tuple[ConfigIssue, ...] = (),
+        from_file: frozenset[str] = frozenset(),
+    ) -> None:
+        self.config = config
+        self.document = document
+        self.held_back = held_back
+        self.adjusted = adjusted  # values used in the nearest valid form, e.g. "my_device"
+        self.from_file = from_file  # keys whose value config.json sets (the others: defaults)
 
 
 def _read_document(document: dict[str, Any], fallback: Config | None) -> Reading:
@@ -203,16 +222,28 @@ def _read_document(document: dict[str, Any], fallback: Config | None) -> Reading
 # loading
 
 
-@dataclass(frozen=True)
-class LoadedConfig:
-    config: Config
-    source: str  # "config.json", "last-known-good" or "defaults"
-    document: dict[str, Any] | None  # the parsed config.json (None when it could not be used)
-    raw: bytes | None  # config.json's bytes, as read
-    error: ConfigError | None  # why config.json could not be used at all
-    held_back: tuple[HeldBack, ...] = ()  # keys of config.json not applied, each at its fallback value
-    adjusted: tuple[ConfigIssue, ...] = ()  # values applied in the nearest valid form
-    path: str = "config.json"
+class LoadedConfig(Record):
+    __slots__ = ("adjusted", "config", "document", "error", "held_back", "path", "raw", "source")
+
+    def __init__(
+        self,
+        config: Config,
+        source: str,
+        document: dict[str, Any] | None,
+        raw: bytes | None,
+        error: ConfigError | None,
+        held_back: tuple[HeldBack, ...] = (),
+        adjusted: tuple[ConfigIssue, ...] = (),
+        path: str = "config.json",
+    ) -> None:
+        self.config = config
+        self.source = source  # "config.json", "last-known-good" or "defaults"
+        self.document = document  # the parsed config.json (None when it could not be used)
+        self.raw = raw  # config.json's bytes, as read
+        self.error = error  # why config.json could not be used at all
+        self.held_back = held_back  # keys of config.json not applied, each at its fallback value
+        self.adjusted = adjusted  # values applied in the nearest valid form
+        self.path = path
 
     @property
     def problems(self) -> str:

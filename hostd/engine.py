@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -10,9 +9,10 @@ from pathlib import Path
 from hostd import config as config_model
 from hostd import fsutil, generations
 from hostd.layout import Layout
+from hostd.log import Logger
 from hostd.steps.base import Change, Context, Step, StepResult, StepStatus
 
-log = logging.getLogger("hostd.engine")
+log = Logger("hostd.engine")
 
 
 def steps_for_keys(keys: Iterable[str]) -> tuple[Step, ...]:

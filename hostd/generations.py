@@ -18,12 +18,12 @@ import json
 import os
 import time
 from collections.abc import Container
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hostd import fsutil
 from hostd.layout import Layout
+from hostd.record import Record
 from hostd.steps.imports import read_plain_file
 
 INPUT_DIRS = ("system-connections", "dispatcher.d", "system-proxy")
@@ -32,12 +32,14 @@ KEEP_GENERATIONS = 4  # the good one, the one on trial, and a little history
 APPLIED = "applied.json"  # in a good generation: the owned keys' values it ran with (hostd.config)
 
 
-@dataclass(frozen=True)
-class Inputs:
+class Inputs(Record):
     """The boot partition's content that hostd acts on, read once."""
 
-    config: bytes
-    files: dict[str, bytes] = field(default_factory=dict)  # "system-connections/name" -> content
+    __slots__ = ("config", "files")
+
+    def __init__(self, config: bytes, files: dict[str, bytes] | None = None) -> None:
+        self.config = config
+        self.files = {} if files is None else files  # "system-connections/name" -> content
 
     @property
     def id(self) -> str:

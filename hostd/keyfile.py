@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+
+from hostd.record import Record
 
 MAX_KEYFILE_BYTES = 64 * 1024
 MAX_NAME_BYTES = 255
@@ -51,11 +52,12 @@ _BASE_TYPES = {
 _WS = " \t\n\f\r"
 _ESCAPES = {"s": " ", "n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
 _LOCALE_CATEGORIES = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo", "Nd", "Nl", "No"})  # g_unichar_isalnum
-_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# Patterns compiled at their first use by re's own cache, not at import (as in hostd.keys).
+_UUID_RE = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _UUID_LEGACY_CHARS = frozenset("0123456789abcdefABCDEF-")
 # NM hashes pre-1.0 style UUIDs into a v5 UUID in this namespace (nm_uuid_is_valid_nm()).
 _UUID_LEGACY_NS = "4e72f709-ca95-4405-9053-1f43294a618c"
-_MKSTEMP_SUFFIX_RE = re.compile(r"\.[A-Za-z0-9]{6}\Z")
+_MKSTEMP_SUFFIX_RE = r"\.[A-Za-z0-9]{6}\Z"
 
 # Groups whose malformed lines are never quoted: any of their lines may carry a secret.
 _SECRET_GROUPS = frozenset(
@@ -65,14 +67,16 @@ _SECRET_GROUPS = frozenset(
 _SECRET_WORDS = ("psk", "password", "secret", "wep-key", "private-key", "preshared-key", "mka-cak")
 
 
-@dataclass(frozen=True)
-class Keyfile:
+class Keyfile(Record):
     """A profile that passed validation."""
 
-    name: str  # file name as in the boot partition
-    uuid: str | None  # normalised as NM reports it; None when absent (NM derives one from the path)
-    id: str | None  # None when absent (NM uses the file name)
-    type: str  # canonical setting name, e.g. "802-3-ethernet" for "ethernet"
+    __slots__ = ("id", "name", "type", "uuid")
+
+    def __init__(self, name: str, uuid: str | None, id: str | None, type: str) -> None:
+        self.name = name  # file name as in the boot partition
+        self.uuid = uuid  # normalised as NM reports it; None when absent (NM derives one from the path)
+        self.id = id  # None when absent (NM uses the file name)
+        self.type = type  # canonical setting name, e.g. "802-3-ethernet" for "ethernet"
 
 
 class KeyfileError(ValueError):
@@ -121,7 +125,7 @@ def nm_ignores_name(name: str) -> bool:
         not name
         or name.startswith(".")
         or name.endswith("~")
-        or _MKSTEMP_SUFFIX_RE.search(name) is not None
+        or re.search(_MKSTEMP_SUFFIX_RE, name) is not None
         or (len(name) > 4 and suffix.isascii() and suffix.lower() in (".pem", ".der"))
     )
 
@@ -334,7 +338,7 @@ def _unescape(raw: str) -> tuple[str, bool]:
 
 def _normalise_uuid(value: str) -> str | None:
     """The UUID NM stores for connection.uuid = value, or None when NM rejects it."""
-    if _UUID_RE.fullmatch(value):
+    if re.fullmatch(_UUID_RE, value):
         return value.lower()
     dashes = value.count("-")
     if set(value) <= _UUID_LEGACY_CHARS and (dashes, len(value)) in ((4, 36), (0, 40)):

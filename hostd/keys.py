@@ -15,15 +15,15 @@ string `"null"` (what `jq -r` prints for null) and `""` mean "not set" for every
 
 from __future__ import annotations
 
-import base64
-import binascii
-import ipaddress
 import json
 import re
-import shlex
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+
+from hostd.record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
 
 class _Unset:
@@ -47,21 +47,34 @@ def _invalid(value: Any, problem: str, at: str = "") -> Invalid:
     return Invalid([(at, value, problem)])
 
 
-@dataclass(frozen=True)
-class Adjusted:
+class Adjusted(Record):
     """A value used in the nearest valid form (``why`` is shown as a warning naming both)."""
 
-    value: Any
-    why: str
+    __slots__ = ("value", "why")
+
+    def __init__(self, value: Any, why: str) -> None:
+        self.value = value
+        self.why = why
 
 
-@dataclass(frozen=True)
-class Form:
-    text: str  # the README's "type" column
-    parse: Callable[[Any], Any]  # a present JSON value -> the model value (or Adjusted); raises Invalid
-    empty: Any = UNSET  # what `""` and `"null"` mean
-    # the model value back in a form ``parse`` takes (a tuple as an array)
-    to_json: Callable[[Any], Any] = lambda value: list(value) if isinstance(value, tuple) else value
+def _as_array(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+class Form(Record):
+    __slots__ = ("empty", "parse", "text", "to_json")
+
+    def __init__(
+        self,
+        text: str,
+        parse: Callable[[Any], Any],
+        empty: Any = UNSET,
+        to_json: Callable[[Any], Any] = _as_array,
+    ) -> None:
+        self.text = text  # the README's "type" column
+        self.parse = parse  # a present JSON value -> the model value (or Adjusted); raises Invalid
+        self.empty = empty  # what `""` and `"null"` mean
+        self.to_json = to_json  # the model value back in a form ``parse`` takes (a tuple as an array)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,18 +83,20 @@ class Form:
 # The supervisor's booleanish strings (lib/validation.ts checkTruthy/checkFalsey), in any case.
 _TRUE = frozenset({"true", "on", "1"})
 _FALSE = frozenset({"false", "off", "0"})
-_WHOLE = re.compile(r"^[+-]?[0-9]{1,18}(\.0*)?\Z")  # "300", "300.0": what jq -r prints for 300
-_SIZE = re.compile(r"^([0-9]+)([KMGT]?)\Z")
+# Patterns, compiled at their first use by re's own cache (not at import: the network waits for
+# the boot stage that imports this table, and most values are never checked against most patterns).
+_WHOLE = r"^[+-]?[0-9]{1,18}(\.0*)?\Z"  # "300", "300.0": what jq -r prints for 300
+_SIZE = r"^([0-9]+)([KMGT]?)\Z"
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 # \Z, not $: $ also matches before a final newline, and "kitchen\n" is not a hostname.
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z"
 _LABEL_RULE = "1-63 of a-z, 0-9 and '-', not starting or ending with '-'"
-_NOT_IN_LABEL = re.compile(r"[^a-z0-9]+")
-_UUID = re.compile(r"^[0-9a-f]{32}\Z|^[0-9a-f]{62}\Z")
-_URI = re.compile(r"^https?://[^\s/]+[^\s]*\Z")
-_UDEV_RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,200}\Z")
+_NOT_IN_LABEL = r"[^a-z0-9]+"
+_UUID = r"^[0-9a-f]{32}\Z|^[0-9a-f]{62}\Z"
+_URI = r"^https?://[^\s/]+[^\s]*\Z"
+_UDEV_RULE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,200}\Z"
 # ISO 3166-1 alpha-2, or "00": the world regulatory domain (what cfg80211 starts from).
-_COUNTRY = re.compile(r"^(?:[A-Za-z]{2}|00)\Z")
+_COUNTRY = r"^(?:[A-Za-z]{2}|00)\Z"
 _SSH_KEY_TYPES = frozenset(
     {
         "ssh-rsa",
@@ -134,7 +149,7 @@ def whole_number(low: int, high: int, unit: str) -> Form:
             number = int(value)
         elif isinstance(value, int):
             number = value
-        elif isinstance(value, str) and _WHOLE.match(value.strip()):
+        elif isinstance(value, str) and re.match(_WHOLE, value.strip()):
             number = int(value.strip().split(".")[0])
         else:
             raise _invalid(value, f"is not a whole number of {unit}")
@@ -146,7 +161,7 @@ def whole_number(low: int, high: int, unit: str) -> Form:
 
 
 def size_in_bytes(size: str) -> int:
-    match = _SIZE.match(size)
+    match = re.match(_SIZE, size)
     if not match:
         raise ValueError(size)
     return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
@@ -188,6 +203,8 @@ def is_ip(text: str) -> bool:
     # ip_address() takes any IPv6 scope id ("fe80::1%a\nserver=x"): only an interface name will do.
     if not (text.isascii() and text.isprintable()) or " " in text:
         return False
+    import ipaddress  # only when config.json sets a server list
+
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -196,12 +213,12 @@ def is_ip(text: str) -> bool:
 
 
 def is_hostname_label(name: str) -> bool:
-    return bool(_LABEL.match(name))
+    return bool(re.match(_LABEL, name))
 
 
 def is_fqdn(name: str) -> bool:
     labels = name.rstrip(".").lower().split(".")
-    return len(name) <= 253 and all(_LABEL.match(label) for label in labels)
+    return len(name) <= 253 and all(re.match(_LABEL, label) for label in labels)
 
 
 def server_list(
@@ -231,7 +248,7 @@ def server_list(
 
 
 def _uuid(value: Any) -> str:
-    if not _UUID.match(_string(value)):
+    if not re.match(_UUID, _string(value)):
         raise _invalid(value, "is not a 32- or 62-character lowercase hex uuid")
     return value
 
@@ -243,7 +260,7 @@ def _hostname(value: Any) -> str | Adjusted:
         return folded
     # balenaOS set any name as is; hostnamed and Avahi take only a label: the nearest one is used.
     if text.isascii() and text.isprintable():
-        nearest = _NOT_IN_LABEL.sub("-", folded).strip("-")[:63].rstrip("-")
+        nearest = re.sub(_NOT_IN_LABEL, "-", folded).strip("-")[:63].rstrip("-")
         if is_hostname_label(nearest):
             return Adjusted(nearest, f"{text!r} is used as {nearest!r}: a hostname is {_LABEL_RULE}")
     raise _invalid(value, f"is not a valid hostname ({_LABEL_RULE})")
@@ -255,6 +272,10 @@ def ssh_key_problem(line: str) -> str | None:
         return "contains a line break"
     if _has_lone_surrogate(line):
         return "is not valid Unicode (a lone surrogate)"
+    import base64  # only when config.json sets SSH keys
+    import binascii
+    import shlex
+
     try:
         tokens = shlex.split(line, posix=True)
     except ValueError:
@@ -289,7 +310,7 @@ def _ssh_keys(value: Any) -> tuple[str, ...]:
 
 
 def _uri(value: Any) -> str:
-    if not (_URI.match(_string(value)) and value.isprintable()):
+    if not (re.match(_URI, _string(value)) and value.isprintable()):
         raise _invalid(value, "is not an http:// or https:// URI")
     return value
 
@@ -306,7 +327,7 @@ def _udev_rules(value: Any) -> tuple[tuple[str, str], ...]:
     problems = []
     for name, text in value.items():
         at = "/" + name.replace("~", "~0").replace("/", "~1")
-        if not _UDEV_RULE_NAME.match(name):
+        if not re.match(_UDEV_RULE_NAME, name):
             problems.append((at, name, "is not a plain file name for a udev rule"))
         elif not isinstance(text, str):
             problems.append((at, text, "is not a string"))
@@ -318,17 +339,21 @@ def _udev_rules(value: Any) -> tuple[tuple[str, str], ...]:
 
 
 def _country(value: Any) -> str:
-    if not _COUNTRY.match(_string(value)):
+    if not re.match(_COUNTRY, _string(value)):
         raise _invalid(value, 'is not an ISO 3166-1 alpha-2 country code such as "GB" (or "00")')
     return value.upper()
 
 
 def root_ca_pem(value: str) -> str:
     """balenaRootCA's certificates, as PEM text (the model keeps config.json's base64)."""
+    import base64  # only when config.json sets a root CA
+
     return base64.b64decode(value, validate=True).decode("ascii")
 
 
 def _root_ca(value: Any) -> str:
+    import binascii
+
     text = _string(value).strip()
     try:
         pem = root_ca_pem(text)
@@ -359,7 +384,7 @@ def _api_host(document: Mapping[str, Any]) -> str | None:
 
 def _connectivity_check_of_api(document: Mapping[str, Any]) -> str | None:
     api = document.get("apiEndpoint")
-    if isinstance(api, str) and _URI.match(api) and api.isprintable():
+    if isinstance(api, str) and re.match(_URI, api) and api.isprintable():
         return api.rstrip("/") + "/connectivity-check"
     return None
 
@@ -368,18 +393,33 @@ def _connectivity_check_of_api(document: Mapping[str, Any]) -> str | None:
 # the table
 
 
-@dataclass(frozen=True)
-class Key:
-    name: str  # dotted: "os.dns.mode"
-    attribute: str  # Config attribute
-    steps: tuple[str, ...]  # steps that read it
-    risky: bool = False  # can cut the device off: applied through safe apply
-    secret: bool = False  # may carry a credential: never echoed
-    form: Form = field(kw_only=True)
-    default: Any = field(kw_only=True, default=None)  # the model value when not set
-    derive: Callable[[Mapping[str, Any]], Any] | None = field(kw_only=True, default=None)  # default from other keys
-    default_text: str = field(kw_only=True, default="")  # the README's "default" column, when not just `default`
-    effect: str = field(kw_only=True)  # the README's "effect" column
+class Key(Record):
+    __slots__ = ("attribute", "default", "default_text", "derive", "effect", "form", "name", "risky", "secret", "steps")
+
+    def __init__(
+        self,
+        name: str,
+        attribute: str,
+        steps: tuple[str, ...],
+        risky: bool = False,
+        secret: bool = False,
+        *,
+        form: Form,
+        default: Any = None,
+        derive: Callable[[Mapping[str, Any]], Any] | None = None,
+        default_text: str = "",
+        effect: str,
+    ) -> None:
+        self.name = name  # dotted: "os.dns.mode"
+        self.attribute = attribute  # Config attribute
+        self.steps = steps  # steps that read it
+        self.risky = risky  # can cut the device off: applied through safe apply
+        self.secret = secret  # may carry a credential: never echoed
+        self.form = form
+        self.default = default  # the model value when not set
+        self.derive = derive  # default from other keys
+        self.default_text = default_text  # the README's "default" column, when not just `default`
+        self.effect = effect  # the README's "effect" column
 
     @property
     def pointer(self) -> str:

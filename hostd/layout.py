@@ -7,15 +7,18 @@ flash at every boot.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
+from hostd.record import Record
 
-@dataclass(frozen=True)
-class Layout:
-    root: Path = Path("/")
-    # Where the inputs come from when not the boot partition: a saved generation being restored.
-    boot_dir: Path | None = None
+
+class Layout(Record):
+    __slots__ = ("boot_dir", "root")
+
+    def __init__(self, root: Path = Path("/"), boot_dir: Path | None = None) -> None:
+        self.root = root
+        # Where the inputs come from when not the boot partition: a saved generation being restored.
+        self.boot_dir = boot_dir
 
     def path(self, device_path: str) -> Path:
         """The host path of an absolute device path."""

@@ -1,7 +1,7 @@
 """Logging to stderr with sd-daemon(3) ``<N>`` priority prefixes, which journald turns into priorities.
 
-One exception: the network-inputs stage's replay (hostd.stamp), which the network waits for,
-writes its one line in the same form without importing logging.
+The boot stages, which the network waits for, write their lines in the same form without importing
+logging (hostd.log; the replay's one line: hostd.stamp).
 """
 
 from __future__ import annotations
@@ -10,16 +10,14 @@ import logging
 import os
 import sys
 
-_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+from hostd.log import PRIORITY, journal_text
+
 JOURNAL_STREAM_SOCKET = "/run/systemd/journal/stdout"
 
 
 class JournalFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        priority = _PRIORITY.get(record.levelno, 6)
-        text = super().format(record)
-        # One journal entry per line: continuation lines carry the same priority.
-        return "\n".join(f"<{priority}>{line}" for line in text.splitlines())
+        return journal_text(PRIORITY.get(record.levelno, 6), super().format(record))
 
 
 def setup(verbose: bool = False) -> None:

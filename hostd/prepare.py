@@ -119,15 +119,15 @@ def replayed(stage: str, root: str | os.PathLike[str]) -> bool:
 
 def full_run(stage: str, root: str | os.PathLike[str] = "/") -> int:
     """Run one stage's steps through the engine; for the network's inputs, record its stamp."""
-    import logging
     from pathlib import Path
 
     from hostd import config as config_model
     from hostd import engine, fsutil
     from hostd.layout import Layout
+    from hostd.log import Logger
     from hostd.steps.base import Context, StepStatus
 
-    log = logging.getLogger("hostd.prepare")
+    log = Logger("hostd.prepare")
     layout = Layout(Path(root))
     steps = stage_steps(stage)
     if stage == "bind-sources":
@@ -168,9 +168,8 @@ def full_run(stage: str, root: str | os.PathLike[str] = "/") -> int:
 def _record(layout: Layout, run_inputs: bytes, reads_good: bool, hostname: str | None) -> None:
     """The stamp of this full run, for the next boot to replay (written only when it differs: an
     unchanged boot writes nothing on flash)."""
-    import logging
-
     from hostd import fsutil, stamp
+    from hostd.log import Logger
 
     outputs = (*volatile_outputs(layout), layout.device_path(layout.network_inputs_generation))
     path = layout.path("/" + stamp.STAMP)
@@ -179,7 +178,7 @@ def _record(layout: Layout, run_inputs: bytes, reads_good: bool, hostname: str |
         if fsutil.file_differs(path, content, 0o600) is not None:
             fsutil.atomic_write(path, content, 0o600)
     except OSError as exc:  # the next boot runs in full again
-        logging.getLogger("hostd.prepare").warning("%s: not written: %s", layout.device_path(path), exc)
+        Logger("hostd.prepare").warning("%s: not written: %s", layout.device_path(path), exc)
 
 
 def volatile_outputs(layout: Layout) -> tuple[str, ...]:
@@ -191,15 +190,13 @@ def volatile_outputs(layout: Layout) -> tuple[str, ...]:
 
 
 def main(stage: str) -> int:
-    """The stage as its unit runs it: logging is set up only when there is more to do than a replay."""
+    """The stage as its unit runs it: its lines go to stderr (the journal) without logging."""
     if replayed(stage, "/"):
         return 0
-    import logging
+    from hostd import log
 
-    from hostd import logsetup
-
-    logsetup.setup()
+    log.to_stderr()
     if stage not in STAGES:
-        logging.getLogger("hostd.prepare").error("unknown stage %r (one of: %s)", stage, ", ".join(STAGES))
+        log.Logger("hostd.prepare").error("unknown stage %r (one of: %s)", stage, ", ".join(STAGES))
         return 2
     return full_run(stage)

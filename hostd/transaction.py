@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import time
 from collections.abc import Coroutine
-from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hostd import fsutil
 from hostd.bus import errors
+from hostd.log import Logger
+from hostd.record import Record
 
 if TYPE_CHECKING:
     import asyncio
@@ -42,12 +42,14 @@ class TransactionState(StrEnum):
     AWAITING_CONFIRM = "awaiting-confirm"
 
 
-@dataclass(frozen=True)
-class Rollback:
-    when: float
-    generation: str  # the rejected one
-    reason: str
-    evidence: str
+class Rollback(Record):
+    __slots__ = ("evidence", "generation", "reason", "when")
+
+    def __init__(self, when: float, generation: str, reason: str, evidence: str) -> None:
+        self.when = when
+        self.generation = generation  # the rejected one
+        self.reason = reason
+        self.evidence = evidence
 
     def as_tuple(self) -> tuple[float, str, str, str]:
         return (self.when, self.generation, self.reason, self.evidence)
@@ -64,15 +66,17 @@ MAX_RETRIES = 3
 """A change rolled back while the uplink was already failing is tried again this many times."""
 
 
-@dataclass(frozen=True)
-class Retry:
+class Retry(Record):
     """A change not blamed for its failed probe (the uplink failed before it was applied), waiting
     to be tried again once the uplink is healthy."""
 
-    generation: str
-    attempts: int  # retries made so far
-    next_at: float  # unix time of the next one, at the earliest (the uplink healthy by then)
-    reason: str  # the uplink's failure before the last attempt
+    __slots__ = ("attempts", "generation", "next_at", "reason")
+
+    def __init__(self, generation: str, attempts: int, next_at: float, reason: str) -> None:
+        self.generation = generation
+        self.attempts = attempts  # retries made so far
+        self.next_at = next_at  # unix time of the next one, at the earliest (the uplink healthy by then)
+        self.reason = reason  # the uplink's failure before the last attempt
 
     def as_tuple(self) -> tuple[str, int, int, float, str]:
         return (self.generation, self.attempts, MAX_RETRIES, self.next_at, self.reason)
@@ -86,14 +90,16 @@ class Retry:
 NO_RETRY = Retry("", 0, 0.0, "")
 
 
-@dataclass(frozen=True)
-class Verdict:
-    passed: bool
-    reason: str = ""
-    evidence: tuple[str, ...] = ()
+class Verdict(Record):
+    __slots__ = ("evidence", "passed", "reason")
+
+    def __init__(self, passed: bool, reason: str = "", evidence: tuple[str, ...] = ()) -> None:
+        self.passed = passed
+        self.reason = reason
+        self.evidence = evidence
 
 
-log = logging.getLogger("hostd.transaction")
+log = Logger("hostd.transaction")
 
 CHECKPOINT_MARGIN = 20
 """Seconds NetworkManager's checkpoint outlives the window: hostd judges first, and NetworkManager
@@ -101,14 +107,16 @@ rolls back on its own only if hostd has stopped (its watchdog restarts it well w
 CHECKPOINT_EXTEND_EVERY = 5.0
 
 
-@dataclass(frozen=True)
-class TrialRecord:
+class TrialRecord(Record):
     """A trial in progress, kept on the state partition until its verdict is acted on."""
 
-    candidate: str
-    kind: str  # "try" (kept only on Confirm) or "probe" (automatic apply)
-    good: str
-    began: float
+    __slots__ = ("began", "candidate", "good", "kind")
+
+    def __init__(self, candidate: str, kind: str, good: str, began: float) -> None:
+        self.candidate = candidate
+        self.kind = kind  # "try" (kept only on Confirm) or "probe" (automatic apply)
+        self.good = good
+        self.began = began
 
     @staticmethod
     def read(path: Path) -> TrialRecord | None:
@@ -119,7 +127,8 @@ class TrialRecord:
             return None  # torn by an older writer, or from another version: no trial to resume
 
     def write(self, path: Path) -> None:
-        fsutil.atomic_write(path, (json.dumps(asdict(self)) + "\n").encode(), 0o600)
+        record = {"candidate": self.candidate, "kind": self.kind, "good": self.good, "began": self.began}
+        fsutil.atomic_write(path, (json.dumps(record) + "\n").encode(), 0o600)
 
     @staticmethod
     def clear(path: Path) -> None:

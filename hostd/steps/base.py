@@ -11,40 +11,50 @@ given the service adapters by the reconciler.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from hostd import fsutil
-from hostd.config import Config
-from hostd.layout import Layout
+from hostd.record import Record
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from hostd.bus.services import Services
+    from hostd.config import Config
+    from hostd.layout import Layout
 
 
-@dataclass(frozen=True)
-class Facts:
+class Facts(Record):
     """What the running system tells hostd that config.json does not (empty offline)."""
 
-    network_dns_servers: tuple[str, ...] = ()
-    network_ntp_servers: tuple[str, ...] = ()  # offered by DHCP
+    __slots__ = ("network_dns_servers", "network_ntp_servers")
+
+    def __init__(self, network_dns_servers: tuple[str, ...] = (), network_ntp_servers: tuple[str, ...] = ()) -> None:
+        self.network_dns_servers = network_dns_servers
+        self.network_ntp_servers = network_ntp_servers  # offered by DHCP
 
 
-@dataclass(frozen=True)
-class Context:
-    config: Config
-    layout: Layout
-    facts: Facts = Facts()
+class Context(Record):
+    __slots__ = ("config", "facts", "layout")
+
+    def __init__(self, config: Config, layout: Layout, facts: Facts | None = None) -> None:
+        self.config = config
+        self.layout = layout
+        self.facts = Facts() if facts is None else facts
 
 
-@dataclass(frozen=True)
-class Change:
-    kind: str  # write, chmod, remove, mkdir, wipe, mount
-    path: str  # device path
-    detail: str = ""
-    action: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+class Change(Record):
+    __slots__ = ("action", "detail", "kind", "path")
+
+    def __init__(self, kind: str, path: str, detail: str = "", action: Callable[[], None] | None = None) -> None:
+        self.kind = kind  # write, chmod, remove, mkdir, wipe, mount
+        self.path = path  # device path
+        self.detail = detail
+        self.action = action
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.kind, self.path, self.detail)  # not the action: two plans of one change are equal
 
     def as_dict(self) -> dict[str, str]:
         return {"kind": self.kind, "path": self.path, "detail": self.detail}
@@ -63,12 +73,14 @@ class FileStatus(StrEnum):
     MISSING = "missing"  # a file that should be there is not (the reset flag, removed on a running device)
 
 
-@dataclass(frozen=True)
-class FileEntry:
-    name: str
-    status: FileStatus
-    reason: str = ""
-    verdict: str = ""  # what the service that loads the file made of it (NetworkManager)
+class FileEntry(Record):
+    __slots__ = ("name", "reason", "status", "verdict")
+
+    def __init__(self, name: str, status: FileStatus, reason: str = "", verdict: str = "") -> None:
+        self.name = name
+        self.status = status
+        self.reason = reason
+        self.verdict = verdict  # what the service that loads the file made of it (NetworkManager)
 
     def as_dict(self) -> dict[str, str]:
         entry = {"name": self.name, "status": self.status.value, "reason": self.reason}
@@ -83,17 +95,26 @@ class ReportEntry(Protocol):
     def as_dict(self) -> dict[str, str]: ...
 
 
-@dataclass
-class Plan:
-    changes: list[Change] = field(default_factory=list)
-    # Per-item findings a step wants to report (e.g. the per-file import report).
-    report: list[ReportEntry] = field(default_factory=list)
-    # Problems that do not stop the rest of the step (one bad profile among many).
-    problems: list[str] = field(default_factory=list)
-    # What the step gives its service, for the API to show as given (not computed again later).
-    record: object = None
-    # The step cannot do its job at all (its problems say why): reported as failed, not ok.
-    failed: bool = False
+class Plan(Record):
+    __slots__ = ("changes", "failed", "problems", "record", "report")
+
+    def __init__(
+        self,
+        changes: list[Change] | None = None,
+        report: list[ReportEntry] | None = None,
+        problems: list[str] | None = None,
+        record: object = None,
+        failed: bool = False,
+    ) -> None:
+        self.changes = [] if changes is None else changes
+        # Per-item findings a step wants to report (e.g. the per-file import report).
+        self.report = [] if report is None else report
+        # Problems that do not stop the rest of the step (one bad profile among many).
+        self.problems = [] if problems is None else problems
+        # What the step gives its service, for the API to show as given (not computed again later).
+        self.record = record
+        # The step cannot do its job at all (its problems say why): reported as failed, not ok.
+        self.failed = failed
 
 
 class StepStatus(StrEnum):
@@ -103,17 +124,30 @@ class StepStatus(StrEnum):
     FAILED = "failed"
 
 
-@dataclass
-class StepResult:
-    name: str
-    status: StepStatus
-    changes: list[Change] = field(default_factory=list)  # made (apply) or to make (plan)
-    pending: list[Change] = field(default_factory=list)  # needs the running system (mounts, offline)
-    problems: list[str] = field(default_factory=list)
-    report: list[ReportEntry] = field(default_factory=list)
-    record: object = None  # the plan's record, or the live effect's when it gave one
-    duration: float = 0.0
-    finished_at: float = 0.0
+class StepResult(Record):
+    __slots__ = ("changes", "duration", "finished_at", "name", "pending", "problems", "record", "report", "status")
+
+    def __init__(
+        self,
+        name: str,
+        status: StepStatus,
+        changes: list[Change] | None = None,
+        pending: list[Change] | None = None,
+        problems: list[str] | None = None,
+        report: list[ReportEntry] | None = None,
+        record: object = None,
+        duration: float = 0.0,
+        finished_at: float = 0.0,
+    ) -> None:
+        self.name = name
+        self.status = status
+        self.changes = [] if changes is None else changes  # made (apply) or to make (plan)
+        self.pending = [] if pending is None else pending  # needs the running system (mounts, offline)
+        self.problems = [] if problems is None else problems
+        self.report = [] if report is None else report
+        self.record = record  # the plan's record, or the live effect's when it gave one
+        self.duration = duration
+        self.finished_at = finished_at
 
     @property
     def message(self) -> str:
@@ -149,7 +183,7 @@ class StepResult:
         self.problems += outcome.problems
         if outcome.verdicts:
             self.report = [
-                replace(entry, verdict=outcome.verdicts[entry.name])
+                FileEntry(entry.name, entry.status, entry.reason, outcome.verdicts[entry.name])
                 if isinstance(entry, FileEntry) and entry.name in outcome.verdicts
                 else entry
                 for entry in self.report
@@ -161,16 +195,26 @@ class StepResult:
             self.status = StepStatus.CHANGED
 
 
-@dataclass
-class Outcome:
+class Outcome(Record):
     """What a live effect did; the runner merges it into the step's result."""
 
-    made: list[Change] = field(default_factory=list)  # pending changes it made (bind mounts)
-    converged: list[Change] = field(default_factory=list)  # pending changes found made already
-    problems: list[str] = field(default_factory=list)
-    verdicts: dict[str, str] = field(default_factory=dict)  # reported file name -> the service's verdict
-    report: list[ReportEntry] = field(default_factory=list)
-    record: object = None  # what the service was given or reported, for the API
+    __slots__ = ("converged", "made", "problems", "record", "report", "verdicts")
+
+    def __init__(
+        self,
+        made: list[Change] | None = None,
+        converged: list[Change] | None = None,
+        problems: list[str] | None = None,
+        verdicts: dict[str, str] | None = None,
+        report: list[ReportEntry] | None = None,
+        record: object = None,
+    ) -> None:
+        self.made = [] if made is None else made  # pending changes it made (bind mounts)
+        self.converged = [] if converged is None else converged  # pending changes found made already
+        self.problems = [] if problems is None else problems
+        self.verdicts = {} if verdicts is None else verdicts  # reported file name -> the service's verdict
+        self.report = [] if report is None else report
+        self.record = record  # what the service was given or reported, for the API
 
 
 class Event(StrEnum):

@@ -8,10 +8,10 @@ is activated where NetworkManager would run it at boot, so that the safe-apply p
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from hostd import keyfile
+from hostd.log import Logger
 from hostd.steps.base import Context, Event, FileEntry, FileStatus, Outcome, Plan, StepResult
 from hostd.steps.imports import BootFile, plan_import, read_boot_dir
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from hostd.bus.networkmanager import ConnectionProfile, NetworkManagerAdapter
     from hostd.bus.services import Services
 
-log = logging.getLogger("hostd.steps.connections")
+log = Logger("hostd.steps.connections")
 
 NAME = "connections"
 # Imported files NetworkManager should have loaded.

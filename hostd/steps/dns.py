@@ -9,10 +9,10 @@ once per run and recorded: the API shows what dnsmasq was given.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hostd import keys
+from hostd.record import Record
 from hostd.steps.base import Context, Event, Outcome, Plan, StepResult, plan_file
 
 if TYPE_CHECKING:
@@ -26,11 +26,13 @@ TRIGGERS = frozenset({Event.NETWORKMANAGER_ATTACHED, Event.NETWORK_DNS_CHANGED, 
 DNSMASQ_UNIT = "dnsmasq.service"
 
 
-@dataclass(frozen=True)
-class Given:
+class Given(Record):
     """The upstreams dnsmasq was given (its servers file, and over D-Bus when it runs)."""
 
-    servers: tuple[str, ...]
+    __slots__ = ("servers",)
+
+    def __init__(self, servers: tuple[str, ...]) -> None:
+        self.servers = servers
 
 
 def effective_servers(ctx: Context) -> tuple[str, ...]:

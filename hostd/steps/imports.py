@@ -15,18 +15,20 @@ import json
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from hostd import fsutil
 from hostd.layout import Layout
+from hostd.record import Record
 from hostd.steps.base import Change, FileEntry, FileStatus, Plan, ReportEntry, plan_file
 
 
-@dataclass(frozen=True)
-class BootFile:
-    name: str
-    content: bytes
+class BootFile(Record):
+    __slots__ = ("content", "name")
+
+    def __init__(self, name: str, content: bytes) -> None:
+        self.name = name
+        self.content = content
 
 
 def sha256(content: bytes) -> str:

@@ -9,10 +9,10 @@ clock's trust are followed by ``hostd.timesync``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hostd import keys
+from hostd.record import Record
 from hostd.steps.base import Context, Event, Outcome, Plan, StepResult, plan_file
 
 if TYPE_CHECKING:
@@ -23,11 +23,13 @@ KEYS = keys.read_by(NAME)
 TRIGGERS = frozenset({Event.CHRONYD_RETURNED, Event.NETWORK_NTP_CHANGED})
 
 
-@dataclass(frozen=True)
-class Given:
+class Given(Record):
     """The network's (DHCP) servers chrony was given beside ``ntpServers``."""
 
-    network_servers: tuple[str, ...]
+    __slots__ = ("network_servers",)
+
+    def __init__(self, network_servers: tuple[str, ...]) -> None:
+        self.network_servers = network_servers
 
 
 def network_servers(ctx: Context) -> tuple[str, ...]:

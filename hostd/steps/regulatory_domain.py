@@ -6,10 +6,10 @@ already loaded is told over nl80211 (hostd/nl80211.py), as ``iw reg set`` does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hostd import keys
+from hostd.record import Record
 from hostd.steps.base import Context, Event, Outcome, Plan, StepResult, plan_file
 
 if TYPE_CHECKING:
@@ -20,12 +20,14 @@ KEYS = keys.read_by(NAME)
 TRIGGERS: frozenset[Event] = frozenset()
 
 
-@dataclass(frozen=True)
-class KernelDomain:
+class KernelDomain(Record):
     """The domain asked for, and what the kernel made of it."""
 
-    country: str
-    kernel: str
+    __slots__ = ("country", "kernel")
+
+    def __init__(self, country: str, kernel: str) -> None:
+        self.country = country
+        self.kernel = kernel
 
     def as_dict(self) -> dict[str, str]:
         return {"country": self.country, "kernel": self.kernel}
