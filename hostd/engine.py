@@ -10,7 +10,11 @@ from hostd import config as config_model
 from hostd import fsutil, generations
 from hostd.layout import Layout
 from hostd.log import Logger
-from hostd.steps.base import Change, Context, Step, StepResult, StepStatus
+from hostd.steps.base import Change, Context, StepResult, StepStatus
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
+if TYPE_CHECKING:
+    from hostd.steps.base import Step
 
 log = Logger("hostd.engine")
 

@@ -19,12 +19,15 @@ import os
 import time
 from collections.abc import Container
 from pathlib import Path
-from typing import Any
 
 from hostd import fsutil
 from hostd.layout import Layout
 from hostd.record import Record
 from hostd.steps.imports import read_plain_file
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
+if TYPE_CHECKING:
+    from typing import Any
 
 INPUT_DIRS = ("system-connections", "dispatcher.d", "system-proxy")
 MAX_INPUT_BYTES = 1024 * 1024

@@ -20,7 +20,7 @@ from hostd import engine, fsutil, generations, keys
 from hostd.bus import errors
 from hostd.layout import Layout
 from hostd.steps import ALL_STEPS, STEPS_BY_NAME, state
-from hostd.steps.base import Context, Facts, Outcome, Step, StepResult, StepStatus, live_effect
+from hostd.steps.base import Context, Facts, Outcome, StepResult, StepStatus, live_effect
 from hostd.transaction import (
     MAX_RETRIES,
     NO_RETRY,
@@ -35,6 +35,7 @@ from hostd.transaction import (
 if TYPE_CHECKING:
     from hostd.bus.services import Services
     from hostd.probe import ProbeSettings
+    from hostd.steps.base import Step
 
 log = logging.getLogger("hostd.reconciler")
 

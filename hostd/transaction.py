@@ -20,15 +20,16 @@ import time
 from collections.abc import Coroutine
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from hostd import fsutil
 from hostd.bus import errors
 from hostd.log import Logger
 from hostd.record import Record
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
 if TYPE_CHECKING:
     import asyncio
+    from typing import Any
 
     from hostd.bus.networkmanager import NetworkManagerAdapter
     from hostd.probe import ProbeSettings

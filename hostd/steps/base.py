@@ -10,15 +10,16 @@ given the service adapters by the reconciler.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
 
 from hostd import fsutil
 from hostd.record import Record
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
     from pathlib import Path
+    from typing import Protocol
 
     from hostd.bus.services import Services
     from hostd.config import Config
@@ -87,12 +88,6 @@ class FileEntry(Record):
         if self.verdict:
             entry["nm"] = self.verdict
         return entry
-
-
-class ReportEntry(Protocol):
-    """One item of a step's report, as Describe() and ``hostctl --json`` show it."""
-
-    def as_dict(self) -> dict[str, str]: ...
 
 
 class Plan(Record):
@@ -231,15 +226,21 @@ class Event(StrEnum):
     REDSOCKS_RETURNED = "redsocks running again"
 
 
-LiveEffect = Callable[["Services", Context, StepResult], Awaitable[Outcome]]
+if TYPE_CHECKING:  # what type checkers hold the step modules and report entries to (no typing at run time)
 
+    class ReportEntry(Protocol):
+        """One item of a step's report, as Describe() and ``hostctl --json`` show it."""
 
-class Step(Protocol):
-    NAME: str
-    KEYS: frozenset[str]
-    TRIGGERS: frozenset[Event]
+        def as_dict(self) -> dict[str, str]: ...
 
-    def plan(self, ctx: Context) -> Plan: ...
+    LiveEffect = Callable[[Services, Context, StepResult], Awaitable[Outcome]]
+
+    class Step(Protocol):
+        NAME: str
+        KEYS: frozenset[str]
+        TRIGGERS: frozenset[Event]
+
+        def plan(self, ctx: Context) -> Plan: ...
 
 
 def live_effect(step: Step) -> LiveEffect | None:

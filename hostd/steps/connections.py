@@ -8,13 +8,12 @@ is activated where NetworkManager would run it at boot, so that the safe-apply p
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from hostd import keyfile
 from hostd.log import Logger
 from hostd.steps.base import Context, Event, FileEntry, FileStatus, Outcome, Plan, StepResult
 from hostd.steps.imports import BootFile, plan_import, read_boot_dir
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
 if TYPE_CHECKING:
     from hostd.bus.networkmanager import ConnectionProfile, NetworkManagerAdapter
     from hostd.bus.services import Services

@@ -10,13 +10,12 @@ read-only sshd_config (keys only), none of those.  When the flag changes,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from hostd import keys
 from hostd.bus import errors
 from hostd.config import Config
 from hostd.steps.base import Context, Event, Outcome, Plan, StepResult, plan_file
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
 if TYPE_CHECKING:
     from hostd.bus.services import Services
 

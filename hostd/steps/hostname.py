@@ -3,11 +3,10 @@ hostnamed (the kernel's name) and Avahi (``<name>.local`` and the SSH service)."
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from hostd import fsutil, keys
 from hostd.steps.base import Context, Event, Outcome, Plan, StepResult, plan_file
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
 if TYPE_CHECKING:
     from hostd.bus.services import Services
 
@@ -75,7 +74,7 @@ def set_kernel_hostname(ctx: Context) -> None:
     name = ctx.config.effective_hostname
     if name is None or not ctx.layout.is_live:
         return
-    import socket
+    import _socket  # socket's C half (as hostd.stamp): socket itself costs the boot stage ~3 ms
 
-    if socket.gethostname() != name:
-        socket.sethostname(name)
+    if _socket.gethostname() != name:
+        _socket.sethostname(name)

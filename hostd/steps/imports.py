@@ -20,7 +20,11 @@ from pathlib import Path
 from hostd import fsutil
 from hostd.layout import Layout
 from hostd.record import Record
-from hostd.steps.base import Change, FileEntry, FileStatus, Plan, ReportEntry, plan_file
+from hostd.steps.base import Change, FileEntry, FileStatus, Plan, plan_file
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
+if TYPE_CHECKING:
+    from hostd.steps.base import ReportEntry
 
 
 class BootFile(Record):

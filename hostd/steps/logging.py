@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from hostd import fsutil, keys
 from hostd.bus import errors
 from hostd.steps.base import Context, Event, Outcome, Plan, StepResult, plan_file
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
 if TYPE_CHECKING:
     from hostd.bus.services import Services
 

@@ -9,12 +9,11 @@ clock's trust are followed by ``hostd.timesync``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from hostd import keys
 from hostd.record import Record
 from hostd.steps.base import Context, Event, Outcome, Plan, StepResult, plan_file
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
 if TYPE_CHECKING:
     from hostd.bus.services import Services
 

@@ -25,12 +25,12 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from hostd import keys
 from hostd.steps.base import Context, Event, Outcome, Plan, StepResult, plan_file
 from hostd.steps.imports import read_plain_file
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
 if TYPE_CHECKING:
     from hostd.bus.services import Services
 

@@ -17,12 +17,12 @@ import os
 import stat
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from hostd import fsutil
 from hostd.layout import Layout
 from hostd.steps.base import Change, Context, Event, FileEntry, FileStatus, Outcome, Plan, StepResult
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
 if TYPE_CHECKING:
     from hostd.bus.services import Services
 

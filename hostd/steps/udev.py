@@ -8,12 +8,11 @@ act on devices already there, not only on the next one plugged in.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from hostd import keys
 from hostd.steps.base import Context, Event, Outcome, Plan, StepResult
 from hostd.steps.imports import BootFile, plan_import
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
 if TYPE_CHECKING:
     from hostd.bus.services import Services
 

@@ -9,7 +9,11 @@ from hostd import config as cfg
 from hostd import engine
 from hostd.layout import Layout
 from hostd.steps import state
-from hostd.steps.base import Context, Facts, Step, StepResult
+from hostd.steps.base import Context, Facts, StepResult
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from hostd.steps.base import Step
 
 ED25519_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f me@laptop"
 UUID = "0123456789abcdef0123456789abcdef"

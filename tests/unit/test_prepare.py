@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hostd import config as cfg
-from hostd import engine, generations, prepare, stamp
+from hostd import engine, generations, log, prepare, stamp
 from hostd.layout import Layout
 from hostd.steps import ALL_STEPS, state
 from hostd.steps.base import Context
@@ -235,7 +235,8 @@ def test_boot_source_rejected_and_nothing_good_writes_nothing(device: DeviceRoot
     assert not device.layout.dnsmasq_servers.exists()
 
 
-def test_unknown_stage() -> None:
+def test_unknown_stage(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(log, "_to_stderr", False)  # main() sends this process's log lines to stderr: undone after
     assert prepare.main("nope") == 2
 
 
@@ -269,6 +270,25 @@ def test_a_full_run_imports_its_own_steps_and_no_event_loop_or_bus(device: Devic
     plain = {"hostd.bus", "hostd.bus.errors", "hostd.bus.names"}
     assert {name for name in loaded if name.startswith("hostd.bus")} <= plain
     assert not loaded & {"asyncio", "dbus_fast", "argparse", "ssl", "socket"}
+
+
+def test_a_full_run_reports_without_logging_dataclasses_or_typing(device: DeviceRoot) -> None:
+    """The network waits for this process: its log lines, in the journal's form, are written without
+    the logging module, and the engine's records and types cost no import of dataclasses (with
+    inspect), typing or socket."""
+    import subprocess
+    import sys
+
+    device = prepared_device(device)
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parents[2])!r}); from hostd import log, prepare; "
+        f"log.to_stderr(); prepare.full_run('network-inputs', {str(device.root)!r}); print(sorted(sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(eval(out.stdout))  # a list of module names
+    assert not loaded & {"logging", "traceback", "dataclasses", "inspect", "typing", "socket"}
+    profile = "/etc/NetworkManager/system-connections/home.nmconnection"
+    assert f"\n<6>hostd.prepare: connections: write {profile}" in out.stderr
 
 
 def test_prepare_runs_on_a_layout_root() -> None:
