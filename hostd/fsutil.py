@@ -17,7 +17,6 @@ import contextlib
 import errno
 import hashlib
 import os
-import signal
 import stat
 import threading
 from collections.abc import Iterator
@@ -40,6 +39,8 @@ def _fault_point() -> None:
     if _CRASH_AT:
         _fault_points += 1
         if _fault_points == _CRASH_AT:
+            import signal  # here, not at the top: the boot stage that the network waits for imports this module
+
             os.kill(os.getpid(), signal.SIGKILL)
 
 
