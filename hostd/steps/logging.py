@@ -9,10 +9,10 @@ changed; the journal's disk usage recorded for the API.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from hostd import fsutil, keys
 from hostd.bus import errors
+from hostd.record import Record
 from hostd.steps.base import Context, Event, Outcome, Plan, StepResult, plan_file
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
@@ -50,11 +50,13 @@ def plan(ctx: Context) -> Plan:
     return result
 
 
-@dataclass(frozen=True)
-class JournalUsage:
+class JournalUsage(Record):
     """The journal's disk usage, as the live effect last read it."""
 
-    bytes: int
+    __slots__ = ("bytes",)
+
+    def __init__(self, bytes: int) -> None:
+        self.bytes = bytes
 
 
 async def apply_live(services: Services, ctx: Context, result: StepResult) -> Outcome:

@@ -23,10 +23,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from hostd import keys
+from hostd.record import Record
 from hostd.steps.base import Context, Event, Outcome, Plan, StepResult, plan_file
 from hostd.steps.imports import read_plain_file
 
@@ -88,24 +88,40 @@ class ConfError(ValueError):
         self.line = line
 
 
-@dataclass(frozen=True)
-class ProxyServer:
-    type: str
-    ip: str
-    port: int
-    local_port: int
-    login: str = field(default="", repr=False)
-    password: str = field(default="", repr=False)
-    ignored: tuple[str, ...] = ()  # sections read but not carried out, with why
+class ProxyServer(Record):
+    __slots__ = ("ignored", "ip", "local_port", "login", "password", "port", "type")
+
+    def __init__(
+        self,
+        type: str,
+        ip: str,
+        port: int,
+        local_port: int,
+        login: str = "",
+        password: str = "",
+        ignored: tuple[str, ...] = (),
+    ) -> None:
+        self.type = type
+        self.ip = ip
+        self.port = port
+        self.local_port = local_port
+        self.login = login
+        self.password = password
+        self.ignored = ignored  # sections read but not carried out, with why
+
+    def __repr__(self) -> str:  # the credentials are never shown
+        return f"ProxyServer(type={self.type!r}, ip={self.ip!r}, port={self.port!r}, local_port={self.local_port!r})"
 
 
-@dataclass(frozen=True)
-class InForce:
+class InForce(Record):
     """What the proxy step put in force (the ``Proxy`` property); no credentials."""
 
-    server: str = ""  # "type ip:port"; "" = no proxy
-    no_proxy: tuple[str, ...] = ()  # the user's exempt addresses and subnets
-    problems: tuple[str, ...] = ()
+    __slots__ = ("no_proxy", "problems", "server")
+
+    def __init__(self, server: str = "", no_proxy: tuple[str, ...] = (), problems: tuple[str, ...] = ()) -> None:
+        self.server = server  # "type ip:port"; "" = no proxy
+        self.no_proxy = no_proxy  # the user's exempt addresses and subnets
+        self.problems = problems
 
     def as_dict(self) -> dict[str, str]:
         if not self.server:
@@ -137,10 +153,12 @@ def _tokens(text: str) -> Iterator[tuple[int, str]]:
         position = found.end()
 
 
-@dataclass(frozen=True)
-class Section:
-    line: int  # where its name is
-    entries: dict[str, tuple[int, str]]  # key -> (line, value)
+class Section(Record):
+    __slots__ = ("entries", "line")
+
+    def __init__(self, line: int, entries: dict[str, tuple[int, str]]) -> None:
+        self.line = line  # where its name is
+        self.entries = entries  # key -> (line, value)
 
 
 def parse_sections(text: str) -> dict[str, Section]:
