@@ -18,6 +18,7 @@ from hostd.bus.nftables import Nftables
 from hostd.bus.redsocks import REDSOCKS_UNIT, Redsocks
 from hostd.bus.systemd import SystemdAdapter
 from hostd.bus.timedate1 import Timedate1Adapter
+from hostd.prepare import NETWORK_INPUTS_UNIT
 
 
 class Services:
@@ -26,7 +27,10 @@ class Services:
 
     def __init__(self, bus: MessageBus, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.systemd = SystemdAdapter(
-            bus, timeout=timeout, followed_units=(*CHRONY_UNITS, JOURNALD_UNIT, REDSOCKS_UNIT, AVAHI_SERVICE_UNIT)
+            bus,
+            timeout=timeout,
+            followed_units=(*CHRONY_UNITS, JOURNALD_UNIT, REDSOCKS_UNIT, AVAHI_SERVICE_UNIT),
+            awaited_units=(NETWORK_INPUTS_UNIT,),
         )
         self.networkmanager = NetworkManagerAdapter(bus, timeout=timeout)
         self.modemmanager = ModemManagerAdapter(bus, timeout=timeout)

@@ -82,13 +82,21 @@ def test_bind_sources_run_before_the_mounts_and_only_when_something_is_missing()
     assert sources["Service"]["ExecStart"] == ["/usr/bin/hostd --prepare bind-sources"]
 
 
+def seconds(value: str) -> float:
+    return float(value.removesuffix("s"))
+
+
 def test_the_network_waits_for_its_inputs_not_for_hostd() -> None:
     inputs = unit("hostd-network-inputs.service")
     assert set(NETWORK) <= set(inputs["Unit"]["Before"]) and "network-pre.target" in inputs["Unit"]["Before"]
     assert "local-fs.target" in inputs["Unit"]["After"] and inputs["Unit"]["DefaultDependencies"] == ["no"]
     assert inputs["Service"]["ExecStart"] == ["/usr/bin/hostd --prepare network-inputs"]
     hostd = unit("hostd.service")
-    assert "hostd-network-inputs.service" in hostd["Unit"]["After"]
+    # hostd starts beside the stage (its first reconcile waits for the stage's job, not systemd).
+    assert "hostd-network-inputs.service" not in hostd["Unit"]["After"] + inputs["Unit"]["After"]
+    assert "hostd.service" not in inputs["Unit"]["Before"]
+    # A hung stage is ended by systemd, so hostd's wait for it ends inside hostd's own start timeout.
+    assert seconds(inputs["Service"]["TimeoutStartSec"][0]) < seconds(hostd["Service"]["TimeoutStartSec"][0])
     # Nothing of the network is ordered after hostd (network-pre.target would hold NetworkManager).
     assert not set(hostd["Unit"]["Before"]) & {*NETWORK, "network-pre.target"}
     # avahi-daemon waits for hostd: discoverability set off holds from boot.
