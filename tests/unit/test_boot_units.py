@@ -54,24 +54,22 @@ def test_committed_units_are_what_the_packaging_script_writes(tmp_path: Path) ->
     assert mounts == {Path(rel).name for rel in generated if rel.endswith(".mount")}
 
 
-def test_one_mount_unit_per_state_path_bound_from_its_source() -> None:
+def test_one_mount_unit_per_bind_path_bound_from_its_source() -> None:
     layout = Layout()
     sources = dict((str(target), str(source)) for source, target in state.bind_mounts(layout))
     shipped = install_map()
-    for path in state.STATE_BIND_PATHS:
+    for path in state.STATE_BIND_PATHS + state.DATA_BIND_PATHS:
         name = unit_name_from_path(path)
         mount = unit(f"mounts/{name}")
         assert mount["Mount"]["Where"] == [path] and mount["Mount"]["What"] == [sources[path]], name
         assert mount["Mount"]["Options"] == ["bind"]
         assert mount["Unit"]["Description"][0].startswith("hostd"), name
         assert shipped[f"units/mounts/{name}"] == f"/usr/lib/systemd/system/{name}"
-    # /var/log/journal stays hostd's live decision (persistentLogging)
-    assert not any((UNITS / "mounts" / unit_name_from_path(p)).exists() for p in state.DATA_BIND_PATHS)
 
 
 def test_bind_sources_run_before_the_mounts_and_only_when_something_is_missing() -> None:
     sources = unit("hostd-bind-sources.service")
-    names = [unit_name_from_path(path) for path in state.STATE_BIND_PATHS]
+    names = [unit_name_from_path(path) for path in state.STATE_BIND_PATHS + state.DATA_BIND_PATHS]
     assert set(names) <= set(sources["Unit"]["Wants"]) and set(names) <= set(sources["Unit"]["Before"])
     assert "local-fs.target" in sources["Unit"]["Before"] and sources["Install"]["WantedBy"] == ["sysinit.target"]
     assert sources["Unit"]["DefaultDependencies"] == ["no"]
