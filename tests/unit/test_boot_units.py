@@ -115,8 +115,10 @@ MOUNT_NAMESPACE_SETTINGS = (
 def test_hostd_starts_without_a_mount_namespace_and_keeps_what_the_namespace_gave() -> None:
     service = unit("hostd.service")["Service"]
     assert not set(service) & set(MOUNT_NAMESPACE_SETTINGS)
-    # What ProtectKernelModules= and ProtectKernelLogs= dropped, and no mount system call at all
+    # What ProtectKernelModules=, ProtectKernelLogs= and ProtectClock= dropped (not the latter's
+    # filter, which refuses adjtimex's read: TimeSynchronized), and no mount system call at all
     # (ProtectControlGroups='s read-only cgroupfs was undone by any remount).
-    assert service["CapabilityBoundingSet"] == ["~CAP_SYS_MODULE CAP_SYSLOG"]
+    assert service["CapabilityBoundingSet"] == ["~CAP_SYS_MODULE CAP_SYSLOG CAP_SYS_TIME CAP_WAKE_ALARM"]
+    assert service["DeviceAllow"] == ["char-rtc r"] and "ProtectClock" not in service
     assert service["SystemCallFilter"] == ["~@module @mount syslog"]
     assert service["NoNewPrivileges"] == ["yes"]
