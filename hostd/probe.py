@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import hostd
+from hostd import children
 from hostd.urlcheck import HTTP_TIMEOUT
 
 if TYPE_CHECKING:
@@ -115,23 +116,12 @@ async def resolve(name: str, resolver: tuple[str, int]) -> str | None:
 async def http_status(uri: str, ca_pem: str = "") -> str | None:
     """``hostd.urlcheck``'s verdict on ``uri``, from a process of its own (see there why)."""
     package_dir = os.path.dirname(os.path.dirname(os.path.abspath(hostd.__file__)))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-I",
-        "-S",
-        "-c",
-        URLCHECK_MAIN.format(package_dir),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
     request = json.dumps({"uri": uri, "ca_pem": ca_pem}).encode()
+    argv = (sys.executable, "-I", "-S", "-c", URLCHECK_MAIN.format(package_dir))
     try:
-        stdout, _ = await asyncio.wait_for(process.communicate(request), HTTP_TIMEOUT + URLCHECK_SLACK)
+        returncode, stdout, _ = await children.run(argv, HTTP_TIMEOUT + URLCHECK_SLACK, stdin=request, stderr=False)
     except TimeoutError:
-        process.kill()
-        await process.wait()
         return f"no verdict within {HTTP_TIMEOUT + URLCHECK_SLACK:g} s"
-    if process.returncode != 0:  # its traceback is not shown: it may quote the URI
-        return f"the check failed (exit status {process.returncode})"
+    if returncode != 0:  # its traceback is not shown: it may quote the URI
+        return f"the check failed (exit status {returncode})"
     return stdout.decode(errors="replace") or None

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Self
 from dbus_fast import Message, MessageFlag, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
+from hostd import children
 from hostd.bus import errors, names
 
 DEFAULT_TIMEOUT = 5.0
@@ -554,27 +555,17 @@ class CommandFeature(Feature):
         bound = self.timeout if timeout is None else timeout
         command_line = " ".join((self.command, *args))
         try:
-            process = await asyncio.create_subprocess_exec(
-                self.command,
-                *args,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
+            returncode, stdout, stderr = await children.run((self.command, *args), bound)
         except FileNotFoundError:
             self._degrade(f"{self.command} is not installed")
             raise errors.ServiceUnavailable(f"{self.command} is not installed") from None
-        try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(), bound)
         except TimeoutError:
-            process.kill()
-            await process.wait()
             self._degrade(f"{command_line!r} did not finish within {bound:g} s")
             raise errors.Timeout(f"{command_line!r} did not finish within {bound:g} s") from None
-        if process.returncode != 0:
+        if returncode != 0:
             # chronyc prints its errors ("506 Cannot talk to daemon") on stdout.
             output = (stderr or stdout).decode(errors="replace")
-            raise self._failure(command_line, process.returncode or 0, output)
+            raise self._failure(command_line, returncode, output)
         self._recover()
         return stdout.decode(errors="replace")
 

@@ -51,23 +51,18 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
     if not ctx.layout.path("/run/udev/control").exists():
         outcome.problems.append("systemd-udevd is not running: the rules take effect when it starts")
         return outcome
-    import asyncio  # the live side only: the offline steps (hostd.prepare) run without it
+    from hostd import children  # the live side only: the offline steps (hostd.prepare) run without asyncio
 
     for argv in (
         ("udevadm", "control", "--reload"),
         ("udevadm", "trigger", "--action=change", "--settle"),
     ):
-        process = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-        )
         try:
-            _, stderr = await asyncio.wait_for(process.communicate(), UDEVADM_TIMEOUT)
+            returncode, _, stderr = await children.run(argv, UDEVADM_TIMEOUT, stdout=False)
         except TimeoutError:
-            process.kill()
-            await process.wait()
             outcome.problems.append(f"{' '.join(argv)}: no answer within {UDEVADM_TIMEOUT:g} s")
             return outcome
-        if process.returncode != 0:
+        if returncode != 0:
             outcome.problems.append(f"{' '.join(argv)} failed: {stderr.decode(errors='replace').strip()}")
             return outcome
     return outcome
