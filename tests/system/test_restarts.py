@@ -189,12 +189,19 @@ def test_hostd_restart_on_a_converged_device_starts_no_hostnamed(hostd: Hostd) -
 
 
 def test_hostd_start_starts_no_timedated_and_time_synchronized_is_its_answer(hostd: Hostd) -> None:
-    """timedated (bus-activated, gone when idle) is not started by a hostd start: TimeSynchronized
+    """timedated (bus-activated, gone when idle) is not started by a hostd start, and its idle exit
+    does not wake hostd (the bus daemon holds no match rule of hostd's naming it): TimeSynchronized
     is read from the kernel as timedated reads it, and is timedated's own answer, asked afterwards."""
     tb = hostd.tb
     tb.exec(["systemctl", "stop", "systemd-timedated.service"])
     restart_hostd(hostd)
     assert tb.unit_state("systemd-timedated.service") == "inactive"
+    owner = hostd.busctl_json("call", DBUS, DBUS_PATH, DBUS, "GetNameOwner", "s", "io.hostd1")[0]
+    [rules] = hostd.busctl_json("call", DBUS, DBUS_PATH, f"{DBUS}.Debug.Stats", "GetAllMatchRules")
+    assert rules[owner] and not [rule for rule in rules[owner] if "timedate1" in rule], rules[owner]
     ours = hostd.prop("TimeSynchronized")
     theirs = tb.exec(["timedatectl", "show", "--property=NTPSynchronized", "--value"]).stdout.strip()
     assert ours is (theirs == "yes"), (ours, theirs)
+
+
+DBUS, DBUS_PATH = "org.freedesktop.DBus", "/org/freedesktop/DBus"
