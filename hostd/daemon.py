@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import argparse
 
     from hostd.api import Api
+    from hostd.bus.services import Services
     from hostd.discovery import Discovery
     from hostd.reconciler import Reconciler
     from hostd.timesync import TimeMonitor
@@ -96,6 +97,7 @@ class Daemon:
         watch = ConfigWatch(self.layout, reconciler.reconcile)
         events.follow(services, self.layout, self._on_service_event, self._on_discovery_changed(discovery))
         await services.start()
+        await self._after_network_inputs_stage(services)
 
         notify.notify("STATUS=Applying config.json")
         watch.mark_seen()
@@ -165,6 +167,25 @@ class Daemon:
             self._spawn(self.reconciler.rerun(steps))
         else:
             await self.reconciler.rerun(steps)
+
+    @staticmethod
+    async def _after_network_inputs_stage(services: Services) -> None:
+        """One writer at a time: hostd starts beside the network-inputs stage (its interpreter,
+        imports and attaching overlap the stage), and its first reconcile waits for the stage's
+        job to be over.  At a restart of hostd it is long over: no wait, no call (systemd's answer
+        at attach tells it)."""
+        from hostd.prepare import NETWORK_INPUTS_UNIT
+
+        systemd = services.systemd
+        if systemd.has_job(NETWORK_INPUTS_UNIT):
+            notify.notify(f"STATUS=Waiting for {NETWORK_INPUTS_UNIT}")
+            log.info("waiting for %s to finish before applying config.json", NETWORK_INPUTS_UNIT)
+        if not await systemd.wait_until_no_job(NETWORK_INPUTS_UNIT):
+            log.warning(
+                "cannot tell whether %s has finished (systemd: %s); applying config.json without waiting for it",
+                NETWORK_INPUTS_UNIT,
+                systemd.degraded_reason or "left the bus",
+            )
 
     def _on_discovery_changed(self, discovery: Discovery) -> Callable[[], Awaitable[None]]:
         async def changed() -> None:

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from hostd.layout import Layout
     from hostd.steps.base import Step
 
+NETWORK_INPUTS_UNIT = "hostd-network-inputs.service"
+"""The network-inputs stage's unit: hostd starts beside it and its first reconcile waits for it."""
+
 # Each stage's steps, by name, in the registry's running order (hostd.steps.ALL_STEPS).
 STAGES: dict[str, tuple[str, ...]] = {
     "bind-sources": ("state",),

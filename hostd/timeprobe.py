@@ -1,8 +1,8 @@
 """The HTTPS time probe: the time a verified server states (its Date header), before NTP works.
 
 Run by ``hostd-time-probe.service`` (``hostd --time-probe``), never inside hostd: it imports ssl
-(OpenSSL, several MiB resident) and runs with CAP_SYS_TIME, which hostd's unit drops
-(ProtectClock=yes).  It reads the request hostd wrote (the URL, the extra CA, the build time),
+(OpenSSL, several MiB resident) and runs with CAP_SYS_TIME, which hostd's unit drops.  It reads
+the request hostd wrote (the URL, the extra CA, the build time),
 tries a few times with backoff, raises the clock when the verified time is ahead of it, and writes
 the result for hostd.  Standard library only, but for the build time (``hostd.clock``: the image's
 ``/etc/timestamp``, the floor the clock was raised to at boot).

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING, Any
 
-from hostd import __version__
+from hostd import __version__, timesync
 from hostd import config as config_model
 from hostd.steps import connections, dns, ntp, proxy
 from hostd.steps import logging as logging_step
@@ -60,7 +60,7 @@ class View:
             "DnsServers": list(given_dns.servers) if isinstance(given_dns, dns.Given) else [],
             "DnsMode": config.dns_mode,
             "NtpServers": list(config.ntp_servers),
-            "TimeSynchronized": self._time_synchronized(),
+            "TimeSynchronized": timesync.kernel_synchronized(),
             "TimeTrusted": time_state.trusted,
             "TimeSource": time_state.source,
             "LastSync": time_state.last_sync,
@@ -167,10 +167,6 @@ class View:
             return socket.gethostname()
         hostname1 = self.services.hostname1
         return hostname1.hostname if hostname1.available else ""
-
-    def _time_synchronized(self) -> bool:
-        timedate1 = self.services.timedate1
-        return bool(timedate1.ntp_synchronized) if timedate1.available else False
 
     def _modems(self) -> list[dict[str, Any]]:
         return [

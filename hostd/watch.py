@@ -87,7 +87,7 @@ def _stat_stamp(path: Path) -> FileStamp | None:
 
 class Inotify:
     """An inotify instance, through libc (the standard library has no binding; ctypes is imported
-    only here, once hostd is ready, so that a boot does not wait for it)."""
+    once hostd is ready, or just before for TimeSynchronized: hostd.timesync)."""
 
     def __init__(self) -> None:
         import ctypes

@@ -199,11 +199,9 @@ class BusAdapter(Feature):
     signal_rules: ClassVar[tuple[dict[str, str], ...]] = ()
     """Match rules (without sender) for the signals this adapter follows; kept narrow on purpose."""
     exits_when_idle: ClassVar[bool] = False
-    """The service is bus-activated and exits when idle (hostnamed, timedated): absence is routine."""
-    activated_at_start: ClassVar[bool] = True
-    """Such a service, not running when hostd starts, is started then (its state is read from the
-    start); False: left alone until a call needs it (the bus starts it then), so that a start that
-    changes nothing costs no process start."""
+    """The service is bus-activated and exits when idle (hostnamed): absence is routine.  Not
+    running when hostd starts, it is left alone until a call needs it (the bus starts it then), so
+    that a start that changes nothing costs no process start."""
 
     def __init__(self, bus: MessageBus, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         super().__init__()
@@ -263,8 +261,6 @@ class BusAdapter(Feature):
                 self._activatable = self.bus_name in activatable
             owner_changes_before = self._owner_changes
             owner = await self._current_owner()
-            if owner is None and self._activatable and self.activated_at_start:
-                owner = await self._activate()
         except errors.BusError as err:
             self._degrade(f"cannot watch it: {err}")
             return
@@ -438,15 +434,6 @@ class BusAdapter(Feature):
             return await self._current_owner() != owner
         except errors.BusError:
             return True
-
-    async def _activate(self) -> str | None:
-        """Start a bus-activated service once at boot, so its state is known from the start."""
-        try:
-            await self._call_bus_daemon("StartServiceByName", "su", self.bus_name, 0)
-        except errors.BusError as err:
-            self._degrade(f"activation failed: {err}")
-            return None
-        return await self._current_owner()
 
     def _dispatch(self, message: Message) -> None:
         """Message handler on the shared connection; returns None so other handlers see every message."""

@@ -10,11 +10,10 @@ class Hostname1Adapter(BusAdapter):
     key = "hostname1"
     bus_name = names.HOSTNAME1_NAME
     signal_rules = (properties_changed_rule(path=names.HOSTNAME1_PATH, arg0=names.HOSTNAME1_INTERFACE),)
-    exits_when_idle = True
     # The hostname step decides on the real state (/etc/hostname, the kernel's name) and calls
     # hostnamed only to change it: a start that finds the name set (the boot stage set it) starts no
     # hostnamed.  Its cache fills once it runs.
-    activated_at_start = False
+    exits_when_idle = True
 
     @property
     def hostname(self) -> str:

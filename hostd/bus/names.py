@@ -48,11 +48,6 @@ HOSTNAME1_NAME = "org.freedesktop.hostname1"
 HOSTNAME1_PATH = "/org/freedesktop/hostname1"
 HOSTNAME1_INTERFACE = "org.freedesktop.hostname1"
 
-# systemd-timedated
-TIMEDATE1_NAME = "org.freedesktop.timedate1"
-TIMEDATE1_PATH = "/org/freedesktop/timedate1"
-TIMEDATE1_INTERFACE = "org.freedesktop.timedate1"
-
 # Avahi
 AVAHI_NAME = "org.freedesktop.Avahi"
 AVAHI_SERVER_PATH = "/"

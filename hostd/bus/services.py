@@ -17,7 +17,7 @@ from hostd.bus.networkmanager import NetworkManagerAdapter
 from hostd.bus.nftables import Nftables
 from hostd.bus.redsocks import REDSOCKS_UNIT, Redsocks
 from hostd.bus.systemd import SystemdAdapter
-from hostd.bus.timedate1 import Timedate1Adapter
+from hostd.prepare import NETWORK_INPUTS_UNIT
 
 
 class Services:
@@ -26,12 +26,14 @@ class Services:
 
     def __init__(self, bus: MessageBus, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.systemd = SystemdAdapter(
-            bus, timeout=timeout, followed_units=(*CHRONY_UNITS, JOURNALD_UNIT, REDSOCKS_UNIT, AVAHI_SERVICE_UNIT)
+            bus,
+            timeout=timeout,
+            followed_units=(*CHRONY_UNITS, JOURNALD_UNIT, REDSOCKS_UNIT, AVAHI_SERVICE_UNIT),
+            awaited_units=(NETWORK_INPUTS_UNIT,),
         )
         self.networkmanager = NetworkManagerAdapter(bus, timeout=timeout)
         self.modemmanager = ModemManagerAdapter(bus, timeout=timeout)
         self.hostname1 = Hostname1Adapter(bus, timeout=timeout)
-        self.timedate1 = Timedate1Adapter(bus, timeout=timeout)
         self.avahi = AvahiAdapter(bus, timeout=timeout)
         self.dnsmasq = DnsmasqAdapter(bus, timeout=timeout)
         self.chrony = Chrony(timeout=timeout)
@@ -46,7 +48,6 @@ class Services:
             self.networkmanager,
             self.modemmanager,
             self.hostname1,
-            self.timedate1,
             self.avahi,
             self.dnsmasq,
             self.chrony,

@@ -121,12 +121,16 @@ class SystemdAdapter(BusAdapter):
         timeout: float = DEFAULT_TIMEOUT,
         job_timeout: float = DEFAULT_JOB_TIMEOUT,
         followed_units: tuple[str, ...] = (),
+        awaited_units: tuple[str, ...] = (),
     ) -> None:
         super().__init__(bus, timeout=timeout)
         self.job_timeout = job_timeout
         # Units whose ActiveState is followed from PropertiesChanged (services with no bus name of
-        # their own, such as chronyd and journald): one narrow match rule each.
-        self._followed = {unit_object_path(unit): unit for unit in followed_units}
+        # their own, such as chronyd and journald), and units whose job hostd waits for without
+        # following their state (wait_until_no_job): one narrow match rule each.
+        self._followed = {unit_object_path(unit): unit for unit in (*followed_units, *awaited_units)}
+        self._awaited = frozenset(awaited_units)
+        self._no_job_waiters: dict[str, list[asyncio.Future[bool]]] = {}
         self.signal_rules = (
             *type(self).signal_rules,
             *(properties_changed_rule(path=path, arg0=UNIT_INTERFACE) for path in self._followed),
@@ -237,6 +241,30 @@ class SystemdAdapter(BusAdapter):
             return None
         return ActiveState(self._cached(unit_object_path(name), UNIT_INTERFACE).get("ActiveState", "unknown"))
 
+    def has_job(self, name: str) -> bool:
+        """An awaited unit has a job queued or running (at boot: its start job), as systemd said last."""
+        job_id, _job_path = self._cached(unit_object_path(name), UNIT_INTERFACE).get("Job", [0, "/"])
+        return self.attached and job_id != 0
+
+    async def wait_until_no_job(self, name: str) -> bool:
+        """Return once an awaited unit has no job (its start done, failed, or skipped by a
+        condition), at once if it has none: True.  False, without waiting, when systemd cannot say
+        (not on the bus, not attached) or leaves the bus during the wait.  No call: the state read
+        at attach, JobRemoved and PropertiesChanged tell it."""
+        if not self.attached:
+            return False
+        if not self.has_job(name):
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        self._no_job_waiters.setdefault(name, []).append(waiter)
+        return await waiter
+
+    def _wake_no_job_waiters(self, name: str) -> None:
+        if not self.has_job(name):
+            for waiter in self._no_job_waiters.pop(name, []):
+                if not waiter.done():
+                    waiter.set_result(True)
+
     def on_unit_state_changed(self, callback: Callable[[str, ActiveState], Awaitable[None]]) -> None:
         """Register a callback that gets (unit, ActiveState) whenever a followed unit's state changes."""
         self._unit_state_callbacks.add(callback)
@@ -252,13 +280,28 @@ class SystemdAdapter(BusAdapter):
         reply = await self._call_message(
             names.SYSTEMD_PATH, names.SYSTEMD_MANAGER_INTERFACE, "ListUnitsByNames", "as", units
         )
-        for unit_name, _description, load_state, active_state, *_ in reply.body[0]:
-            values = {"ActiveState": active_state, "LoadState": load_state}
+        # (name, description, load, active, sub, following, unit path, job id, job type, job path)
+        for (
+            unit_name,
+            _description,
+            load_state,
+            active_state,
+            _sub,
+            _following,
+            _path,
+            job_id,
+            _type,
+            job,
+        ) in reply.body[0]:
+            values = {"ActiveState": active_state, "LoadState": load_state, "Job": [job_id, job]}
             self._store_properties(unit_object_path(unit_name), UNIT_INTERFACE, values, reply.serial)
 
     def _on_properties_changed(self, path: str, interface: str, changed: set[str]) -> None:
         unit = self._followed.get(path)
-        if unit is not None and "ActiveState" in changed:
+        if unit in self._awaited:
+            if "Job" in changed:
+                self._wake_no_job_waiters(unit)
+        elif unit is not None and "ActiveState" in changed:
             state = self.followed_unit_state(unit)
             if state is not None:
                 self._unit_state_callbacks.fire(unit, state)
@@ -268,11 +311,20 @@ class SystemdAdapter(BusAdapter):
             if not waiter.done():
                 waiter.set_exception(errors.ServiceUnavailable("systemd went away while a job was running"))
         self._finished_before_awaited.clear()
+        for waiters in self._no_job_waiters.values():
+            for no_job_waiter in waiters:
+                if not no_job_waiter.done():
+                    no_job_waiter.set_result(False)
+        self._no_job_waiters.clear()
 
     def _on_signal(self, message: Message) -> None:
         if message.member != "JobRemoved":
             return
-        _job_id, job, _unit, result = message.body
+        _job_id, job, unit, result = message.body
+        if unit in self._awaited:
+            # Also told by the unit's PropertiesChanged (Job), which a systemd may merge or delay.
+            self._store_properties(unit_object_path(unit), UNIT_INTERFACE, {"Job": [0, "/"]}, message.serial)
+            self._wake_no_job_waiters(unit)
         waiter = self._job_waiters.get(job)
         if waiter is not None:
             if not waiter.done():

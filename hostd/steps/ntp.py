@@ -69,8 +69,6 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
             await chrony.reload_sources()
         except errors.ServiceUnavailable:
             return outcome  # stopped meanwhile: it reads its sourcedir when it starts
-    if services.timedate1.available:
-        await services.timedate1.refresh()  # timedated never signals NTPSynchronized
     return outcome
 
 

@@ -4,11 +4,12 @@ Also the first-boot / reset flag: when ``remove_me_to_reset`` is missing from a 
 boot (none of its bind mounts made yet), its overlay is wiped and the flag recreated.  Missing
 bind sources are created with the type of their target, with its mode and owner, and empty: the
 image's content is not copied, except the CA certificates, without which nothing can use TLS.
-At boot this file work runs before the mounts (``hostd --prepare bind-sources``), and the state
-partition's mounts are static units (units/mounts, written from STATE_BIND_PATHS by
+At boot this file work runs before the mounts (``hostd --prepare bind-sources``), and the
+mounts are static units (units/mounts, written from STATE_BIND_PATHS and DATA_BIND_PATHS by
 packaging/bind_units.py); the daemon finds them made, and makes through systemd only what is
-missing (a unit stopped since, the data partition's journal).  Offline they are reported as
-pending.
+missing (a unit stopped since, an image without the units).  Offline they are reported as
+pending.  The data partition's /var/log/journal is bound whatever persistentLogging says: the
+logging step's Storage= decides, live, whether journald writes there at all.
 """
 
 from __future__ import annotations

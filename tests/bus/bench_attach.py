@@ -33,11 +33,10 @@ from .fakes.hostname1 import FakeHostname1
 from .fakes.modemmanager import FakeModemManager
 from .fakes.networkmanager import FakeNetworkManager
 from .fakes.systemd import FakeSystemd
-from .fakes.timedate1 import FakeTimedate1
 from .support import private_dbus_daemon
 
 REAL_INTROSPECTION = Path("/usr/share/dbus-1/interfaces/org.freedesktop.Avahi.Server.xml")
-FAKES = (FakeSystemd, FakeNetworkManager, FakeModemManager, FakeHostname1, FakeTimedate1, FakeAvahi, FakeDnsmasq)
+FAKES = (FakeSystemd, FakeNetworkManager, FakeModemManager, FakeHostname1, FakeAvahi, FakeDnsmasq)
 
 
 async def serve(address: str) -> None:

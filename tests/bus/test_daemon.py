@@ -4,29 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
 from hostd import api
 from hostd.daemon import Daemon
 from hostd.layout import Layout
+from hostd.prepare import NETWORK_INPUTS_UNIT
 from hostd.reconciler import Reconciler
 
 from .fakes.dnsmasq import FakeDnsmasq
 from .fakes.networkmanager import FakeNetworkManager
 from .fakes.systemd import FakeSystemd
-from .support import wait_until
+from .support import log_lines, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 UUID = "0123456789abcdef0123456789abcdef"
@@ -377,6 +380,52 @@ async def test_a_service_on_the_bus_during_the_first_reconcile_gets_its_steps_ru
     async with running_daemon(layout, bus_address) as daemon:
         await wait_until(lambda: verdict(daemon) == "loaded", 5)
     await nm.stop()
+
+
+async def test_the_first_reconcile_waits_for_the_network_inputs_stage(
+    tmp_path: Path, bus_address: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """hostd starts beside the stage: while systemd still runs the stage's start job, hostd
+    writes nothing (one writer at a time) and is not ready; once the job is over, it reconciles.
+    When systemd leaves the bus during the wait, hostd goes on (it cannot learn more) and says so."""
+    layout = make_root(tmp_path, {"uuid": UUID, "hostname": "kitchen"})
+    systemd = FakeSystemd(bus_address)
+    await systemd.start()
+    systemd.manager.units[NETWORK_INPUTS_UNIT] = ("loaded", "activating", "start")
+    systemd.manager.queue_job(NETWORK_INPUTS_UNIT)
+    async with running_daemon_waiting(layout, bus_address, until=lambda: systemd.calls_to("ListUnitsByNames")):
+        await asyncio.sleep(0.2)
+        assert layout.etc_hostname.read_text() == ""
+        systemd.manager.finish_job(NETWORK_INPUTS_UNIT)
+    assert layout.etc_hostname.read_text() == "kitchen\n"
+
+    layout.config_json.write_text(json.dumps({"uuid": UUID, "hostname": "garage"}))
+    systemd.manager.queue_job(NETWORK_INPUTS_UNIT)
+    await systemd.restart()
+    async with running_daemon_waiting(layout, bus_address, until=lambda: systemd.calls_to("ListUnitsByNames")):
+        await asyncio.sleep(0.2)
+        assert layout.etc_hostname.read_text() == "kitchen\n"
+        await systemd.stop()  # a job that never ends: only systemd leaving ends the wait
+    assert layout.etc_hostname.read_text() == "garage\n"
+    warnings = log_lines(caplog, "hostd", logging.WARNING)
+    assert any(f"cannot tell whether {NETWORK_INPUTS_UNIT} has finished" in line for line in warnings), warnings
+
+
+@asynccontextmanager
+async def running_daemon_waiting(layout: Layout, address: str, until: Callable[[], object]) -> AsyncIterator[None]:
+    """A daemon started while the block runs, expected to serve only once the block is over."""
+    daemon = Daemon(layout, address)
+    task = asyncio.create_task(daemon.run())
+    async with client(address) as bus:
+        await wait_until(until, 5)
+        yield
+        assert not await name_has_owner(bus)
+        while not await name_has_owner(bus):
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+    daemon.stop()
+    assert await asyncio.wait_for(task, 10) == 0
 
 
 async def test_watchdog_and_ready_notifications(tmp_path: Path, bus_address: str, monkeypatch) -> None:

@@ -11,7 +11,6 @@ from dbus_fast.aio import MessageBus
 
 from hostd.bus import errors, names
 from hostd.bus.hostname1 import Hostname1Adapter
-from hostd.bus.timedate1 import Timedate1Adapter
 
 from .fakes.hostname1 import FakeHostname1
 from .support import Recorder, client_bus, log_lines, wait_until
@@ -103,15 +102,3 @@ async def test_activatable_service_exiting_when_idle_stays_available(
             await hostname1.set_static_hostname("x")
         await fake.start()
         await wait_until(lambda: attached.count == 1)
-
-
-async def test_activatable_service_that_cannot_start_is_degraded(
-    bus_address: str, bus_service_dir: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    async with client_bus(bus_address) as bus:
-        await _make_activatable(bus, bus_service_dir, names.TIMEDATE1_NAME)
-        timedate1 = Timedate1Adapter(bus)  # started at hostd's start: TimeSynchronized is its answer
-        await timedate1.start()
-        assert not timedate1.available
-        assert "activation failed" in (timedate1.degraded_reason or "")
-        assert len(log_lines(caplog, "hostd.bus.timedate1")) == 1

@@ -22,7 +22,6 @@ from hostd.bus.hostname1 import Hostname1Adapter
 from hostd.bus.modemmanager import ModemManagerAdapter
 from hostd.bus.networkmanager import NetworkManagerAdapter, NMState
 from hostd.bus.systemd import SystemdAdapter
-from hostd.bus.timedate1 import Timedate1Adapter
 
 from .fakes.avahi import FakeAvahi
 from .fakes.base import FakeService
@@ -31,7 +30,6 @@ from .fakes.hostname1 import FakeHostname1
 from .fakes.modemmanager import FakeModemManager
 from .fakes.networkmanager import FakeNetworkManager
 from .fakes.systemd import FakeSystemd
-from .fakes.timedate1 import FakeTimedate1
 from .support import Recorder, client_bus, log_lines, wait_until
 
 
@@ -116,17 +114,6 @@ CASES = {
         prepare_adapter=_nothing,
         change_while_away=lambda fake: setattr(fake.hostnamed, "hostname", "renamed"),
         refilled=lambda a, fake: a.hostname == "renamed",
-    ),
-    "timedate1": Case(
-        adapter=Timedate1Adapter,
-        fake=FakeTimedate1,
-        probe=lambda a: a.refresh(),
-        probe_member="GetAll",
-        attach_member="GetAll",
-        prepare_fake=_no_change,
-        prepare_adapter=_nothing,
-        change_while_away=lambda fake: setattr(fake.timedated, "timezone", "Europe/Paris"),
-        refilled=lambda a, fake: a.timezone == "Europe/Paris",
     ),
     "avahi": Case(
         adapter=AvahiAdapter,

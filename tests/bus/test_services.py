@@ -29,12 +29,12 @@ async def test_start_attaches_what_runs_and_reports_the_rest(
         await services.start()
         elapsed = asyncio.get_running_loop().time() - started
         degraded = services.degraded()
-        assert set(degraded) == {"modemmanager", "hostname1", "timedate1", "dnsmasq", "chrony"}
+        assert set(degraded) == {"modemmanager", "hostname1", "dnsmasq", "chrony"}
         assert degraded["dnsmasq"] == "not running"
         assert services.systemd.available and services.networkmanager.available and services.avahi.available
         assert elapsed < 1.0
         warnings = [r for r in caplog.records if r.name.startswith("hostd.bus.") and r.levelno >= logging.WARNING]
-        assert len(warnings) == 5  # one line per missing service
+        assert len(warnings) == 4  # one line per missing service
         await services.close()
 
 

@@ -198,3 +198,49 @@ async def test_followed_units_are_read_in_one_call_at_attach(bus_address: str) -
         assert systemd.followed_unit_state("chronyd.service") is None  # not-found: not followed
         # One round trip for all of them, not a LoadUnit and two Gets per unit (hostd's start waits for it).
         assert fake.calls_to("ListUnitsByNames") == [[list(followed)]]
+
+
+async def test_waiting_for_an_awaited_units_job(bus_address: str) -> None:
+    """The network-inputs stage's start job still runs when hostd attaches: the wait ends on its
+    JobRemoved, with no call beyond the one ListUnitsByNames at attach; a unit without a job (a
+    restart of hostd: the stage is long over) is not waited for."""
+    fake = FakeSystemd(bus_address)
+    await fake.start()
+    fake.manager.units["stage.service"] = ("loaded", "activating", "start")
+    fake.manager.queue_job("stage.service")
+    async with client_bus(bus_address) as bus:
+        systemd = SystemdAdapter(
+            bus, followed_units=("chrony.service",), awaited_units=("stage.service", "over.service")
+        )
+        await systemd.start()
+        assert await systemd.wait_until_no_job("over.service") is True
+        assert systemd.has_job("stage.service")
+        wait = asyncio.ensure_future(systemd.wait_until_no_job("stage.service"))
+        await asyncio.sleep(0.1)
+        assert not wait.done()
+        fake.manager.finish_job("stage.service", "failed")  # failed or skipped: over all the same
+        assert await asyncio.wait_for(wait, 5) is True
+        assert not systemd.has_job("stage.service")
+        assert len(fake.calls) == 2, fake.calls  # Subscribe, ListUnitsByNames
+
+
+async def test_a_wait_for_a_job_ends_when_systemd_cannot_say(bus_address: str) -> None:
+    """A stage whose job never ends ends the wait only if systemd leaves the bus (systemd bounds
+    the stage with its start timeout); without systemd on the bus there is no wait at all."""
+    fake = FakeSystemd(bus_address)
+    await fake.start()
+    fake.manager.queue_job("stage.service")
+    async with client_bus(bus_address) as bus:
+        systemd = SystemdAdapter(bus, awaited_units=("stage.service",))
+        await systemd.start()
+        wait = asyncio.ensure_future(systemd.wait_until_no_job("stage.service"))
+        await asyncio.sleep(0.1)
+        assert not wait.done()
+        await fake.stop()
+        assert await asyncio.wait_for(wait, 5) is False
+        assert await systemd.wait_until_no_job("stage.service") is False
+    async with client_bus(bus_address) as bus:
+        systemd = SystemdAdapter(bus, awaited_units=("stage.service",))
+        await systemd.start()
+        assert systemd.degraded_reason == "not running"
+        assert await systemd.wait_until_no_job("stage.service") is False

@@ -102,3 +102,37 @@ def test_an_unchanged_reboot_replays_the_stage(boot: Hostd) -> None:
     assert tb.exec(["hostname"]).stdout.strip() == name
     generation = tb.exec(["cat", "/run/hostd/network-inputs.generation"]).stdout.strip()
     assert generation == boot.describe()["generations"]["current"], generation
+
+
+def test_hostd_starts_beside_the_stage_and_writes_after_it(boot: Hostd) -> None:
+    """hostd is not ordered after the stage: at a reboot its process starts while the stage has
+    not even run (a drop-in holds the stage back 3 s), and its first reconcile waits for the
+    stage's job: the udev rule config.json gained while the device was off (no stage step writes
+    it) is written after the stage's exit, by the file's own mtime against systemd's timestamp."""
+    tb = boot.tb
+    drop_in = tb.root_dir / f"etc/systemd/system/{INPUTS}.d/zz-slow-stage-test.conf"  # the root is read-only inside
+    drop_in.parent.mkdir(parents=True, exist_ok=True)
+    drop_in.write_text("[Service]\nExecStartPre=/bin/sleep 3\n")
+    try:
+        tb.systemctl("stop", "hostd.service")
+        boot.edit_config(os={"udevRules": {"99-hostd-beside-test": "# written by hostd's first reconcile\n"}})
+        tb.reboot()
+        boot.wait_ready()
+    finally:
+        drop_in.unlink()
+        tb.systemctl("daemon-reload")
+    hostd_start = mono(boot, "hostd.service", "ExecMainStartTimestampMonotonic")
+    assert 0 < hostd_start < mono(boot, INPUTS, "ExecMainStartTimestampMonotonic")
+    stage_done = realtime_us(boot, INPUTS, "ActiveEnterTimestamp")  # its job over, after its exit
+    rule = "/etc/udev/rules.d/99-hostd-beside-test.rules"
+    written = int(tb.exec(["stat", "--format=%.6Y", rule]).stdout.strip().replace(".", ""))
+    assert stage_done <= written, (stage_done, written)
+    journal = tb.exec(["journalctl", "-b", "-u", "hostd.service", "-o", "cat", "--no-pager"]).stdout
+    assert f"waiting for {INPUTS} to finish before applying config.json" in journal, journal
+
+
+def realtime_us(hostd: Hostd, unit: str, prop: str) -> int:
+    """A unit's realtime timestamp in microseconds (systemctl show prints it to the second)."""
+    path = "/org/freedesktop/systemd1/unit/" + "".join(c if c.isalnum() else f"_{ord(c):02x}" for c in unit)
+    out = hostd.tb.busctl("get-property", "org.freedesktop.systemd1", path, "org.freedesktop.systemd1.Unit", prop)
+    return int(out.stdout.split()[1])

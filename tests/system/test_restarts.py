@@ -143,6 +143,9 @@ def converged(hostd: Hostd) -> dict[str, Any]:
 
 def restart_hostd(hostd: Hostd) -> int:
     old = hostd.pid()
+    # Zero systemd's start-rate counter (5 starts in 10 s): these tests restart hostd quickly one
+    # after the other, and the next test file's restarts must not hit the limit either.
+    hostd.tb.exec(["systemctl", "reset-failed", "hostd.service"])
     hostd.tb.restart_unit("hostd.service")
     hostd.wait_ready()
     assert hostd.pid() != old
@@ -183,3 +186,22 @@ def test_hostd_restart_on_a_converged_device_starts_no_hostnamed(hostd: Hostd) -
     name = hostd.describe()["hostname"]
     assert (tb.hostname(), tb.exec(["cat", "/etc/hostname"]).stdout.strip()) == (name, name)
     assert hostd.prop("Degraded") == [] and hostd.step("hostname")["status"] == "ok"
+
+
+def test_hostd_start_starts_no_timedated_and_time_synchronized_is_its_answer(hostd: Hostd) -> None:
+    """timedated (bus-activated, gone when idle) is not started by a hostd start, and its idle exit
+    does not wake hostd (the bus daemon holds no match rule of hostd's naming it): TimeSynchronized
+    is read from the kernel as timedated reads it, and is timedated's own answer, asked afterwards."""
+    tb = hostd.tb
+    tb.exec(["systemctl", "stop", "systemd-timedated.service"])
+    restart_hostd(hostd)
+    assert tb.unit_state("systemd-timedated.service") == "inactive"
+    owner = hostd.busctl_json("call", DBUS, DBUS_PATH, DBUS, "GetNameOwner", "s", "io.hostd1")[0]
+    [rules] = hostd.busctl_json("call", DBUS, DBUS_PATH, f"{DBUS}.Debug.Stats", "GetAllMatchRules")
+    assert rules[owner] and not [rule for rule in rules[owner] if "timedate1" in rule], rules[owner]
+    ours = hostd.prop("TimeSynchronized")
+    theirs = tb.exec(["timedatectl", "show", "--property=NTPSynchronized", "--value"]).stdout.strip()
+    assert ours is (theirs == "yes"), (ours, theirs)
+
+
+DBUS, DBUS_PATH = "org.freedesktop.DBus", "/org/freedesktop/DBus"

@@ -54,24 +54,22 @@ def test_committed_units_are_what_the_packaging_script_writes(tmp_path: Path) ->
     assert mounts == {Path(rel).name for rel in generated if rel.endswith(".mount")}
 
 
-def test_one_mount_unit_per_state_path_bound_from_its_source() -> None:
+def test_one_mount_unit_per_bind_path_bound_from_its_source() -> None:
     layout = Layout()
     sources = dict((str(target), str(source)) for source, target in state.bind_mounts(layout))
     shipped = install_map()
-    for path in state.STATE_BIND_PATHS:
+    for path in state.STATE_BIND_PATHS + state.DATA_BIND_PATHS:
         name = unit_name_from_path(path)
         mount = unit(f"mounts/{name}")
         assert mount["Mount"]["Where"] == [path] and mount["Mount"]["What"] == [sources[path]], name
         assert mount["Mount"]["Options"] == ["bind"]
         assert mount["Unit"]["Description"][0].startswith("hostd"), name
         assert shipped[f"units/mounts/{name}"] == f"/usr/lib/systemd/system/{name}"
-    # /var/log/journal stays hostd's live decision (persistentLogging)
-    assert not any((UNITS / "mounts" / unit_name_from_path(p)).exists() for p in state.DATA_BIND_PATHS)
 
 
 def test_bind_sources_run_before_the_mounts_and_only_when_something_is_missing() -> None:
     sources = unit("hostd-bind-sources.service")
-    names = [unit_name_from_path(path) for path in state.STATE_BIND_PATHS]
+    names = [unit_name_from_path(path) for path in state.STATE_BIND_PATHS + state.DATA_BIND_PATHS]
     assert set(names) <= set(sources["Unit"]["Wants"]) and set(names) <= set(sources["Unit"]["Before"])
     assert "local-fs.target" in sources["Unit"]["Before"] and sources["Install"]["WantedBy"] == ["sysinit.target"]
     assert sources["Unit"]["DefaultDependencies"] == ["no"]
@@ -82,13 +80,21 @@ def test_bind_sources_run_before_the_mounts_and_only_when_something_is_missing()
     assert sources["Service"]["ExecStart"] == ["/usr/bin/hostd --prepare bind-sources"]
 
 
+def seconds(value: str) -> float:
+    return float(value.removesuffix("s"))
+
+
 def test_the_network_waits_for_its_inputs_not_for_hostd() -> None:
     inputs = unit("hostd-network-inputs.service")
     assert set(NETWORK) <= set(inputs["Unit"]["Before"]) and "network-pre.target" in inputs["Unit"]["Before"]
     assert "local-fs.target" in inputs["Unit"]["After"] and inputs["Unit"]["DefaultDependencies"] == ["no"]
     assert inputs["Service"]["ExecStart"] == ["/usr/bin/hostd --prepare network-inputs"]
     hostd = unit("hostd.service")
-    assert "hostd-network-inputs.service" in hostd["Unit"]["After"]
+    # hostd starts beside the stage (its first reconcile waits for the stage's job, not systemd).
+    assert "hostd-network-inputs.service" not in hostd["Unit"]["After"] + inputs["Unit"]["After"]
+    assert "hostd.service" not in inputs["Unit"]["Before"]
+    # A hung stage is ended by systemd, so hostd's wait for it ends inside hostd's own start timeout.
+    assert seconds(inputs["Service"]["TimeoutStartSec"][0]) < seconds(hostd["Service"]["TimeoutStartSec"][0])
     # Nothing of the network is ordered after hostd (network-pre.target would hold NetworkManager).
     assert not set(hostd["Unit"]["Before"]) & {*NETWORK, "network-pre.target"}
     # avahi-daemon waits for hostd: discoverability set off holds from boot.
@@ -109,8 +115,10 @@ MOUNT_NAMESPACE_SETTINGS = (
 def test_hostd_starts_without_a_mount_namespace_and_keeps_what_the_namespace_gave() -> None:
     service = unit("hostd.service")["Service"]
     assert not set(service) & set(MOUNT_NAMESPACE_SETTINGS)
-    # What ProtectKernelModules= and ProtectKernelLogs= dropped, and no mount system call at all
+    # What ProtectKernelModules=, ProtectKernelLogs= and ProtectClock= dropped (not the latter's
+    # filter, which refuses adjtimex's read: TimeSynchronized), and no mount system call at all
     # (ProtectControlGroups='s read-only cgroupfs was undone by any remount).
-    assert service["CapabilityBoundingSet"] == ["~CAP_SYS_MODULE CAP_SYSLOG"]
+    assert service["CapabilityBoundingSet"] == ["~CAP_SYS_MODULE CAP_SYSLOG CAP_SYS_TIME CAP_WAKE_ALARM"]
+    assert service["DeviceAllow"] == ["char-rtc r"] and "ProtectClock" not in service
     assert service["SystemCallFilter"] == ["~@module @mount syslog"]
     assert service["NoNewPrivileges"] == ["yes"]

@@ -227,3 +227,25 @@ def test_chronyd_not_running_is_not_restarted_by_hostd(device) -> None:
 
     asyncio.run(run())
     assert "burst" not in services.chrony.calls and services.systemd.restarted == []
+
+
+def test_time_synchronized_is_the_kernels_maximum_error_under_16_s(monkeypatch: Any) -> None:
+    """TimeSynchronized as timedated reads it: adjtimex's maximum error under 16 s; a refused
+    adjtimex (a container's seccomp filter) is unsynchronized.  The real call answers too."""
+    import ctypes
+
+    from hostd import timesync
+
+    assert isinstance(timesync.kernel_synchronized(), bool)  # this machine's kernel, read only
+    _adjtimex, timex_type = timesync._adjtimex()
+
+    def answering(maxerror: int, result: int = 0) -> Any:
+        def adjtimex(pointer: Any) -> int:
+            ctypes.cast(pointer, ctypes.POINTER(timex_type)).contents.maxerror = maxerror
+            return result
+
+        return lambda: (adjtimex, timex_type)
+
+    for maxerror, result, synchronized in ((15_999_999, 0, True), (16_000_000, 5, False), (0, -1, False)):
+        monkeypatch.setattr(timesync, "_adjtimex", answering(maxerror, result))
+        assert timesync.kernel_synchronized() is synchronized, (maxerror, result)

@@ -18,7 +18,6 @@ def make_view(device) -> tuple[View, Reconciler, SimpleNamespace]:
     services = SimpleNamespace(
         networkmanager=SimpleNamespace(attached=True, dns_servers=["192.168.1.1"]),
         hostname1=SimpleNamespace(available=False),
-        timedate1=SimpleNamespace(available=False),
         modemmanager=SimpleNamespace(modems={}),
         avahi=SimpleNamespace(available=False),
         degraded=lambda: {"avahi": "not running"},

@@ -33,7 +33,17 @@ class Manager(ServiceInterface):
         self.units: dict[str, tuple[str, str, str]] = {}
         """unit -> (load state, active state, sub state)"""
         self.transient_units: dict[str, dict[str, Any]] = {}
+        self.queued_jobs: dict[str, int] = {}
+        """unit -> id of a job that runs until finish_job() (a boot's start job still running)"""
         self._next_job = 0
+
+    def queue_job(self, unit: str) -> None:
+        self._next_job += 1
+        self.queued_jobs[unit] = self._next_job
+
+    def finish_job(self, unit: str, result: str = "done") -> None:
+        job_id = self.queued_jobs.pop(unit)
+        self.JobRemoved(job_id, f"{names.SYSTEMD_PATH}/job/{job_id}", unit, result)
 
     def _queue_job(self, unit: str) -> str:
         self._next_job += 1
@@ -77,7 +87,9 @@ class Manager(ServiceInterface):
         rows = []
         for unit in units:
             load, active, sub = self.units.get(unit, ("not-found", "inactive", "dead"))
-            rows.append([unit, "", load, active, sub, "", "/", 0, "", "/"])
+            job_id = self.queued_jobs.get(unit, 0)
+            job = (f"{names.SYSTEMD_PATH}/job/{job_id}", "start") if job_id else ("/", "")
+            rows.append([unit, "", load, active, sub, "", "/", job_id, job[1], job[0]])
         return rows
 
     @dbus_method()
