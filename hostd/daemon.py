@@ -117,6 +117,7 @@ class Daemon:
         log.info("ready: %s", view.status_line())
 
         self._spawn(watch.run())
+        self._spawn(self._keep_network_inputs_stamp())
         interval = notify.watchdog_interval()
         if interval:
             self._spawn(self._watchdog(interval))
@@ -186,6 +187,15 @@ class Daemon:
                 NETWORK_INPUTS_UNIT,
                 systemd.degraded_reason or "left the bus",
             )
+
+    async def _keep_network_inputs_stamp(self) -> None:
+        """After READY, off the network's and hostd's start: the stage's new stamp onto flash."""
+        from hostd import prepare
+
+        try:
+            await asyncio.to_thread(prepare.keep_stamp, self.layout)
+        except OSError as exc:
+            log.warning("the network-inputs stage's stamp was not kept (the next boot runs it in full): %s", exc)
 
     def _on_discovery_changed(self, discovery: Discovery) -> Callable[[], Awaitable[None]]:
         async def changed() -> None:

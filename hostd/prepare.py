@@ -169,19 +169,36 @@ def full_run(stage: str, root: str | os.PathLike[str] = "/") -> int:
 
 
 def _record(layout: Layout, run_inputs: bytes, reads_good: bool, hostname: str | None) -> None:
-    """The stamp of this full run, for the next boot to replay (written only when it differs: an
-    unchanged boot writes nothing on flash)."""
+    """The stamp of this full run, for the next boot to replay, left in /run for the daemon to
+    keep (``keep_stamp``) when it differs from the kept one: an unchanged boot writes nothing on
+    flash, and no boot waits for the state partition's fsync."""
     from hostd import fsutil, stamp
     from hostd.log import Logger
 
     outputs = (*volatile_outputs(layout), layout.device_path(layout.network_inputs_generation))
-    path = layout.path("/" + stamp.STAMP)
+    pending = layout.path("/" + stamp.PENDING)
     try:
         content = stamp.content(str(layout.root), run_inputs, reads_good, hostname, outputs)
-        if fsutil.file_differs(path, content, 0o600) is not None:
-            fsutil.atomic_write(path, content, 0o600)
+        if fsutil.file_differs(layout.path("/" + stamp.STAMP), content, 0o600) is not None:
+            fsutil.atomic_write(pending, content, 0o600)
     except OSError as exc:  # the next boot runs in full again
-        Logger("hostd.prepare").warning("%s: not written: %s", layout.device_path(path), exc)
+        Logger("hostd.prepare").warning("%s: not written: %s", layout.device_path(pending), exc)
+
+
+def keep_stamp(layout: Layout) -> None:
+    """The daemon, once ready: the stamp a full run of the stage left in /run goes onto the state
+    partition (power-safely), for the next boot to replay.  Nothing to do after a replay or at a
+    restart of the daemon."""
+    from hostd import fsutil, stamp
+
+    pending = layout.path("/" + stamp.PENDING)
+    content = fsutil.read_bytes(pending)
+    if content is None:
+        return
+    kept = layout.path("/" + stamp.STAMP)
+    if fsutil.file_differs(kept, content, 0o600) is not None:
+        fsutil.atomic_write(kept, content, 0o600)
+    pending.unlink()
 
 
 def volatile_outputs(layout: Layout) -> tuple[str, ...]:

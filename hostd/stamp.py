@@ -7,7 +7,8 @@ state partition, a digest of everything that run reads and writes that outlives 
 generations, trial record and rejections the boot choice reads; the imported profiles and
 scripts, their manifests, /etc/hostname and the saved servers file; hostd's own code), a digest
 of what it reads in /run (``RUN_INPUTS``, before it writes), and what it left in /run (gone at
-every boot), the generation it wrote and the kernel hostname it set.  At the next boot, when
+every boot), the generation it wrote and the kernel hostname it set (left in /run for the daemon
+to keep: ``PENDING``).  At the next boot, when
 both digests are equal, a full run would find every step converged and write the same /run
 files: the stage writes those, sets the name and exits, having imported nothing but ``os`` and
 ``hashlib``.
@@ -23,6 +24,10 @@ from __future__ import annotations
 import os
 
 STAMP = "mnt/state/hostd/network-inputs.stamp"
+# Where a full run leaves a new stamp: tmpfs, so that its fsync on the state partition (about 8 ms,
+# more on an SD card) is not on the network's path.  The daemon, once ready, moves it to STAMP; a
+# boot whose daemon never gets there just runs in full again.
+PENDING = "run/hostd/network-inputs.stamp"
 FORMAT = b"hostd network-inputs stamp 1"
 # Device paths, relative to the root: files and directory trees (contents, modes and owners).
 PERSISTENT = (

@@ -20,7 +20,7 @@ import pytest
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
-from hostd import api
+from hostd import api, stamp
 from hostd.daemon import Daemon
 from hostd.layout import Layout
 from hostd.prepare import NETWORK_INPUTS_UNIT
@@ -426,6 +426,18 @@ async def running_daemon_waiting(layout: Layout, address: str, until: Callable[[
             await asyncio.sleep(0.01)
     daemon.stop()
     assert await asyncio.wait_for(task, 10) == 0
+
+
+async def test_the_daemon_keeps_the_stamp_the_stage_left_in_run(tmp_path: Path, bus_address: str) -> None:
+    """The network-inputs stage leaves a new stamp on tmpfs (no fsync on the network's path); hostd
+    puts it on the state partition once ready, for the next boot to replay."""
+    layout = make_root(tmp_path, {"uuid": UUID})
+    pending, kept = layout.path("/" + stamp.PENDING), layout.path("/" + stamp.STAMP)
+    pending.parent.mkdir(parents=True)
+    pending.write_bytes(b"a stamp")
+    async with running_daemon(layout, bus_address):
+        await wait_until(lambda: not pending.exists(), 5)
+        assert kept.read_bytes() == b"a stamp" and kept.stat().st_mode & 0o777 == 0o600
 
 
 async def test_watchdog_and_ready_notifications(tmp_path: Path, bus_address: str, monkeypatch) -> None:

@@ -91,6 +91,9 @@ def test_an_unchanged_reboot_replays_the_stage(boot: Hostd) -> None:
     tb = boot.tb
     tb.reboot()  # recorded by a full run at this boot, or replayed already
     boot.wait_ready()
+    # A full run leaves its stamp in /run; hostd keeps it on the state partition once ready.
+    tb.wait_for(lambda: tb.exec(["test", "!", "-e", "/run/hostd/network-inputs.stamp"], check=False).returncode == 0)
+    assert tb.exec(["test", "-s", "/mnt/state/hostd/network-inputs.stamp"], check=False).returncode == 0
     name = boot.describe()["hostname"]
     tb.reboot()
     boot.wait_ready()

@@ -77,7 +77,7 @@ def test_network_inputs_writes_exactly_the_network_inputs(device: DeviceRoot) ->
         layout.nm_dropin,
         layout.modprobe_dropin,
         layout.network_inputs_generation,
-        layout.path("/" + stamp.STAMP),  # what the next boot replays
+        layout.path("/" + stamp.PENDING),  # what the next boot replays, once the daemon keeps it
     }
     assert written(before, files(device.root)) == {layout.device_path(path) for path in expected}
 
@@ -115,10 +115,12 @@ def reboot(device: DeviceRoot) -> None:
 
 
 def boot(device: DeviceRoot) -> None:
-    """The stage, then the daemon's first reconcile: every step applied, the generation kept as good."""
+    """The stage, then the daemon's first reconcile: every step applied, the generation kept as
+    good, and the stage's stamp kept once ready."""
     assert prepare.run("network-inputs", device.root) == 0
     loaded = cfg.load(device.layout)
     engine.apply_loaded(loaded, Context(loaded.config, device.layout))
+    prepare.keep_stamp(device.layout)
 
 
 def test_network_inputs_on_an_unchanged_boot_write_nothing_on_flash(device: DeviceRoot) -> None:
@@ -320,6 +322,8 @@ def assert_same_as_a_full_run(device: DeviceRoot, tmp_path: Path) -> bool:
     if not replayed:
         assert prepare.full_run("network-inputs", device.root) == 0
     assert prepare.full_run("network-inputs", copy) == 0
+    for root in (device.root, copy):  # the daemon, once ready
+        prepare.keep_stamp(Layout(root))
     assert files_but_the_stamp(device.root) == files_but_the_stamp(copy)
     return replayed
 
@@ -484,7 +488,26 @@ def test_a_failed_step_records_no_stamp(device: DeviceRoot) -> None:
     device.layout.nm_dropin.parent.parent.mkdir(parents=True)
     device.layout.nm_dropin.parent.write_text("a file where a directory should be")
     assert prepare.run("network-inputs", device.root) == 1
+    assert not device.layout.path("/" + stamp.PENDING).exists()
+    prepare.keep_stamp(device.layout)
     assert not device.layout.path("/" + stamp.STAMP).exists()
+
+
+def test_the_stamp_waits_in_run_for_the_daemon(device: DeviceRoot, tmp_path: Path) -> None:
+    """A full run writes its stamp on tmpfs: the network does not wait for an fsync on the state
+    partition.  The daemon keeps it once ready; a boot whose daemon never got there (the stamp gone
+    with /run) runs in full again, and leaves what a full run leaves."""
+    device = prepared_device(device)
+    assert prepare.run("network-inputs", device.root) == 0
+    pending, kept = device.layout.path("/" + stamp.PENDING), device.layout.path("/" + stamp.STAMP)
+    assert pending.is_file() and not kept.exists()
+    reboot(device)  # no daemon at that boot
+    assert not assert_same_as_a_full_run(device, tmp_path / "1")
+    assert kept.is_file() and not pending.exists()
+    content = kept.read_bytes()
+    reboot(device)
+    assert assert_same_as_a_full_run(device, tmp_path / "2")
+    assert kept.read_bytes() == content and not pending.exists()
 
 
 @pytest.mark.parametrize(
