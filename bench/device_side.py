@@ -126,7 +126,7 @@ def reset(mode: str, machine: str) -> None:
     import socket
 
     socket.sethostname(machine)
-    # Bus-activated, so not running when a device boots: hostd's start brings them up.
+    # Bus-activated, so not running when a device boots (hostd's start starts neither).
     _run("systemctl", "stop", "systemd-hostnamed.service", "systemd-timedated.service")
     if mode == "cold":
         _wipe("/mnt/state")
@@ -548,8 +548,8 @@ def cmd_idle(args: dict) -> dict:
     pid = int(_show("hostd.service", "MainPID")["MainPID"])
     with open(f"/proc/{pid}/environ", "rb") as f:
         environment = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
-    # hostnamed and timedated, bus-activated, exit ~30 s after their last call: hostd follows their
-    # bus names, so each exit wakes it (a peer's event, not hostd's own).  Measured after them.
+    # hostnamed and timedated, bus-activated, exit ~30 s after their last call: hostd follows
+    # hostnamed's bus name, so its exit wakes hostd (a peer's event, not hostd's own).  Measured after them.
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and any(
         _run("systemctl", "is-active", unit, check=False).strip() != "inactive"

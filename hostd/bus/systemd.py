@@ -281,18 +281,7 @@ class SystemdAdapter(BusAdapter):
             names.SYSTEMD_PATH, names.SYSTEMD_MANAGER_INTERFACE, "ListUnitsByNames", "as", units
         )
         # (name, description, load, active, sub, following, unit path, job id, job type, job path)
-        for (
-            unit_name,
-            _description,
-            load_state,
-            active_state,
-            _sub,
-            _following,
-            _path,
-            job_id,
-            _type,
-            job,
-        ) in reply.body[0]:
+        for unit_name, _description, load_state, active_state, *_, job_id, _job_type, job in reply.body[0]:
             values = {"ActiveState": active_state, "LoadState": load_state, "Job": [job_id, job]}
             self._store_properties(unit_object_path(unit_name), UNIT_INTERFACE, values, reply.serial)
 
