@@ -242,15 +242,20 @@ def test_unknown_stage(monkeypatch: pytest.MonkeyPatch) -> None:
     assert prepare.main("nope") == 2
 
 
-def modules_after(code: str) -> set[str]:
-    """The modules a fresh ``python3 -IS`` has loaded after running ``code``, as the units run hostd."""
+def fresh_python(code: str) -> tuple[set[str], str]:
+    """Run ``code`` in a fresh ``python3 -IS``, as the units run hostd: the modules loaded after
+    it, and what it wrote on stderr."""
     import subprocess
     import sys
 
     repo = str(Path(__file__).parents[2])
     program = f"import sys; sys.path.insert(0, {repo!r}); {code}; print(' '.join(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-I", "-S", "-c", program], capture_output=True, text=True, check=True)
-    return set(out.stdout.split())
+    return set(out.stdout.split()), out.stderr
+
+
+def modules_after(code: str) -> set[str]:
+    return fresh_python(code)[0]
 
 
 def test_importing_prepare_loads_nothing_else() -> None:
@@ -278,19 +283,13 @@ def test_a_full_run_reports_without_logging_dataclasses_or_typing(device: Device
     """The network waits for this process: its log lines, in the journal's form, are written without
     the logging module, and the engine's records and types cost no import of dataclasses (with
     inspect), typing or socket."""
-    import subprocess
-    import sys
-
     device = prepared_device(device)
-    code = (
-        f"import sys; sys.path.insert(0, {str(Path(__file__).parents[2])!r}); from hostd import log, prepare; "
-        f"log.to_stderr(); prepare.full_run('network-inputs', {str(device.root)!r}); print(sorted(sys.modules))"
+    loaded, stderr = fresh_python(
+        f"from hostd import log, prepare; log.to_stderr(); prepare.full_run('network-inputs', {str(device.root)!r})"
     )
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
-    loaded = set(eval(out.stdout))  # a list of module names
     assert not loaded & {"logging", "traceback", "dataclasses", "inspect", "typing", "socket"}
     profile = "/etc/NetworkManager/system-connections/home.nmconnection"
-    assert f"\n<6>hostd.prepare: connections: write {profile}" in out.stderr
+    assert f"\n<6>hostd.prepare: connections: write {profile}" in stderr
 
 
 def test_prepare_runs_on_a_layout_root() -> None:
@@ -345,16 +344,10 @@ def test_an_unchanged_boot_replays_what_a_full_run_writes(device: DeviceRoot, tm
 def test_a_replay_imports_neither_the_engine_nor_logging(device: DeviceRoot) -> None:
     """The network waits for the stage: replaying loads hostd.stamp and the standard library's os
     and hashlib, as the unit runs it (python3 -IS)."""
-    import subprocess
-    import sys
-
     device = booted(device)
-    code = (
-        f"import sys; sys.path.insert(0, {str(Path(__file__).parents[2])!r}); from hostd import prepare; "
-        f"assert prepare.replayed('network-inputs', {str(device.root)!r}); print(sorted(sys.modules))"
+    loaded = modules_after(
+        f"from hostd import prepare; assert prepare.replayed('network-inputs', {str(device.root)!r})"
     )
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
-    loaded = set(eval(out.stdout))  # a list of module names
     assert {name for name in loaded if name.startswith("hostd.")} == {"hostd.prepare", "hostd.stamp"}
     assert not loaded & {"logging", "pathlib", "dataclasses", "typing", "json", "re", "socket", "enum", "asyncio"}
 
