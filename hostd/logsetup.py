@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 
 from hostd.log import PRIORITY, journal_text
@@ -43,8 +44,6 @@ def reconnect_journal_stream(unit: str, socket_path: str = JOURNAL_STREAM_SOCKET
     ``systemctl stop systemd-journald`` drops the streams it held, so everything hostd logs after
     journald is started again would be lost until hostd restarts.
     """
-    import socket  # not at the top: the boot stages log through this module and never reconnect
-
     stream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         stream.connect(socket_path)
