@@ -7,8 +7,8 @@ read and write the boot partition, power-safely.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from hostd import fsutil, keyfile
 
@@ -19,7 +19,7 @@ ProfileTuple = tuple[str, str, str, str, str]  # file name, id, uuid, type, keyf
 class Undo:
     """What a boot profile was before a change: put back when the change is rolled back."""
 
-    path: Path
+    path: str
     content: bytes | None  # None: there was no file
 
     def apply(self) -> None:
@@ -29,22 +29,23 @@ class Undo:
             fsutil.atomic_write(self.path, self.content, 0o600)
 
 
-def listing(directory: Path) -> list[ProfileTuple]:
+def listing(directory: str) -> list[ProfileTuple]:
     """Every profile file (samples included); one that NetworkManager would not load shows only its name."""
     try:
-        paths = sorted(path for path in directory.iterdir() if path.is_file() and not path.is_symlink())
+        with os.scandir(directory) as entries:
+            files = sorted((entry.name, entry.path) for entry in entries if entry.is_file(follow_symlinks=False))
     except OSError:
         return []
     profiles = []
-    for path in paths:
+    for name, path in files:
         data = fsutil.read_bytes(path) or b""
         try:
-            parsed = keyfile.parse_keyfile(path.name, data)
+            parsed = keyfile.parse_keyfile(name, data)
         except keyfile.KeyfileError:
-            profiles.append((path.name, "", "", "", ""))
+            profiles.append((name, "", "", "", ""))
             continue
         text = keyfile.without_secrets(data.decode("utf-8"))
-        profiles.append((path.name, parsed.id or "", parsed.uuid or "", parsed.type, text))
+        profiles.append((name, parsed.id or "", parsed.uuid or "", parsed.type, text))
     return profiles
 
 
@@ -61,9 +62,9 @@ def check(name: str, content: str | None) -> bytes | None:
     return data
 
 
-def write(directory: Path, name: str, data: bytes | None) -> Undo:
+def write(directory: str, name: str, data: bytes | None) -> Undo:
     """Write (or remove) the profile power-safely; what to put back if the change is rolled back."""
-    path = directory / name
+    path = os.path.join(directory, name)
     undo = Undo(path, fsutil.read_bytes(path))
     if data is None:
         fsutil.remove_file(path)

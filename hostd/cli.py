@@ -127,12 +127,10 @@ def _print_json(document: Any) -> None:
 
 
 def config_check(path_arg: str | None, as_json: bool) -> int:
-    from pathlib import Path  # here, not at the top: `hostctl status` starts without it
-
     from hostd import config as config_model
     from hostd.layout import Layout
 
-    path = Path(path_arg) if path_arg else Layout().config_json
+    path = path_arg or Layout().config_json
     try:
         raw = config_model.read_config_bytes(path, follow_symlinks=True)
     except OSError as exc:
@@ -224,14 +222,12 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
 
 
 def run_engine(root: str, *, apply: bool, as_json: bool) -> int:
-    from pathlib import Path
-
     from hostd import config as config_model
     from hostd import engine
     from hostd.layout import Layout
     from hostd.steps.base import Context
 
-    layout = Layout(Path(root))
+    layout = Layout(root)
     loaded = config_model.load(layout)
     ctx = Context(loaded.config, layout)
     results = engine.apply_loaded(loaded, ctx) if apply else engine.run(ctx, apply=False)
@@ -239,7 +235,7 @@ def run_engine(root: str, *, apply: bool, as_json: bool) -> int:
     if as_json:
         _print_json(
             {
-                "root": str(layout.root),
+                "root": layout.root,
                 "mode": "apply" if apply else "plan",
                 "config": {
                     "source": loaded.source,

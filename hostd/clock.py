@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from hostd import fsutil
 from hostd.layout import Layout
@@ -34,7 +34,7 @@ US = 1_000_000
 TIMESTAMP_FORMAT = "%Y%m%d%H%M%S"
 # Without /etc/timestamp, the newest lower bound the image still has: this module's own file,
 # whose mtime a package build clamps to the build's date (SOURCE_DATE_EPOCH).
-PACKAGE_FILE = Path(__file__)
+PACKAGE_FILE = __file__
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def parse_timestamp(text: str) -> int | None:
     return int(parsed.timestamp()) * US
 
 
-def build_time(layout: Layout, package_file: Path = PACKAGE_FILE) -> int | None:
+def build_time(layout: Layout, package_file: str = PACKAGE_FILE) -> int | None:
     """The image's build time (µs): /etc/timestamp, else the package's own build time."""
     content = fsutil.read_bytes(layout.build_timestamp)
     if content is not None:
@@ -82,7 +82,7 @@ def build_time(layout: Layout, package_file: Path = PACKAGE_FILE) -> int | None:
             return parsed
         log(f"{layout.build_timestamp} is not YYYYMMDDhhmmss; the package's build time is the floor")
     try:
-        return int(package_file.stat().st_mtime) * US
+        return int(os.stat(package_file).st_mtime) * US
     except OSError:
         return None
 
@@ -116,7 +116,7 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def write_if_changed(path: Path, content: bytes) -> None:
+def write_if_changed(path: str, content: bytes) -> None:
     if fsutil.file_differs(path, content, 0o644):
         fsutil.atomic_write(path, content)  # makes the directories it needs (0755)
 
@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="hostd-clock", description="Raise the clock to its floor at boot; save the time for the next boot."
     )
-    ap.add_argument("--root", type=Path, default=Path("/"), help="the device's root (default: /)")
+    ap.add_argument("--root", default="/", help="the device's root (default: /)")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("raise", help="raise the clock to the newer of the build time and the saved time")
     sub.add_parser("save", help="save the current time on the state partition")

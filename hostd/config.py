@@ -22,7 +22,6 @@ from hostd.record import Record
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from pathlib import Path
     from typing import Any
 
     from hostd.layout import Layout
@@ -46,7 +45,7 @@ class ConfigIssue(Record):
 class ConfigError(Exception):
     """config.json cannot be used as it is; ``issues`` lists every problem found."""
 
-    def __init__(self, path: Path | str, issues: list[ConfigIssue]) -> None:
+    def __init__(self, path: str, issues: list[ConfigIssue]) -> None:
         self.path = str(path)
         self.issues = issues
         super().__init__("\n".join(_printable(f"{self.path}: {issue}") for issue in issues))
@@ -243,7 +242,7 @@ class LoadedConfig(Record):
         self.error = error  # why config.json could not be used at all
         self.held_back = held_back  # keys of config.json not applied, each at its fallback value
         self.adjusted = adjusted  # values applied in the nearest valid form
-        self.path = path
+        self.path = str(path)
 
     @property
     def problems(self) -> str:
@@ -253,7 +252,7 @@ class LoadedConfig(Record):
         return "\n".join(_printable(f"{self.path}: {entry}") for entry in self.held_back)
 
 
-def _document(raw: bytes, path: Path | str) -> dict[str, Any]:
+def _document(raw: bytes, path: str) -> dict[str, Any]:
     """config.json's bytes as a JSON object; ConfigError when they are not one."""
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(path, [ConfigIssue("", f"file is more than {MAX_CONFIG_BYTES} bytes")])
@@ -278,14 +277,14 @@ def _document(raw: bytes, path: Path | str) -> dict[str, Any]:
     return document
 
 
-def read(raw: bytes, path: Path | str = "config.json", fallback: Config | None = None) -> Reading:
+def read(raw: bytes, path: str = "config.json", fallback: Config | None = None) -> Reading:
     """config.json key by key: an unusable value holds its key back at ``fallback``'s value (the
     last-known-good configuration; the key's default without one).  ConfigError only when the file
     is not a readable JSON object."""
     return _read_document(_document(raw, path), fallback)
 
 
-def parse(raw: bytes, path: Path | str = "config.json") -> tuple[Config, dict[str, Any]]:
+def parse(raw: bytes, path: str = "config.json") -> tuple[Config, dict[str, Any]]:
     """Validate config.json bytes strictly (a configuration given to hostd to write): ConfigError
     naming every problem, whether the file is unreadable or any key would be held back."""
     reading = read(raw, path)
@@ -337,7 +336,7 @@ def last_known_good(layout: Layout) -> Config | None:
         return None
 
 
-def read_config_bytes(path: Path, *, follow_symlinks: bool = False) -> bytes:
+def read_config_bytes(path: str, *, follow_symlinks: bool = False) -> bytes:
     """The bytes of a config file, at most one over the size limit; OSError when it is not a regular file.
 
     The type is checked before opening: a FIFO would hang the boot and opening a device can

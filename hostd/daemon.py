@@ -13,7 +13,6 @@ import grp
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hostd import notify
@@ -354,10 +353,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.prepare:
         from hostd import prepare
 
-        return prepare.run(args.prepare, Path(args.root))
+        return prepare.run(args.prepare, args.root)
     host, _, port = args.probe_resolver.rpartition(":")
     daemon = Daemon(
-        Layout(Path(args.root)),
+        Layout(args.root),
         args.bus,
         admin_gids=admin_group_ids(args.admin_group),
         probe_resolver=(host.strip("[]"), int(port)),

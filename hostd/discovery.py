@@ -10,6 +10,7 @@ state partition and holds at boot.  avahi-daemon stopped by someone else (the su
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from hostd import fsutil
@@ -26,7 +27,7 @@ OFF, ON = b"off\n", b"on\n"
 
 class Discovery:
     def __init__(self, layout: Layout, services: Services) -> None:
-        self.path = layout.hostd_state / "discoverable"
+        self.path = os.path.join(layout.hostd_state, "discoverable")
         self.services = services
         self.enabled = fsutil.read_bytes(self.path) != OFF  # discoverable unless set off
         self.follow()

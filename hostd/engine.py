@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterable
-from pathlib import Path
 
 from hostd import config as config_model
 from hostd import fsutil, generations
@@ -14,6 +13,8 @@ from hostd.steps.base import Change, Context, StepResult, StepStatus
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from hostd.steps.base import Step
 
 log = Logger("hostd.engine")
@@ -27,7 +28,7 @@ def steps_for_keys(keys: Iterable[str]) -> tuple[Step, ...]:
     return tuple(step for step in ALL_STEPS if not step.KEYS or step.KEYS & changed)
 
 
-def written_dirs(layout: Layout) -> set[Path]:
+def written_dirs(layout: Layout) -> set[str]:
     """Every directory the steps write files into: where a crash may have left a temp file."""
     from hostd.steps import state
 
@@ -44,9 +45,9 @@ def written_dirs(layout: Layout) -> set[Path]:
         layout.devmode_env,
         layout.redsocks_conf,
     )
-    dirs = {path.parent for path in files} | {layout.nm_connections, layout.nm_dispatcher, layout.udev_rules}
+    dirs = {os.path.dirname(path) for path in files} | {layout.nm_connections, layout.nm_dispatcher, layout.udev_rules}
     dirs |= {layout.boot_proxy, layout.boot_connections}  # the API's writes (SetProxy, connection methods)
-    dirs |= {layout.state, layout.data} | {source.parent for source, _ in state.bind_mounts(layout)}
+    dirs |= {layout.state, layout.data} | {os.path.dirname(source) for source, _ in state.bind_mounts(layout)}
     return dirs
 
 
@@ -63,7 +64,7 @@ def remove_stale_temp_files(layout: Layout) -> None:
 
 def _refusal(layout: Layout, change: Change) -> str | None:
     """Why a change must not be made: its directory is reached through a symbolic link."""
-    link = layout.symlink_in(layout.path(change.path).parent)
+    link = layout.symlink_in(os.path.dirname(layout.path(change.path)))
     if link is None:
         return None
     return f"{change.path}: not changed: {layout.device_path(link)} is a symbolic link; hostd does not write through it"
@@ -133,7 +134,8 @@ def keep_last_known_good(loaded: config_model.LoadedConfig, ctx: Context) -> Non
         try:
             raw = loaded.raw
             if loaded.config.uuid_generated or raw is None:
-                raw = ctx.layout.config_json.read_bytes()  # now holds the generated uuid
+                with open(ctx.layout.config_json, "rb") as file:  # now holds the generated uuid
+                    raw = file.read()
             store = generations.GenerationStore(ctx.layout)
             generation = store.save(generations.read_inputs(ctx.layout, raw))
             store.promote(generation, config_model.applied_values(loaded.config))

@@ -37,12 +37,27 @@ def hostd() -> int:
     _without_openssl()
     if len(sys.argv) == 3 and sys.argv[1] == "--prepare":
         # A boot stage, as its oneshot unit runs it: no asyncio, no D-Bus, no argparse.
-        from hostd import prepare
-
-        return prepare.main(sys.argv[2])
+        _stage(sys.argv[2])
     from hostd.daemon import main
 
     return main()
+
+
+def _stage(stage: str) -> None:
+    """Run a boot stage and exit.  The network waits for this process to end: it runs without the
+    cyclic garbage collector (a short run whose objects refcounting frees), and it exits without
+    the interpreter's teardown of its modules, once everything it wrote is durable (each write is
+    fsynced before its rename) and its log lines are out."""
+    import gc
+    import os
+
+    gc.disable()
+    from hostd import prepare
+
+    status = prepare.main(stage)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def hostctl() -> int:

@@ -13,14 +13,16 @@ write records (a manifest) is durable no sooner than what it follows.
 
 from __future__ import annotations
 
+import _thread  # threading's C half: its thread-local storage without importing threading
 import contextlib
 import errno
 import hashlib
 import os
 import stat
-import threading
-from collections.abc import Iterator
-from pathlib import Path
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 ROOT_UID = 0
 ROOT_GID = 0
@@ -50,7 +52,7 @@ def _can_chown() -> bool:
     return os.geteuid() == 0
 
 
-def open_to_read(path: Path | str, flags: int = 0) -> int:
+def open_to_read(path: str, flags: int = 0) -> int:
     """A file descriptor to read ``path`` without updating its access time: a read is then no
     write (with relatime, the first read after every change would write the inode: flash wear,
     and a write on every reconcile that changes nothing).  O_NOATIME is for the file's owner or
@@ -61,10 +63,10 @@ def open_to_read(path: Path | str, flags: int = 0) -> int:
         return os.open(path, os.O_RDONLY | flags)
 
 
-def read_bytes(path: Path) -> bytes | None:
+def read_bytes(path: str) -> bytes | None:
     """The content of a regular file, or None when there is none (missing, or not a regular file)."""
     try:
-        st = path.lstat()
+        st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode):
             return None
         with os.fdopen(open_to_read(path, os.O_NOFOLLOW), "rb") as file:
@@ -73,14 +75,14 @@ def read_bytes(path: Path) -> bytes | None:
         return None
 
 
-def metadata_differs(path: Path, mode: int, uid: int = ROOT_UID, gid: int = ROOT_GID) -> bool:
-    st = path.lstat()
+def metadata_differs(path: str, mode: int, uid: int = ROOT_UID, gid: int = ROOT_GID) -> bool:
+    st = os.lstat(path)
     if stat.S_IMODE(st.st_mode) != mode:
         return True
     return _can_chown() and (st.st_uid, st.st_gid) != (uid, gid)
 
 
-def file_differs(path: Path, content: bytes, mode: int, uid: int = ROOT_UID, gid: int = ROOT_GID) -> str | None:
+def file_differs(path: str, content: bytes, mode: int, uid: int = ROOT_UID, gid: int = ROOT_GID) -> str | None:
     """What differs between the file and the wanted state: 'missing', 'content', 'metadata' or None."""
     current = read_bytes(path)
     if current is None:
@@ -94,11 +96,11 @@ def file_differs(path: Path, content: bytes, mode: int, uid: int = ROOT_UID, gid
 
 class _Batch:
     def __init__(self) -> None:
-        self.writes: dict[Path, tuple[Path, bytes, int, int, int]] = {}  # temp file -> target, ...
-        self.dirs: dict[Path, None] = {}  # directories to fsync, in the order first touched
+        self.writes: dict[str, tuple[str, bytes, int, int, int]] = {}  # temp file -> target, ...
+        self.dirs: dict[str, None] = {}  # directories to fsync, in the order first touched
 
 
-_local = threading.local()  # .batch: each thread's own (the daemon applies steps in a worker thread)
+_local = _thread._local()  # .batch: each thread's own (the daemon applies steps in a worker thread)
 PARALLEL_FSYNC_MIN_FILES = 8  # fewer pending files are fsynced one by one
 FSYNC_THREADS = 16
 
@@ -139,7 +141,7 @@ def _commit(current: _Batch) -> None:
         raise failure
 
 
-def _flush_data(temps: list[Path]) -> None:
+def _flush_data(temps: list[str]) -> None:
     """Make the temp files' content durable.  Many at once are fsynced from a few threads: the
     file system commits its journal once for all the fsyncs waiting on it, not once each."""
     if len(temps) < PARALLEL_FSYNC_MIN_FILES:
@@ -150,7 +152,7 @@ def _flush_data(temps: list[Path]) -> None:
 
     failures: list[OSError] = []
 
-    def fsync_files(share: list[Path]) -> None:
+    def fsync_files(share: list[str]) -> None:
         for tmp in share:
             try:
                 _fsync_file(tmp)
@@ -166,7 +168,7 @@ def _flush_data(temps: list[Path]) -> None:
         raise failures[0]
 
 
-def _fsync_file(path: Path) -> None:
+def _fsync_file(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         try:
@@ -176,7 +178,7 @@ def _fsync_file(path: Path) -> None:
             os.close(fd)
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: str) -> None:
     if (pending := _pending()) is not None:
         pending.dirs.setdefault(path, None)
         return
@@ -189,30 +191,30 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def ensure_dir(path: Path, mode: int = 0o755) -> bool:
+def ensure_dir(path: str, mode: int = 0o755) -> bool:
     """Create a directory (and its parents) if missing; True when something was created."""
-    if path.is_dir():
+    if os.path.isdir(path):
         return False
-    parent = path.parent
-    if not parent.is_dir():
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
         ensure_dir(parent, 0o755)
     _fault_point()
-    path.mkdir(mode=mode)
+    os.mkdir(path, mode)
     _fault_point()
     os.chmod(path, mode)  # mkdir's mode is filtered by the umask
     fsync_dir(parent)
     return True
 
 
-def atomic_write(path: Path, content: bytes, mode: int = 0o644, uid: int = ROOT_UID, gid: int = ROOT_GID) -> None:
+def atomic_write(path: str, content: bytes, mode: int = 0o644, uid: int = ROOT_UID, gid: int = ROOT_GID) -> None:
     """Replace ``path`` with ``content`` power-safely: temp file, fsync, rename, fsync directory."""
-    ensure_dir(path.parent)
+    ensure_dir(os.path.dirname(path))
     tmp = temp_path(path)
     _fault_point()
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     except OSError as exc:
-        if exc.errno != errno.EROFS or not path.is_file():
+        if exc.errno != errno.EROFS or not os.path.isfile(path):
             raise
         # A file bind-mounted onto a read-only root (balenaOS's /etc/hostname): no temp file can
         # be made beside it, and no rename could replace a mount point anyway (see _install).
@@ -228,7 +230,7 @@ def atomic_write(path: Path, content: bytes, mode: int = 0o644, uid: int = ROOT_
     except BaseException:
         os.close(fd)
         with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+            os.unlink(tmp)
         raise
     os.close(fd)
     if pending is not None:
@@ -238,32 +240,33 @@ def atomic_write(path: Path, content: bytes, mode: int = 0o644, uid: int = ROOT_
     _install(tmp, path, content, mode, uid, gid)
 
 
-def _install(tmp: Path, path: Path, content: bytes, mode: int, uid: int, gid: int) -> None:
+def _install(tmp: str, path: str, content: bytes, mode: int, uid: int, gid: int) -> None:
     """Rename a flushed temp file over its target, then fsync the directory."""
     try:
         os.replace(tmp, path)
     except OSError as exc:
         if exc.errno != errno.EBUSY:
             with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()  # e.g. a directory where the file should be: leave no temp behind
+                os.unlink(tmp)  # e.g. a directory where the file should be: leave no temp behind
             raise
         # The target is a bind-mounted file (/etc/hostname comes from the state partition): no
         # rename can replace a mount point, and renaming over the bind source would leave the
         # mount on the old inode.  Write through the mount in place instead; these files are
         # derived from config.json, so a power cut mid-write is repaired at the next boot.
-        tmp.unlink()
+        os.unlink(tmp)
         _write_in_place(path, content, mode, uid, gid)
         return
     _fault_point()  # in a batch, renames follow one another with no flush in between
-    fsync_dir(path.parent)
+    fsync_dir(os.path.dirname(path))
 
 
-def temp_path(path: Path) -> Path:
+def temp_path(path: str) -> str:
     """The temp file a write of ``path`` goes through: hidden, so NetworkManager, udev and the like skip it."""
-    name = f".{path.name}.hostd-tmp"
+    directory, base = os.path.split(path)
+    name = f".{base}.hostd-tmp"
     if len(os.fsencode(name)) > 255:  # NAME_MAX: a target named at the limit gets a hashed temp name
-        name = f".{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:32]}.hostd-tmp"
-    return path.with_name(name)
+        name = f".{hashlib.sha256(os.fsencode(base)).hexdigest()[:32]}.hostd-tmp"
+    return os.path.join(directory, name)
 
 
 def _write_content(fd: int, content: bytes, mode: int, uid: int, gid: int) -> None:
@@ -279,7 +282,7 @@ def _write_content(fd: int, content: bytes, mode: int, uid: int, gid: int) -> No
         _fault_point()
 
 
-def _write_in_place(path: Path, content: bytes, mode: int, uid: int, gid: int) -> None:
+def _write_in_place(path: str, content: bytes, mode: int, uid: int, gid: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
     try:
         _fault_point()
@@ -292,27 +295,27 @@ def _write_in_place(path: Path, content: bytes, mode: int, uid: int, gid: int) -
         os.close(fd)
 
 
-def set_metadata(path: Path, mode: int, uid: int = ROOT_UID, gid: int = ROOT_GID) -> None:
+def set_metadata(path: str, mode: int, uid: int = ROOT_UID, gid: int = ROOT_GID) -> None:
     _fault_point()
     os.chmod(path, mode, follow_symlinks=False)
     _fault_point()
     if _can_chown():
         os.chown(path, uid, gid, follow_symlinks=False)
-    fsync_dir(path.parent)
+    fsync_dir(os.path.dirname(path))
 
 
-def remove_file(path: Path) -> bool:
+def remove_file(path: str) -> bool:
     """Unlink a file power-safely; True when it existed."""
     _fault_point()
     try:
-        path.unlink()
+        os.unlink(path)
     except FileNotFoundError:
         return False
-    fsync_dir(path.parent)
+    fsync_dir(os.path.dirname(path))
     return True
 
 
-def remove_tree(path: Path) -> None:
+def remove_tree(path: str) -> None:
     """Delete a directory and everything in it; symbolic links in it are removed, never followed."""
     # fwalk works on directory fds: a directory swapped for a symlink mid-walk is not descended.
     for _top, dirs, files, dir_fd in os.fwalk(path, topdown=False):
@@ -327,10 +330,10 @@ def remove_tree(path: Path) -> None:
                 os.rmdir(name, dir_fd=dir_fd)
     _fault_point()
     os.rmdir(path)
-    fsync_dir(path.parent)
+    fsync_dir(os.path.dirname(path))
 
 
-def remove_stale_temp_files(directory: Path) -> None:
+def remove_stale_temp_files(directory: str) -> None:
     """Drop temp files a crash left behind in ``directory``: the targets are intact."""
     with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(directory) as entries:
         for entry in entries:

@@ -17,8 +17,6 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Container
-from pathlib import Path
 
 from hostd import fsutil
 from hostd.layout import Layout
@@ -27,6 +25,7 @@ from hostd.steps.imports import read_plain_file
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
 if TYPE_CHECKING:
+    from collections.abc import Container
     from typing import Any
 
 INPUT_DIRS = ("system-connections", "dispatcher.d", "system-proxy")
@@ -63,9 +62,9 @@ def read_inputs(layout: Layout, config_raw: bytes) -> Inputs:
     files: dict[str, bytes] = {}
     for directory in INPUT_DIRS:
         with contextlib.suppress(OSError):
-            for entry in os.scandir(layout.boot / directory):
+            for entry in os.scandir(os.path.join(layout.boot, directory)):
                 with contextlib.suppress(ValueError):
-                    files[f"{directory}/{entry.name}"] = read_plain_file(Path(entry.path), MAX_INPUT_BYTES)
+                    files[f"{directory}/{entry.name}"] = read_plain_file(entry.path, MAX_INPUT_BYTES)
     return Inputs(config_raw, files)
 
 
@@ -84,12 +83,12 @@ def boot_choice(candidate: str | None, rejected: Container[str], good: str | Non
 class GenerationStore:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
-        self.directory = layout.hostd_state / "generations"
-        self._good_file = layout.hostd_state / "good-generation"
-        self._rejected_file = layout.hostd_state / "rejected-generations.json"
+        self.directory = os.path.join(layout.hostd_state, "generations")
+        self._good_file = os.path.join(layout.hostd_state, "good-generation")
+        self._rejected_file = os.path.join(layout.hostd_state, "rejected-generations.json")
 
-    def path(self, generation_id: str) -> Path:
-        return self.directory / generation_id
+    def path(self, generation_id: str) -> str:
+        return os.path.join(self.directory, generation_id)
 
     def layout_of(self, generation_id: str) -> Layout:
         """A layout whose boot partition is the saved generation."""
@@ -97,14 +96,14 @@ class GenerationStore:
 
     def load(self, generation_id: str) -> Inputs | None:
         directory = self.path(generation_id)
-        config = fsutil.read_bytes(directory / "config.json")
+        config = fsutil.read_bytes(os.path.join(directory, "config.json"))
         if config is None:
             return None
         files = {}
         for sub in INPUT_DIRS:
             with contextlib.suppress(OSError):
-                for entry in os.scandir(directory / sub):
-                    if (content := fsutil.read_bytes(Path(entry.path))) is not None:
+                for entry in os.scandir(os.path.join(directory, sub)):
+                    if (content := fsutil.read_bytes(entry.path)) is not None:
                         files[f"{sub}/{entry.name}"] = content
         return Inputs(config, files)
 
@@ -112,19 +111,19 @@ class GenerationStore:
         """Keep a generation (nothing is written if it is kept already); returns its id."""
         generation_id = inputs.id
         target = self.path(generation_id)
-        if target.is_dir():
+        if os.path.isdir(target):
             return generation_id
         # Built aside and renamed into place: a power cut leaves no half-saved generation.
         import shutil  # not at the top: a boot that changes nothing does not load it
 
-        staging = self.directory / f".{generation_id}.hostd-tmp"
+        staging = os.path.join(self.directory, f".{generation_id}.hostd-tmp")
         shutil.rmtree(staging, ignore_errors=True)
         self._restrict_directory()
-        for sub in ("", *INPUT_DIRS):  # config.json and profiles carry credentials: root only
-            fsutil.ensure_dir(staging / sub, 0o700)
+        for directory in (staging, *(os.path.join(staging, sub) for sub in INPUT_DIRS)):
+            fsutil.ensure_dir(directory, 0o700)  # config.json and profiles carry credentials: root only
         with fsutil.batch():  # one flush for all the files
             for name, content in {"config.json": inputs.config, **inputs.files}.items():
-                fsutil.atomic_write(staging / name, content, 0o600)
+                fsutil.atomic_write(os.path.join(staging, name), content, 0o600)
         os.rename(staging, target)
         fsutil.fsync_dir(self.directory)
         self._prune(keep={generation_id, self.good() or ""})
@@ -133,22 +132,23 @@ class GenerationStore:
     def good(self) -> str | None:
         raw = fsutil.read_bytes(self._good_file)
         good = raw.decode().strip() if raw else ""
-        return good if good and self.path(good).is_dir() else None
+        return good if good and os.path.isdir(self.path(good)) else None
 
     def good_config(self) -> tuple[bytes, bytes | None] | None:
         """The last-known-good generation's config.json, and the values its keys ran with when kept."""
         good = self.good()
-        config = fsutil.read_bytes(self.path(good) / "config.json") if good else None
+        config = fsutil.read_bytes(os.path.join(self.path(good), "config.json")) if good else None
         if good is None or config is None:
             return None
-        return config, fsutil.read_bytes(self.path(good) / APPLIED)
+        return config, fsutil.read_bytes(os.path.join(self.path(good), APPLIED))
 
     def promote(self, generation_id: str, applied: bytes | None = None) -> bool:
         """Make a generation last-known-good, with the values its keys ran with; True when that
         changed anything (nothing is written when it is good already with these values)."""
         changed = False
-        if applied is not None and fsutil.file_differs(self.path(generation_id) / APPLIED, applied, 0o600) is not None:
-            fsutil.atomic_write(self.path(generation_id) / APPLIED, applied, 0o600)
+        applied_path = os.path.join(self.path(generation_id), APPLIED)
+        if applied is not None and fsutil.file_differs(applied_path, applied, 0o600) is not None:
+            fsutil.atomic_write(applied_path, applied, 0o600)
             changed = True
         content = f"{generation_id}\n".encode()
         if fsutil.file_differs(self._good_file, content, 0o600) is None:
@@ -160,7 +160,7 @@ class GenerationStore:
     def _restrict_directory(self) -> None:
         """The generations directory is root's alone (0700), also when an older hostd made it 0755."""
         fsutil.ensure_dir(self.directory, 0o700)
-        if self.directory.stat().st_mode & 0o777 != 0o700:
+        if os.stat(self.directory).st_mode & 0o777 != 0o700:
             os.chmod(self.directory, 0o700)
 
     def _forget_dropped_profiles(self, good: str) -> None:

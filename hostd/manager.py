@@ -97,11 +97,12 @@ class Manager:
             raise InvalidArgument(str(exc)) from None
         directory = self.layout.boot_connections
         async with self.reconciler.lock:
-            present = (directory / name).is_file()
+            path = os.path.join(directory, name)
+            present = os.path.isfile(path)
             if present != exists:
                 raise ApiError(
                     "NoSuchConnection" if exists else "ConnectionExists",
-                    f"{directory / name} {'does not exist' if exists else 'exists already'}",
+                    f"{path} {'does not exist' if exists else 'exists already'}",
                 )
             undo = boot_profiles.write(directory, name, data)
         self.watch.mark_seen()
@@ -145,7 +146,7 @@ class Manager:
                     config_model.parse(raw, "the config given to Try")
                 except config_model.ConfigError as exc:
                     raise InvalidArgument(str(exc)) from None
-                mode = os.stat(path).st_mode & 0o777 if path.exists() else 0o644
+                mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
                 if fsutil.read_bytes(path) != raw:
                     fsutil.atomic_write(path, raw, mode)
                 self.watch.mark_seen()
@@ -179,7 +180,7 @@ class Manager:
         async with self.reconciler.lock:
             with fsutil.batch():  # one flush for both files
                 for name, content in (("redsocks.conf", redsocks_conf), ("no_proxy", no_proxy_text)):
-                    path = directory / name
+                    path = os.path.join(directory, name)
                     if not (redsocks_conf and content):
                         fsutil.remove_file(path)
                     elif fsutil.read_bytes(path) != content.encode():
@@ -194,7 +195,8 @@ class Manager:
         path = self.layout.config_json
         async with self.reconciler.lock:
             try:
-                raw = path.read_bytes()
+                with open(path, "rb") as file:
+                    raw = file.read()
                 config_model.read(raw, path)
             except OSError as exc:
                 raise ApiError("ConfigUnreadable", f"{path}: cannot be read: {exc.strerror}") from None

@@ -50,10 +50,10 @@ STAGES: dict[str, tuple[str, ...]] = {
 
 
 def stage_steps(stage: str) -> tuple[Step, ...]:
-    """The stage's step modules; only those are imported (not the registry's every step)."""
-    import importlib
-
-    return tuple(importlib.import_module(f"hostd.steps.{name.replace('-', '_')}") for name in STAGES[stage])  # type: ignore[misc]
+    """The stage's step modules; only those are imported (not the registry's every step), and by
+    ``__import__`` (its ``fromlist`` returns the step module itself): importlib imports warnings."""
+    modules = (f"hostd.steps.{name.replace('-', '_')}" for name in STAGES[stage])
+    return tuple(__import__(module, fromlist=["NAME"]) for module in modules)
 
 
 class Source:
@@ -122,8 +122,6 @@ def replayed(stage: str, root: str | os.PathLike[str]) -> bool:
 
 def full_run(stage: str, root: str | os.PathLike[str] = "/") -> int:
     """Run one stage's steps through the engine; for the network's inputs, record its stamp."""
-    from pathlib import Path
-
     from hostd import config as config_model
     from hostd import engine, fsutil
     from hostd.layout import Layout
@@ -131,7 +129,7 @@ def full_run(stage: str, root: str | os.PathLike[str] = "/") -> int:
     from hostd.steps.base import Context, StepStatus
 
     log = Logger("hostd.prepare")
-    layout = Layout(Path(root))
+    layout = Layout(root)
     steps = stage_steps(stage)
     if stage == "bind-sources":
         # The state step reads no key: no config.json is read before the partitions are bound.
@@ -178,7 +176,7 @@ def _record(layout: Layout, run_inputs: bytes, reads_good: bool, hostname: str |
     outputs = (*volatile_outputs(layout), layout.device_path(layout.network_inputs_generation))
     pending = layout.path("/" + stamp.PENDING)
     try:
-        content = stamp.content(str(layout.root), run_inputs, reads_good, hostname, outputs)
+        content = stamp.content(layout.root, run_inputs, reads_good, hostname, outputs)
         if fsutil.file_differs(layout.path("/" + stamp.STAMP), content, 0o600) is not None:
             fsutil.atomic_write(pending, content, 0o600)
     except OSError as exc:  # the next boot runs in full again
@@ -198,7 +196,7 @@ def keep_stamp(layout: Layout) -> None:
     kept = layout.path("/" + stamp.STAMP)
     if fsutil.file_differs(kept, content, 0o600) is not None:
         fsutil.atomic_write(kept, content, 0o600)
-    pending.unlink()
+    os.unlink(pending)
 
 
 def volatile_outputs(layout: Layout) -> tuple[str, ...]:

@@ -25,6 +25,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -180,7 +181,8 @@ def _adjtimex() -> tuple[Callable[[Any], int], type]:
 def bootstrap_source(layout: Layout) -> TimeSource:
     """What the boot's clock bootstrap left the clock on; the RTC's when it left no record."""
     try:
-        record = json.loads(layout.clock_bootstrap_record.read_bytes())
+        with open(layout.clock_bootstrap_record, "rb") as file:
+            record = json.loads(file.read())
         return TimeSource(record["source"])
     except (OSError, ValueError, KeyError, TypeError):
         return TimeSource.RTC
@@ -349,12 +351,13 @@ class TimeMonitor:
 
     def _write_request(self, request: dict[str, Any]) -> None:
         fsutil.remove_file(self.layout.time_probe_result)
-        fsutil.ensure_dir(self.layout.time_probe_request.parent)
+        fsutil.ensure_dir(os.path.dirname(self.layout.time_probe_request))
         fsutil.atomic_write(self.layout.time_probe_request, json.dumps(request).encode(), 0o600)
 
     def _read_probe_result(self) -> dict[str, Any] | None:
         try:
-            result = json.loads(self.layout.time_probe_result.read_bytes())
+            with open(self.layout.time_probe_result, "rb") as file:
+                result = json.loads(file.read())
         except (OSError, ValueError):
             return None
         return result if isinstance(result, dict) else None

@@ -19,7 +19,6 @@ import json
 import time
 from collections.abc import Coroutine
 from enum import StrEnum
-from pathlib import Path
 
 from hostd import fsutil
 from hostd.bus import errors
@@ -120,19 +119,19 @@ class TrialRecord(Record):
         self.began = began
 
     @staticmethod
-    def read(path: Path) -> TrialRecord | None:
+    def read(path: str) -> TrialRecord | None:
         raw = fsutil.read_bytes(path)
         try:
             return TrialRecord(**json.loads(raw)) if raw else None
         except (ValueError, TypeError):
             return None  # torn by an older writer, or from another version: no trial to resume
 
-    def write(self, path: Path) -> None:
+    def write(self, path: str) -> None:
         record = {"candidate": self.candidate, "kind": self.kind, "good": self.good, "began": self.began}
         fsutil.atomic_write(path, (json.dumps(record) + "\n").encode(), 0o600)
 
     @staticmethod
-    def clear(path: Path) -> None:
+    def clear(path: str) -> None:
         fsutil.remove_file(path)
 
 

@@ -29,7 +29,6 @@ import logging
 import os
 import struct
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from hostd.layout import Layout
 
@@ -77,9 +76,9 @@ NO_EVENT_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "9p", "virtiofs
 FileStamp = tuple[int, int, int, int]
 
 
-def _stat_stamp(path: Path) -> FileStamp | None:
+def _stat_stamp(path: str) -> FileStamp | None:
     try:
-        st = path.stat(follow_symlinks=False)
+        st = os.lstat(path)
     except OSError:
         return None
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
@@ -103,11 +102,11 @@ class Inotify:
             raise self._error("inotify_init1")
         self.fd: int = fd
 
-    def _error(self, what: str, path: Path | None = None) -> OSError:
+    def _error(self, what: str, path: str | None = None) -> OSError:
         code = self._get_errno()
-        return OSError(code, f"{what}: {os.strerror(code)}", None if path is None else str(path))
+        return OSError(code, f"{what}: {os.strerror(code)}", path)
 
-    def add_watch(self, path: Path, mask: int) -> int:
+    def add_watch(self, path: str, mask: int) -> int:
         wd = self._add_watch(self.fd, os.fsencode(path), mask)
         if wd < 0:
             raise self._error("inotify_add_watch", path)
@@ -136,7 +135,7 @@ class Inotify:
         os.close(self.fd)
 
 
-def filesystem_type(path: Path) -> str:
+def filesystem_type(path: str) -> str:
     """The type of the filesystem ``path`` is on, from the mount table ("" when unknown)."""
     target = os.path.realpath(path)
     best, fstype = "", ""
@@ -163,13 +162,13 @@ class ConfigWatch:
         self._on_change = on_change
         self._seen: tuple[object, ...] | None = None
         self._inotify: Inotify | None = None
-        self._watches: dict[int, Path] = {}  # watch descriptor -> directory
+        self._watches: dict[int, str] = {}  # watch descriptor -> directory
         self._wake = asyncio.Event()
         self._settle: asyncio.TimerHandle | None = None
         self._lost = ""  # why inotify stopped working (then the watch polls)
 
     @property
-    def dropin_directories(self) -> tuple[Path, ...]:
+    def dropin_directories(self) -> tuple[str, ...]:
         return (self.layout.boot_connections, self.layout.boot_dispatcher, self.layout.boot_proxy)
 
     def stamp(self) -> tuple[object, ...]:
@@ -179,7 +178,7 @@ class ConfigWatch:
         for directory in self.dropin_directories:
             try:
                 with os.scandir(directory) as entries:
-                    stamp.append(sorted((entry.name, _stat_stamp(Path(entry.path))) for entry in entries))
+                    stamp.append(sorted((entry.name, _stat_stamp(entry.path)) for entry in entries))
             except OSError:
                 stamp.append(None)
         return tuple(stamp)
@@ -237,9 +236,10 @@ class ConfigWatch:
         seen in the boot directory); the boot directory's parent while it does not exist.  Raises
         OSError when the kernel has no watch left."""
         assert self._inotify is not None
-        watches: dict[int, Path] = {}
-        for directory in (self.layout.boot, *self.dropin_directories, self.layout.boot.parent):
-            if directory == self.layout.boot.parent and self.layout.boot in watches.values():
+        watches: dict[int, str] = {}
+        boot = self.layout.boot
+        for directory in (boot, *self.dropin_directories, os.path.dirname(boot)):
+            if directory == os.path.dirname(boot) and boot in watches.values():
                 continue
             try:
                 watches[self._inotify.add_watch(directory, DIRECTORY_MASK)] = directory
@@ -252,8 +252,8 @@ class ConfigWatch:
 
     def _on_events(self) -> None:
         assert self._inotify is not None
-        boot, config_name = self.layout.boot, self.layout.config_json.name
-        dropin_names = {directory.name for directory in self.dropin_directories}
+        boot, config_name = self.layout.boot, os.path.basename(self.layout.config_json)
+        dropin_names = {os.path.basename(directory) for directory in self.dropin_directories}
         rescan = relevant = False
         for wd, mask, name in self._inotify.read():
             directory = self._watches.get(wd)
@@ -268,8 +268,8 @@ class ConfigWatch:
                     rescan = relevant = True
                 elif name == config_name:
                     relevant = True
-            elif directory == boot.parent:
-                if name == boot.name:
+            elif directory == os.path.dirname(boot):
+                if name == os.path.basename(boot):
                     rescan = relevant = True
             else:
                 relevant = True  # anything in a drop-in directory

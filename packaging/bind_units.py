@@ -11,6 +11,7 @@ every boot and every daemon-reload, before any unit starts; these cost systemd a
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -79,7 +80,8 @@ def render() -> dict[str, str]:
         name = unit_name_from_path(str(target))
         text = MOUNT.format(header=HEADER, where=target, what=source, partition=partition, sources=SOURCES_UNIT)
         files[f"{MOUNTS_DIR}/{name}"] = text
-    missing = [layout.state / RESET_FLAG, layout.data / RESET_FLAG] + [source for source, _ in bind_mounts(layout)]
+    flags = [os.path.join(partition, RESET_FLAG) for partition in (layout.state, layout.data)]
+    missing = flags + [source for source, _ in bind_mounts(layout)]
     conditions = "\n".join(f"ConditionPathExists=|!{path}" for path in missing)
     names = mount_unit_names()
     files[SOURCES_UNIT] = SOURCES.format(

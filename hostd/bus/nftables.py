@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hostd.bus import errors
 from hostd.bus.base import DEFAULT_TIMEOUT, CommandFeature
 
@@ -18,9 +16,9 @@ class Nftables(CommandFeature):
         """Used only while a proxy is configured: a missing nft shows when it is needed, not before."""
         self._recover()
 
-    async def load(self, path: Path) -> None:
+    async def load(self, path: str) -> None:
         """Apply a rules file: all of it or, when nft refuses any of it, none (CommandFailed)."""
-        await self._run("-f", str(path))
+        await self._run("-f", path)
 
     async def has_table(self, table: str, family: str = "inet") -> bool:
         try:

@@ -10,8 +10,6 @@ its own steps only.
 
 from __future__ import annotations
 
-import importlib
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
 if TYPE_CHECKING:
     from hostd.steps.base import Event, Step
@@ -40,6 +38,8 @@ STEPS_BY_NAME: dict[str, Step]
 def __getattr__(name: str) -> object:
     if name not in ("ALL_STEPS", "STEPS_BY_NAME"):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib  # here, not at the top: the boot stages do without it (it imports warnings)
+
     steps: tuple[Step, ...] = tuple(importlib.import_module(f"{__name__}.{module}") for module in MODULES)  # type: ignore[misc]
     globals().update(ALL_STEPS=steps, STEPS_BY_NAME={step.NAME: step for step in steps})
     return globals()[name]

@@ -10,6 +10,7 @@ given the service adapters by the reconciler.
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 
 from hostd import fsutil
@@ -18,7 +19,6 @@ from hostd.record import Record
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
-    from pathlib import Path
     from typing import Protocol
 
     from hostd.bus.services import Services
@@ -252,7 +252,7 @@ def live_effect(step: Step) -> LiveEffect | None:
 def plan_file(
     plan: Plan,
     layout: Layout,
-    path: Path,
+    path: str,
     content: bytes | None,
     mode: int = 0o644,
     uid: int = fsutil.ROOT_UID,
@@ -261,7 +261,7 @@ def plan_file(
     """Add to ``plan`` what it takes for ``path`` to hold ``content`` (None: to not exist)."""
     device_path = layout.device_path(path)
     if content is None:
-        if path.exists() or path.is_symlink():
+        if os.path.lexists(path):
             plan.changes.append(Change("remove", device_path, action=lambda: fsutil.remove_file(path)))
         return
     differs = fsutil.file_differs(path, content, mode, uid, gid)
@@ -269,7 +269,7 @@ def plan_file(
         return
     # A file with other hard links (one outside the root, say) is replaced, not chmodded: that
     # would change the other name's file too.
-    if differs == "metadata" and path.lstat().st_nlink == 1:
+    if differs == "metadata" and os.lstat(path).st_nlink == 1:
         plan.changes.append(
             Change("chmod", device_path, f"{mode:04o}", lambda: fsutil.set_metadata(path, mode, uid, gid))
         )

@@ -8,6 +8,8 @@ is activated where NetworkManager would run it at boot, so that the safe-apply p
 
 from __future__ import annotations
 
+import os
+
 from hostd import keyfile
 from hostd.log import Logger
 from hostd.steps.base import Context, Event, FileEntry, FileStatus, Outcome, Plan, StepResult
@@ -77,7 +79,7 @@ def plan(ctx: Context) -> Plan:
         layout,
         files=good,
         target_dir=layout.nm_connections,
-        manifest_path=layout.hostd_state / "imported-connections.json",
+        manifest_path=os.path.join(layout.hostd_state, "imported-connections.json"),
         mode=0o600,
     )
     return result
@@ -97,16 +99,16 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
     profile_changes = [
         change
         for change in result.changes
-        if change.kind in ("write", "remove") and layout.path(change.path).parent == directory
+        if change.kind in ("write", "remove") and os.path.dirname(layout.path(change.path)) == directory
     ]
-    touched = [str(layout.path(change.path)) for change in profile_changes]
+    touched = [layout.path(change.path) for change in profile_changes]
     failures: set[str] = set()
     if touched:
         load = await nm.load_connections(touched)
         failures = set(load.failures)
     loaded = await nm.connection_filenames()  # one call; a profile's settings only when needed below
     for entry in entries:
-        path = str(directory / entry.name)
+        path = os.path.join(directory, entry.name)
         if entry.status == FileStatus.REMOVED:
             outcome.verdicts[entry.name] = "still loaded" if path in loaded else "unloaded"
         elif entry.status in LOADABLE:
@@ -117,7 +119,7 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
                     " (LoadConnections reported it)" if path in failures else ""
                 )
                 outcome.problems.append(f"{entry.name}: NetworkManager did not load it")
-    written = {str(layout.path(change.path)) for change in profile_changes if change.kind == "write"}
+    written = {layout.path(change.path) for change in profile_changes if change.kind == "write"}
     if written and layout.is_live:
         profiles = await nm.list_connections()
         await _activate_written(nm, [p for p in profiles if p.filename in written], profiles, outcome)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from hostd import keyfile
 from hostd.steps.base import Context, Event, Plan
 from hostd.steps.imports import plan_import, read_boot_dir
@@ -31,7 +33,7 @@ def plan(ctx: Context) -> Plan:
         layout,
         files=files,
         target_dir=layout.nm_dispatcher,
-        manifest_path=layout.hostd_state / "imported-dispatcher.json",
+        manifest_path=os.path.join(layout.hostd_state, "imported-dispatcher.json"),
         mode=0o755,
     )
     return result

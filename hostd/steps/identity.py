@@ -22,7 +22,8 @@ def plan(ctx: Context) -> Plan:
 
     def write_back() -> None:
         # Re-read: the file may have changed since it was planned; every other byte is kept.
-        raw = path.read_bytes()
+        with open(path, "rb") as file:
+            raw = file.read()
         fsutil.atomic_write(path, config.with_key_set(raw, "uuid", uuid), os.stat(path).st_mode & 0o777)
 
     result.changes.append(Change("write", ctx.layout.device_path(path), "generated uuid", write_back))

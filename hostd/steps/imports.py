@@ -14,8 +14,6 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Callable
-from pathlib import Path
 
 from hostd import fsutil
 from hostd.layout import Layout
@@ -24,6 +22,8 @@ from hostd.steps.base import Change, FileEntry, FileStatus, Plan, plan_file
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from hostd.steps.base import ReportEntry
 
 
@@ -40,7 +40,7 @@ def sha256(content: bytes) -> str:
 
 
 def read_boot_dir(
-    directory: Path,
+    directory: str,
     max_bytes: int,
     check_name: Callable[[str], None],
     report: list[ReportEntry],
@@ -54,7 +54,7 @@ def read_boot_dir(
     A boot partition without config.json is taken as not mounted: nothing is read from it, so
     nothing imported earlier is removed.
     """
-    if not (directory.parent / "config.json").is_file():
+    if not os.path.isfile(os.path.join(os.path.dirname(directory), "config.json")):
         return None
     try:
         entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
@@ -73,13 +73,13 @@ def read_boot_dir(
             continue
         try:
             check_name(name)
-            files.append(BootFile(name, read_plain_file(Path(entry.path), max_bytes)))
+            files.append(BootFile(name, read_plain_file(entry.path, max_bytes)))
         except ValueError as exc:
             report.append(FileEntry(name, FileStatus.REJECTED, str(exc)))
     return files
 
 
-def read_plain_file(path: Path, max_bytes: int) -> bytes:
+def read_plain_file(path: str, max_bytes: int) -> bytes:
     # Only a regular file is opened: opening a device can have effects of its own (a watchdog
     # starts ticking).  O_NOFOLLOW and O_NONBLOCK guard against a swap since: never read through
     # a symlink, never hang the boot on a FIFO.
@@ -114,7 +114,7 @@ def read_plain_file(path: Path, max_bytes: int) -> bytes:
         os.close(fd)
 
 
-def load_manifest(path: Path) -> dict[str, str]:
+def load_manifest(path: str) -> dict[str, str]:
     raw = fsutil.read_bytes(path)
     if raw is None:
         return {}
@@ -137,8 +137,8 @@ def plan_import(
     layout: Layout,
     *,
     files: list[BootFile],
-    target_dir: Path,
-    manifest_path: Path,
+    target_dir: str,
+    manifest_path: str,
     mode: int,
 ) -> None:
     """Plan the import of ``files`` into ``target_dir``; the per-file outcome goes to plan.report.
@@ -152,17 +152,17 @@ def plan_import(
     manifest = load_manifest(manifest_path)
     new_manifest: dict[str, str] = {}
     wanted = {boot_file.name for boot_file in files}
-    target_dir_missing = not target_dir.is_dir()
+    target_dir_missing = not os.path.isdir(target_dir)
     if target_dir_missing and files:
         plan.changes.append(
             Change("mkdir", layout.device_path(target_dir), action=lambda: fsutil.ensure_dir(target_dir))
         )
 
     for boot_file in files:
-        target = target_dir / boot_file.name
+        target = os.path.join(target_dir, boot_file.name)
         boot_hash = sha256(boot_file.content)
         current = fsutil.read_bytes(target)
-        if current is None and (target.exists() or target.is_symlink()):
+        if current is None and os.path.lexists(target):
             plan.report.append(
                 FileEntry(boot_file.name, FileStatus.CONFLICT, f"{target} exists and is not a plain file")
             )
@@ -198,7 +198,7 @@ def plan_import(
         if name in rejected:
             new_manifest[name] = digest  # the last good copy stays until the boot file is fixed
             continue
-        target = target_dir / name
+        target = os.path.join(target_dir, name)
         current = fsutil.read_bytes(target)
         if current is None:
             continue

@@ -9,6 +9,8 @@ clock's trust are followed by ``hostd.timesync``.
 
 from __future__ import annotations
 
+import os
+
 from hostd import keys
 from hostd.record import Record
 from hostd.steps.base import Context, Event, Outcome, Plan, StepResult, plan_file
@@ -50,7 +52,8 @@ def plan(ctx: Context) -> Plan:
     path = ctx.layout.chrony_sources
     # A chrony unit with RuntimeDirectory= (Debian's) hands the directory, files included, to
     # chrony's user when it starts: the file has the directory's owner, or every run would take it back.
-    owner = path.parent.stat() if path.parent.is_dir() else None
+    directory = os.path.dirname(path)
+    owner = os.stat(directory) if os.path.isdir(directory) else None
     plan_file(result, ctx.layout, path, content, 0o644, *((owner.st_uid, owner.st_gid) if owner else ()))
     return result
 

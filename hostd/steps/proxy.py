@@ -21,9 +21,9 @@ goes away; the table loaded when its file changed or the kernel lost it.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 from hostd import keys
 from hostd.record import Record
@@ -342,9 +342,9 @@ table inet {TABLE} {{
 """
 
 
-def _read(path: Path) -> str | None:
+def _read(path: str) -> str | None:
     """The file's text; None when it is absent."""
-    if not path.exists() and not path.is_symlink():
+    if not os.path.lexists(path):
         return None
     return read_plain_file(path, MAX_FILE_BYTES).decode()
 
@@ -352,8 +352,9 @@ def _read(path: Path) -> str | None:
 def plan(ctx: Context) -> Plan:
     result = Plan()
     layout = ctx.layout
-    conf_path, no_proxy_path = layout.boot_proxy / "redsocks.conf", layout.boot_proxy / "no_proxy"
-    if not layout.config_json.is_file():
+    conf_path = os.path.join(layout.boot_proxy, "redsocks.conf")
+    no_proxy_path = os.path.join(layout.boot_proxy, "no_proxy")
+    if not os.path.isfile(layout.config_json):
         result.problems.append(f"{layout.boot}: no config.json (not mounted?); the proxy is left as it is")
         return result
     try:
@@ -369,7 +370,7 @@ def plan(ctx: Context) -> Plan:
         where = conf_path if isinstance(exc, ConfError) else ""
         result.problems.append(f"{where}{': ' if where else ''}{exc}; rejected, the proxy in force is left as it is")
         return result
-    exempt, problems = parse_no_proxy(no_proxy, str(no_proxy_path))
+    exempt, problems = parse_no_proxy(no_proxy, no_proxy_path)
     result.problems += problems
     plan_file(result, layout, layout.redsocks_conf, render_redsocks_conf(server).encode(), mode=0o600)
     plan_file(result, layout, layout.proxy_rules, render_rules(server, exempt).encode(), mode=0o600)
@@ -394,7 +395,7 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
     systemd, nftables = services.systemd, services.nftables
     layout = ctx.layout
     changed = {change.path for change in result.changes}
-    on = layout.redsocks_conf.exists()
+    on = os.path.exists(layout.redsocks_conf)
     services.redsocks.want(on)
     if not on:
         if changed:  # the proxy was taken away; a device that had none has nothing to undo

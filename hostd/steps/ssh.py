@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from hostd import fsutil, keys
 from hostd.steps.base import Change, Context, Event, Plan, plan_file
 
@@ -15,9 +17,10 @@ def plan(ctx: Context) -> Plan:
     result = Plan()
     keys = ctx.config.ssh_keys
     path = ctx.layout.authorized_keys
-    if keys and not path.parent.is_dir():
+    directory = os.path.dirname(path)
+    if keys and not os.path.isdir(directory):
         result.changes.append(
-            Change("mkdir", ctx.layout.device_path(path.parent), action=lambda: fsutil.ensure_dir(path.parent, 0o700))
+            Change("mkdir", ctx.layout.device_path(directory), action=lambda: fsutil.ensure_dir(directory, 0o700))
         )
     content = "".join(f"{key}\n" for key in keys).encode() if keys else None
     plan_file(result, ctx.layout, path, content, 0o600)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import stat
 from functools import partial
-from pathlib import Path
 
 from hostd import fsutil
 from hostd.layout import Layout
@@ -58,12 +57,12 @@ FILE_TARGET_MODES = {"/etc/hostname": 0o644, "/home/root/.rnd": 0o600}
 SEEDED_FROM_IMAGE = ("/etc/ssl/certs",)
 
 
-def bind_mounts(layout: Layout) -> list[tuple[Path, Path]]:
+def bind_mounts(layout: Layout) -> list[tuple[str, str]]:
     """(source, target) host paths of every persistent bind mount."""
     pairs = []
     for partition, paths in ((layout.state, STATE_BIND_PATHS), (layout.data, DATA_BIND_PATHS)):
-        overlay = partition / "root-overlay"
-        pairs += [(overlay / path.lstrip("/"), layout.path(path)) for path in paths]
+        overlay = os.path.join(partition, "root-overlay")
+        pairs += [(os.path.join(overlay, path.lstrip("/")), layout.path(path)) for path in paths]
     return pairs
 
 
@@ -77,50 +76,55 @@ def mounted_targets() -> set[str]:
     return points
 
 
-def _create_source(source: Path, target: Path, copy_content: bool) -> None:
+def _is_under(path: str, directory: str) -> bool:
+    """Is ``path`` ``directory`` or inside it (by name, as the layout builds both)."""
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def _create_source(source: str, target: str, copy_content: bool) -> None:
     """A bind source of the target's type, mode and owner; never the image's content, except where
     an empty directory would break the device (no CA certificates: no TLS)."""
-    st = target.stat()
+    st = os.stat(target)
     mode = stat.S_IMODE(st.st_mode)
     if not stat.S_ISDIR(st.st_mode):
         fsutil.atomic_write(source, b"", mode, st.st_uid, st.st_gid)
         return
     # Built aside and renamed into place: a crash must not leave a source half copied or with the
     # wrong mode or owner, which the next run would take as done since it exists.
-    fsutil.ensure_dir(source.parent)
+    fsutil.ensure_dir(os.path.dirname(source))
     staging = fsutil.temp_path(source)
-    if staging.is_dir():
+    if os.path.isdir(staging):
         fsutil.remove_tree(staging)
     if copy_content:
         import shutil  # first boot only
 
         shutil.copytree(target, staging, symlinks=True)
     else:
-        staging.mkdir()
+        os.mkdir(staging)
     os.chmod(staging, mode)
     if os.geteuid() == 0:
         os.chown(staging, st.st_uid, st.st_gid)
     os.rename(staging, source)
-    fsutil.fsync_dir(source.parent)
+    fsutil.fsync_dir(os.path.dirname(source))
 
 
-def _create_mount_point(target: Path, file_mode: int | None) -> None:
+def _create_mount_point(target: str, file_mode: int | None) -> None:
     if file_mode is None:
         fsutil.ensure_dir(target)
     else:
         fsutil.atomic_write(target, b"", file_mode)
 
 
-def _writable(path: Path) -> bool:
+def _writable(path: str) -> bool:
     """Can path be created: is its nearest existing ancestor a writable directory?"""
-    while not path.exists():
-        path = path.parent
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
     return os.access(path, os.W_OK)
 
 
-def _reset(overlay: Path, flag: Path) -> None:
+def _reset(overlay: str, flag: str) -> None:
     # Wipe first, flag last: a power cut in between wipes again at the next boot.
-    if overlay.is_dir():
+    if os.path.isdir(overlay):
         fsutil.remove_tree(overlay)
     fsutil.ensure_dir(overlay)
     fsutil.atomic_write(flag, b"", 0o644)
@@ -129,16 +133,16 @@ def _reset(overlay: Path, flag: Path) -> None:
 def plan(ctx: Context) -> Plan:
     result = Plan()
     layout = ctx.layout
-    wiping: set[Path] = set()
+    wiping: set[str] = set()
     mounted = mounted_targets() if layout.is_live else set()
     for partition in (layout.state, layout.data):
-        if not partition.is_dir():
+        if not os.path.isdir(partition):
             result.problems.append(f"{partition}: partition is not mounted; its bind mounts are skipped")
             continue
-        flag = partition / RESET_FLAG
-        if not flag.exists():
-            overlay = partition / "root-overlay"
-            if any(str(target) in mounted for source, target in bind_mounts(layout) if source.is_relative_to(overlay)):
+        flag = os.path.join(partition, RESET_FLAG)
+        if not os.path.exists(flag):
+            overlay = os.path.join(partition, "root-overlay")
+            if any(target in mounted for source, target in bind_mounts(layout) if _is_under(source, overlay)):
                 # Removing the flag asks for a reset at the next boot: wiping now would pull the
                 # files from under the running services (a profile made a minute ago, gone).
                 reason = "the overlay is wiped at the next boot"
@@ -154,15 +158,15 @@ def plan(ctx: Context) -> Plan:
                 )
             )
     for source, target in bind_mounts(layout):
-        overlay = next((o for o in (layout.state, layout.data) if source.is_relative_to(o)), None)
-        if overlay is None or not overlay.is_dir():
+        overlay = next((o for o in (layout.state, layout.data) if _is_under(source, o)), None)
+        if overlay is None or not os.path.isdir(overlay):
             continue
-        target_is_dir, file_mode = target.is_dir(), None
-        if not (target.exists() or target.is_symlink()):
+        target_is_dir, file_mode = os.path.isdir(target), None
+        if not os.path.lexists(target):
             # Made here, in the same pass as its source and mount: a step after this one (the
             # hostname) would otherwise write the target itself, hidden by the mount next time.
             device_target = layout.device_path(target)
-            if not _writable(target.parent):
+            if not _writable(os.path.dirname(target)):
                 result.problems.append(f"{device_target}: bind target does not exist (and cannot be made)")
                 continue
             file_mode = FILE_TARGET_MODES.get(device_target)
@@ -175,7 +179,7 @@ def plan(ctx: Context) -> Plan:
                     lambda t=target, m=file_mode: _create_mount_point(t, m),
                 )
             )
-        source_missing = any(source.is_relative_to(o) for o in wiping) or not source.exists()
+        source_missing = any(_is_under(source, o) for o in wiping) or not os.path.exists(source)
         if source_missing:
             kind = "mkdir" if target_is_dir else "write"
             if file_mode is not None:  # the target is written in this step's batch: not in place yet
@@ -183,13 +187,13 @@ def plan(ctx: Context) -> Plan:
             else:
                 create = partial(_create_source, source, target, layout.device_path(target) in SEEDED_FROM_IMAGE)
             result.changes.append(Change(kind, layout.device_path(source), "like its target", create))
-        elif source.is_dir() != target_is_dir:
+        elif os.path.isdir(source) != target_is_dir:
             result.problems.append(
-                f"{layout.device_path(source)}: is a {'directory' if source.is_dir() else 'file'} but "
+                f"{layout.device_path(source)}: is a {'directory' if os.path.isdir(source) else 'file'} but "
                 f"{layout.device_path(target)} is not"
             )
             continue
-        if str(target) not in mounted:
+        if target not in mounted:
             result.changes.append(Change("mount", layout.device_path(target), layout.device_path(source)))
     return result
 
@@ -209,7 +213,7 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
         return outcome
     # A mount systemd already holds (an earlier run's) is converged, even where the kernel's
     # table cannot be read (a root directory other than /).
-    units = await systemd.unit_states([unit_name_from_path(str(layout.path(c.path))) for c in mounts])
+    units = await systemd.unit_states([unit_name_from_path(layout.path(c.path)) for c in mounts])
     stopped = set()  # an earlier run's unit, unmounted since but still loaded: started again
     to_mount = []
     for change, unit in zip(mounts, units, strict=True):
@@ -224,9 +228,9 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
 
     jobs = await asyncio.gather(
         *(
-            systemd.start_unit(unit_name_from_path(str(layout.path(c.path))))
+            systemd.start_unit(unit_name_from_path(layout.path(c.path)))
             if c in stopped
-            else systemd.start_transient_mount(str(layout.path(c.detail)), str(layout.path(c.path)))
+            else systemd.start_transient_mount(layout.path(c.detail), layout.path(c.path))
             for c in to_mount
         ),
         return_exceptions=True,

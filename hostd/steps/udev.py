@@ -8,6 +8,8 @@ act on devices already there, not only on the next one plugged in.
 
 from __future__ import annotations
 
+import os
+
 from hostd import keys
 from hostd.steps.base import Context, Event, Outcome, Plan, StepResult
 from hostd.steps.imports import BootFile, plan_import
@@ -32,7 +34,7 @@ def plan(ctx: Context) -> Plan:
         ctx.layout,
         files=files,
         target_dir=ctx.layout.udev_rules,
-        manifest_path=ctx.layout.hostd_state / "written-udev-rules.json",
+        manifest_path=os.path.join(ctx.layout.hostd_state, "written-udev-rules.json"),
         mode=0o644,
     )
     return result
@@ -47,7 +49,7 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
     outcome = Outcome()
     if not result.changes or not ctx.layout.is_live:
         return outcome
-    if not ctx.layout.path("/run/udev/control").exists():
+    if not os.path.exists(ctx.layout.path("/run/udev/control")):
         outcome.problems.append("systemd-udevd is not running: the rules take effect when it starts")
         return outcome
     from hostd import children  # the live side only: the offline steps (hostd.prepare) run without asyncio

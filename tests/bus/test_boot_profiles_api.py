@@ -34,7 +34,7 @@ async def test_profiles_listed_without_secrets_and_changed_one_file_at_a_time(tm
     async with resolver() as (_, dns), daemon_on(layout, bus_address, dns), client(bus_address) as bus:
         reply = await hostd_call(bus, "AddConnection", "ss", "office", WIFI)
         assert reply.message_type == MessageType.METHOD_RETURN, reply.body
-        assert (layout.boot_connections / "office").read_text() == WIFI
+        assert (Path(layout.boot_connections) / "office").read_text() == WIFI
         [[name, id_, uuid, type_, text]] = (await hostd_call(bus, "ListConnections")).body[0]
         assert (name, id_, uuid, type_) == (
             "office",
@@ -43,7 +43,7 @@ async def test_profiles_listed_without_secrets_and_changed_one_file_at_a_time(tm
             "802-11-wireless",
         )
         assert "ssid=office" in text and "hunter2" not in text and "psk=" not in text
-        await wait_until(lambda: layout.nm_connections.joinpath("office").exists(), timeout=5)
+        await wait_until(lambda: Path(layout.nm_connections).joinpath("office").exists(), timeout=5)
 
         again = await hostd_call(bus, "AddConnection", "ss", "office", WIFI)
         assert again.error_name == api.ERROR_PREFIX + "ConnectionExists"
@@ -53,11 +53,11 @@ async def test_profiles_listed_without_secrets_and_changed_one_file_at_a_time(tm
         assert invalid.error_name == api.ERROR_INVALID_ARGS and "hunter2" not in invalid.body[0]
         sample = await hostd_call(bus, "AddConnection", "ss", "x.ignore", WIFI)
         assert sample.error_name == api.ERROR_INVALID_ARGS
-        assert (layout.boot_connections / "office").read_text() == WIFI
+        assert (Path(layout.boot_connections) / "office").read_text() == WIFI
 
         reply = await hostd_call(bus, "RemoveConnection", "s", "office")
         assert reply.message_type == MessageType.METHOD_RETURN, reply.body
-        assert not (layout.boot_connections / "office").exists()
+        assert not (Path(layout.boot_connections) / "office").exists()
         assert (await hostd_call(bus, "ListConnections")).body[0] == []
 
 
@@ -76,9 +76,9 @@ async def test_a_profile_that_cuts_the_device_off_is_rolled_back_file_included(
         assert reply.message_type == MessageType.METHOD_RETURN, reply.body
         assert daemon.reconciler.transaction.state == "probing"
         await wait_until(lambda: daemon.reconciler.transaction.state == "", timeout=10)
-        await wait_until(lambda: not (layout.boot_connections / "wired").exists(), timeout=5)
+        await wait_until(lambda: not (Path(layout.boot_connections) / "wired").exists(), timeout=5)
         await wait_until(lambda: daemon.reconciler.not_applied == "", timeout=5)
         after = await get_all(bus)
         assert after["Generation"].value == good == after["GoodGeneration"].value
         assert after["LastRollback"].value[1] != good
-        assert not layout.nm_connections.joinpath("wired").exists()
+        assert not Path(layout.nm_connections).joinpath("wired").exists()

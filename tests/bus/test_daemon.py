@@ -41,7 +41,7 @@ def make_root(tmp_path: Path, config: dict[str, Any]) -> Layout:
         (root / directory).mkdir(parents=True)
     (root / "etc/hostname").write_text("")
     layout = Layout(root)
-    layout.config_json.write_text(json.dumps(config, indent=2))
+    Path(layout.config_json).write_text(json.dumps(config, indent=2))
     return layout
 
 
@@ -191,10 +191,10 @@ async def test_set_hostname_writes_config_and_signals(tmp_path: Path, bus_addres
 
         reply = await hostd_call(bus, "SetHostname", "s", "Garage")
         assert reply.message_type == MessageType.METHOD_RETURN, reply.body
-        document = json.loads(layout.config_json.read_text())
+        document = json.loads(Path(layout.config_json).read_text())
         assert document == {**original, "hostname": "garage"}
         assert list(document) == list(original)  # no key reordered
-        assert layout.etc_hostname.read_text() == "garage\n"
+        assert Path(layout.etc_hostname).read_text() == "garage\n"
         await wait_until(lambda: any("StaticHostname" in c for c in changed()) and reconciled())
         assert next(c for c in changed() if "StaticHostname" in c)["StaticHostname"].value == "garage"
         # only the steps that depend on the changed key, plus the file-driven ones; a hostname cannot
@@ -212,21 +212,24 @@ async def test_set_proxy_writes_the_boot_files_as_a_new_generation(tmp_path: Pat
         assert bad.error_name == api.ERROR_INVALID_ARGS and "line 2" in bad.body[0]
         bad = await hostd_call(bus, "SetProxy", "sas", conf, ["proxy.example.com"])
         assert bad.error_name == api.ERROR_INVALID_ARGS and "'proxy.example.com'" in bad.body[0]
-        assert not layout.boot_proxy.exists()
+        assert not Path(layout.boot_proxy).exists()
 
         reply = await hostd_call(bus, "SetProxy", "sas", conf, ["203.0.113.0/24"])
         assert reply.message_type == MessageType.METHOD_RETURN, reply.body
-        assert (layout.boot_proxy / "redsocks.conf").read_text() == conf
-        assert (layout.boot_proxy / "no_proxy").read_text() == "203.0.113.0/24\n"
+        assert (Path(layout.boot_proxy) / "redsocks.conf").read_text() == conf
+        assert (Path(layout.boot_proxy) / "no_proxy").read_text() == "203.0.113.0/24\n"
         state = json.loads((await hostd_call(bus, "Describe")).body[0])
         # a generation of its own: probed (passed at once here), restored whole by a rollback
-        generation = layout.hostd_state / "generations" / state["generations"]["current"]
+        generation = Path(layout.hostd_state) / "generations" / state["generations"]["current"]
         assert (generation / "system-proxy/redsocks.conf").read_text() == conf
         in_force = state["proxy"]
         assert in_force["server"] == "http-connect 192.0.2.8:3128" and in_force["noProxy"] == "203.0.113.0/24"
         assert "hunter2" not in json.dumps(in_force)
         assert (await hostd_call(bus, "SetProxy", "sas", "", [])).message_type == MessageType.METHOD_RETURN
-        assert not (layout.boot_proxy / "redsocks.conf").exists() and not (layout.boot_proxy / "no_proxy").exists()
+        assert (
+            not (Path(layout.boot_proxy) / "redsocks.conf").exists()
+            and not (Path(layout.boot_proxy) / "no_proxy").exists()
+        )
         assert json.loads((await hostd_call(bus, "Describe")).body[0])["proxy"] == {"state": "off"}
 
 
@@ -239,15 +242,17 @@ async def test_reconcile_restarts_only_what_changed(tmp_path: Path, bus_address:
         assert dnsmasq.dnsmasq.servers == [["1.1.1.1"]]
         systemd.calls.clear()
 
-        layout.config_json.write_text(json.dumps({"uuid": UUID, "dnsServers": "9.9.9.9"}))
+        Path(layout.config_json).write_text(json.dumps({"uuid": UUID, "dnsServers": "9.9.9.9"}))
         await hostd_call(bus, "Reload")
         assert dnsmasq.dnsmasq.servers == [["9.9.9.9"]]
         assert systemd.calls_to("RestartUnit") == [] and systemd.calls_to("TryRestartUnit") == []
 
-        layout.config_json.write_text(json.dumps({"uuid": UUID, "dnsServers": "9.9.9.9", "persistentLogging": True}))
+        Path(layout.config_json).write_text(
+            json.dumps({"uuid": UUID, "dnsServers": "9.9.9.9", "persistentLogging": True})
+        )
         await hostd_call(bus, "Reload")
         assert [body[0] for body in systemd.calls_to("RestartUnit")] == ["systemd-journald.service"]
-        assert "Storage=persistent" in layout.journald_dropin.read_text()
+        assert "Storage=persistent" in Path(layout.journald_dropin).read_text()
 
         systemd.calls.clear()
         results = await daemon.reconciler.reconcile()  # what Reload runs; nothing changed: nothing runs at all
@@ -267,9 +272,9 @@ async def test_network_settings_make_networkmanager_reload_its_configuration(tmp
         await wait_until(lambda: daemon.reconciler.services.networkmanager.attached, 5)
         assert nm.manager.reloads == []
         config = {"uuid": UUID, "os": {"network": {"connectivity": {"uri": "http://127.0.0.1:9/check"}}}}
-        layout.config_json.write_text(json.dumps(config))
+        Path(layout.config_json).write_text(json.dumps(config))
         await hostd_call(bus, "Reload")
-        assert "uri=http://127.0.0.1:9/check" in layout.nm_dropin.read_text()
+        assert "uri=http://127.0.0.1:9/check" in Path(layout.nm_dropin).read_text()
         assert nm.manager.reloads == [1]  # NM_MANAGER_RELOAD_FLAG_CONF
     await nm.stop()
 
@@ -277,23 +282,23 @@ async def test_network_settings_make_networkmanager_reload_its_configuration(tmp
 async def test_invalid_config_at_runtime_changes_nothing(tmp_path: Path, bus_address: str) -> None:
     layout = make_root(tmp_path, {"uuid": UUID, "hostname": "kitchen"})
     async with running_daemon(layout, bus_address), client(bus_address) as bus:
-        before = layout.etc_hostname.stat().st_mtime_ns
-        layout.config_json.write_text('{"uuid": "' + UUID + '", "hostname": "bäd name"}')
+        before = Path(layout.etc_hostname).stat().st_mtime_ns
+        Path(layout.config_json).write_text('{"uuid": "' + UUID + '", "hostname": "bäd name"}')
         await hostd_call(bus, "Reload")
         properties = await get_all(bus)
         assert "/hostname: 'bäd name' is not a valid hostname" in properties["ConfigError"].value
         assert properties["StaticHostname"].value == "kitchen"
-        assert layout.etc_hostname.stat().st_mtime_ns == before
+        assert Path(layout.etc_hostname).stat().st_mtime_ns == before
         refused = await hostd_call(bus, "SetPersistentLogging", "b", True)
         assert refused.error_name == "io.hostd1.Error.ConfigInvalid"
 
-        layout.config_json.write_text(json.dumps({"uuid": UUID, "hostname": "fixed"}))
+        Path(layout.config_json).write_text(json.dumps({"uuid": UUID, "hostname": "fixed"}))
         for _ in range(500):  # the watch picks it up
             if (await get_all(bus))["ConfigError"].value == "":
                 break
             await asyncio.sleep(0.01)
         assert (await get_all(bus))["ConfigError"].value == ""
-        assert layout.etc_hostname.read_text() == "fixed\n"
+        assert Path(layout.etc_hostname).read_text() == "fixed\n"
 
 
 async def test_a_bad_value_is_held_back_alone_and_shown(tmp_path: Path, bus_address: str) -> None:
@@ -308,7 +313,7 @@ async def test_a_bad_value_is_held_back_alone_and_shown(tmp_path: Path, bus_addr
             "developmentMode": "true",
             "os": {"network": {"connectivity": {"uri": f"gopher://me:{credential}@c.example.com/"}}},
         }
-        layout.config_json.write_text(json.dumps(bad))
+        Path(layout.config_json).write_text(json.dumps(bad))
         await hostd_call(bus, "Reload")
         properties = await get_all(bus)
         assert properties["Variant"].value == "development"  # "true" applies
@@ -331,7 +336,7 @@ async def test_a_bad_value_is_held_back_alone_and_shown(tmp_path: Path, bus_addr
         }
         assert credential not in describe + properties["ConfigError"].value + str(properties["HeldBack"].value)
 
-        layout.config_json.write_text(json.dumps({"uuid": UUID, "hostname": "kitchen", "dnsServers": "1.1.1.1"}))
+        Path(layout.config_json).write_text(json.dumps({"uuid": UUID, "hostname": "kitchen", "dnsServers": "1.1.1.1"}))
         await hostd_call(bus, "Reload")
         properties = await get_all(bus)
         assert properties["HeldBack"].value == [] and properties["ConfigError"].value == ""
@@ -340,15 +345,15 @@ async def test_a_bad_value_is_held_back_alone_and_shown(tmp_path: Path, bus_addr
 async def test_a_boot_profile_edited_in_place_is_reimported(tmp_path: Path, bus_address: str) -> None:
     """The watch sees a file rewritten in place (its directory's mtime does not change)."""
     layout = make_root(tmp_path, {"uuid": UUID})
-    boot_file = layout.boot_connections / "wired"
+    boot_file = Path(layout.boot_connections) / "wired"
     boot_file.write_text("[connection]\nid=wired\ntype=ethernet\n")
     async with running_daemon(layout, bus_address):
-        imported = layout.nm_connections / "wired"
+        imported = Path(layout.nm_connections) / "wired"
         assert imported.read_text() == "[connection]\nid=wired\ntype=ethernet\n"
-        directory_mtime = layout.boot_connections.stat().st_mtime_ns
+        directory_mtime = Path(layout.boot_connections).stat().st_mtime_ns
         with boot_file.open("r+") as file:  # in place, as an editor on the boot partition may
             file.write("[connection]\nid=wire2")
-        assert layout.boot_connections.stat().st_mtime_ns == directory_mtime
+        assert Path(layout.boot_connections).stat().st_mtime_ns == directory_mtime
         await wait_until(lambda: imported.read_text().startswith("[connection]\nid=wire2\n"), 5)
 
 
@@ -359,9 +364,9 @@ async def test_a_service_on_the_bus_during_the_first_reconcile_gets_its_steps_ru
     connections step found it missing: that step runs again once the reconcile is done, and its
     verdict is NetworkManager's."""
     layout = make_root(tmp_path, {"uuid": UUID})
-    (layout.boot_connections / "wired.nmconnection").write_text("[connection]\nid=wired\ntype=ethernet\n")
+    (Path(layout.boot_connections) / "wired.nmconnection").write_text("[connection]\nid=wired\ntype=ethernet\n")
     nm = FakeNetworkManager(bus_address)
-    nm.add_connection(str(layout.nm_connections / "wired.nmconnection"), "wired")  # read at its start
+    nm.add_connection(str(Path(layout.nm_connections) / "wired.nmconnection"), "wired")  # read at its start
     run_steps = Reconciler._run_steps
 
     async def steps_then_networkmanager_appears(self: Reconciler, *args: Any) -> Any:
@@ -395,18 +400,18 @@ async def test_the_first_reconcile_waits_for_the_network_inputs_stage(
     systemd.manager.queue_job(NETWORK_INPUTS_UNIT)
     async with running_daemon_waiting(layout, bus_address, until=lambda: systemd.calls_to("ListUnitsByNames")):
         await asyncio.sleep(0.2)
-        assert layout.etc_hostname.read_text() == ""
+        assert Path(layout.etc_hostname).read_text() == ""
         systemd.manager.finish_job(NETWORK_INPUTS_UNIT)
-    assert layout.etc_hostname.read_text() == "kitchen\n"
+    assert Path(layout.etc_hostname).read_text() == "kitchen\n"
 
-    layout.config_json.write_text(json.dumps({"uuid": UUID, "hostname": "garage"}))
+    Path(layout.config_json).write_text(json.dumps({"uuid": UUID, "hostname": "garage"}))
     systemd.manager.queue_job(NETWORK_INPUTS_UNIT)
     await systemd.restart()
     async with running_daemon_waiting(layout, bus_address, until=lambda: systemd.calls_to("ListUnitsByNames")):
         await asyncio.sleep(0.2)
-        assert layout.etc_hostname.read_text() == "kitchen\n"
+        assert Path(layout.etc_hostname).read_text() == "kitchen\n"
         await systemd.stop()  # a job that never ends: only systemd leaving ends the wait
-    assert layout.etc_hostname.read_text() == "garage\n"
+    assert Path(layout.etc_hostname).read_text() == "garage\n"
     warnings = log_lines(caplog, "hostd", logging.WARNING)
     assert any(f"cannot tell whether {NETWORK_INPUTS_UNIT} has finished" in line for line in warnings), warnings
 
@@ -432,7 +437,7 @@ async def test_the_daemon_keeps_the_stamp_the_stage_left_in_run(tmp_path: Path, 
     """The network-inputs stage leaves a new stamp on tmpfs (no fsync on the network's path); hostd
     puts it on the state partition once ready, for the next boot to replay."""
     layout = make_root(tmp_path, {"uuid": UUID})
-    pending, kept = layout.path("/" + stamp.PENDING), layout.path("/" + stamp.STAMP)
+    pending, kept = Path(layout.path("/" + stamp.PENDING)), Path(layout.path("/" + stamp.STAMP))
     pending.parent.mkdir(parents=True)
     pending.write_bytes(b"a stamp")
     async with running_daemon(layout, bus_address):
@@ -533,8 +538,8 @@ async def test_idle_hostd_arms_no_timer_but_the_watchdogs(tmp_path: Path, bus_ad
 
     async with running_daemon(layout, bus_address):
         await wait_until(only_the_watchdog, 10)
-        layout.config_json.write_text(json.dumps({"uuid": UUID, "hostname": "edited"}))
-        await wait_until(lambda: layout.etc_hostname.read_text() == "edited\n", 10)
+        Path(layout.config_json).write_text(json.dumps({"uuid": UUID, "hostname": "edited"}))
+        await wait_until(lambda: Path(layout.etc_hostname).read_text() == "edited\n", 10)
         await wait_until(only_the_watchdog, 10)
         await asyncio.sleep(0.5)
         assert only_the_watchdog(), timers()

@@ -41,7 +41,7 @@ async def test_changes_reach_the_daemon(tmp_path: Path, bus_address: str) -> Non
     async with running_daemon(layout, bus_address):
         done = await asyncio.to_thread(hostctl, bus_address, "hostname", "pantry")
         assert done.returncode == cli.EXIT_OK, done.stderr
-        assert json.loads(layout.config_json.read_text())["hostname"] == "pantry"
+        assert json.loads(Path(layout.config_json).read_text())["hostname"] == "pantry"
 
         done = await asyncio.to_thread(hostctl, bus_address, "hostname", "--", "bad_name!")
         assert done.returncode == cli.EXIT_INVALID
@@ -70,7 +70,7 @@ async def test_set_discoverable_and_hostname_from_config(tmp_path: Path, bus_add
             hostctl, bus_address, "set", "os.dns.mode=exclusive", 'dnsServers=["1.1.1.1"]', "persistentLogging=true"
         )
         assert done.returncode == cli.EXIT_OK, done.stderr
-        document = json.loads(layout.config_json.read_text())
+        document = json.loads(Path(layout.config_json).read_text())
         assert document["os"]["dns"]["mode"] == "exclusive"
         assert (document["dnsServers"], document["persistentLogging"]) == (["1.1.1.1"], True)
 
@@ -78,10 +78,10 @@ async def test_set_discoverable_and_hostname_from_config(tmp_path: Path, bus_add
         assert done.returncode == cli.EXIT_INVALID and "ntpServers" in done.stderr
 
         # off the device (no kernel name to set) the name is hostnamed's: none here, so not applied
-        layout.config_json.write_text(json.dumps({**document, "hostname": 42}))
+        Path(layout.config_json).write_text(json.dumps({**document, "hostname": 42}))
         done = await asyncio.to_thread(hostctl, bus_address, "hostname", "--from-config")
         assert done.returncode == cli.EXIT_INVALID and "hostname" in done.stderr
 
         done = await asyncio.to_thread(hostctl, bus_address, "discoverable", "off")
         assert done.returncode == cli.EXIT_INVALID or done.stdout.startswith("off"), done.stderr
-        assert (layout.hostd_state / "discoverable").read_bytes() == b"off\n"
+        assert (Path(layout.hostd_state) / "discoverable").read_bytes() == b"off\n"

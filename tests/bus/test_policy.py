@@ -113,7 +113,7 @@ async def test_non_root_caller_cannot_change_anything(
     # With the policy loosened, the refusal must come from hostd's own credentials check.
     refuser = "needs root" if "loosened" in request.node.callspec.id else "Rejected send message"
     layout = make_root(tmp_path, {"uuid": UUID, "hostname": "kitchen"})
-    config_before = layout.config_json.read_bytes()
+    config_before = Path(layout.config_json).read_bytes()
     async with running_daemon(layout, system_bus):
         for method, args in (
             ("Reload", ()),
@@ -142,7 +142,7 @@ async def test_non_root_caller_cannot_change_anything(
         assert plan.returncode == 0, plan.stderr
         listed = await as_nobody(*busctl(system_bus, "call", *OBJECT, "ListConnections"))
         assert listed.returncode == 0 and listed.stdout.strip() == "a(sssss) 0", listed.stderr
-    assert layout.config_json.read_bytes() == config_before
-    assert layout.etc_hostname.read_text() == "kitchen\n"
-    assert not (layout.hostd_state / "discoverable").exists()
-    assert list(layout.boot_connections.iterdir()) == []
+    assert Path(layout.config_json).read_bytes() == config_before
+    assert Path(layout.etc_hostname).read_text() == "kitchen\n"
+    assert not (Path(layout.hostd_state) / "discoverable").exists()
+    assert list(Path(layout.boot_connections).iterdir()) == []

@@ -90,7 +90,7 @@ async def test_first_boot_applies_without_probe_and_good_change_is_kept(tmp_path
         first = await properties(bus_address)
         assert first["GoodGeneration"] == first["Generation"] != ""
         dns.up = True
-        layout.config_json.write_text(json.dumps(config(dnsServers="9.9.9.9")))
+        Path(layout.config_json).write_text(json.dumps(config(dnsServers="9.9.9.9")))
         # a network change: probed (the resolver answers at once), then kept
         await wait_until(lambda: daemon.reconciler.applied_id not in ("", first["Generation"]), timeout=5)
         await wait_until(
@@ -112,26 +112,26 @@ async def test_cut_off_device_rolls_back_and_does_not_retry(tmp_path: Path, bus_
         async with daemon_on(layout, bus_address, address) as daemon:
             good = (await properties(bus_address))["GoodGeneration"]
             # the new servers cut name resolution off (it worked before: the change is to blame)
-            dns.cut_off = lambda: "192.0.2.1" in layout.dnsmasq_servers.read_text()
-            layout.config_json.write_text(bad)
+            dns.cut_off = lambda: "192.0.2.1" in Path(layout.dnsmasq_servers).read_text()
+            Path(layout.config_json).write_text(bad)
             await wait_until(lambda: daemon.reconciler.transaction.state == "probing", timeout=5)
             await wait_until(lambda: daemon.reconciler.transaction.state == "", timeout=10)
             after = await properties(bus_address)
             assert after["Generation"] == good == after["GoodGeneration"]
             assert after["DnsServers"] == ["1.1.1.1"]
-            assert layout.dnsmasq_servers.read_text() == "server=1.1.1.1\n"
+            assert Path(layout.dnsmasq_servers).read_text() == "server=1.1.1.1\n"
             _when, rejected, reason, evidence = after["LastRollback"]
             assert rejected != good and "probe failed" in reason and f"{PROBE_NAME} does not resolve" in evidence
             assert "rolled back" in after["NotApplied"]
-            assert layout.config_json.read_text() == bad  # the user's file is never rewritten
+            assert Path(layout.config_json).read_text() == bad  # the user's file is never rewritten
         # the next boot does not try the rejected generation again
         async with daemon_on(layout, bus_address, address):
             again = await properties(bus_address)
             assert again["Generation"] == good and again["DnsServers"] == ["1.1.1.1"]
             assert "is not applied" in again["NotApplied"]
             # ... until config.json changes
-            layout.config_json.write_text(json.dumps(config(dnsServers="192.0.2.1")))
-            await wait_until(lambda: layout.dnsmasq_servers.read_text() == "server=192.0.2.1\n", timeout=5)
+            Path(layout.config_json).write_text(json.dumps(config(dnsServers="192.0.2.1")))
+            await wait_until(lambda: Path(layout.dnsmasq_servers).read_text() == "server=192.0.2.1\n", timeout=5)
 
 
 async def test_try_rolls_back_unless_confirmed(tmp_path: Path, bus_address: str) -> None:
@@ -143,18 +143,18 @@ async def test_try_rolls_back_unless_confirmed(tmp_path: Path, bus_address: str)
     ):
         reply = await hostd_call(bus, "Try", "su", json.dumps(config(hostname="unconfirmed")), 5)
         assert reply.body == [] and daemon.reconciler.transaction.state == "awaiting-confirm"
-        assert layout.etc_hostname.read_text() == "unconfirmed\n"
+        assert Path(layout.etc_hostname).read_text() == "unconfirmed\n"
         await wait_until(lambda: daemon.reconciler.transaction.state == "", timeout=8)
-        assert layout.etc_hostname.read_text() == "before\n"
+        assert Path(layout.etc_hostname).read_text() == "before\n"
 
         invalid = await hostd_call(bus, "Try", "su", '{"hostname": "nö good"}', 5)
         assert invalid.error_name == "org.freedesktop.DBus.Error.InvalidArgs" and "'nö good'" in invalid.body[0]
-        assert json.loads(layout.config_json.read_text())["hostname"] == "unconfirmed"  # not written
+        assert json.loads(Path(layout.config_json).read_text())["hostname"] == "unconfirmed"  # not written
         await hostd_call(bus, "Try", "su", json.dumps(config(hostname="confirmed")), 5)
         assert (await hostd_call(bus, "Confirm")).message_type.name == "METHOD_RETURN"
         await wait_until(lambda: daemon.reconciler.transaction.state == "", timeout=3)
         await asyncio.sleep(0.1)
-        assert layout.etc_hostname.read_text() == "confirmed\n"
+        assert Path(layout.etc_hostname).read_text() == "confirmed\n"
         nothing = await hostd_call(bus, "Confirm")
         assert nothing.error_name == "io.hostd1.Error.NothingToConfirm"
 
@@ -167,7 +167,7 @@ async def test_a_held_back_key_keeps_its_last_known_good_value_across_boots(tmp_
     async with resolver() as (dns, address):
         async with daemon_on(layout, bus_address, address) as daemon:
             dns.up = False  # a probe would fail: none must be needed
-            layout.config_json.write_text(json.dumps(config(dnsServers="not-an-ip", developmentMode="true")))
+            Path(layout.config_json).write_text(json.dumps(config(dnsServers="not-an-ip", developmentMode="true")))
             await wait_until(
                 lambda: daemon.reconciler.applied is not None and daemon.reconciler.applied.config.development_mode,
                 timeout=5,
@@ -176,13 +176,13 @@ async def test_a_held_back_key_keeps_its_last_known_good_value_across_boots(tmp_
             assert kept["DnsServers"] == ["1.1.1.1"] and kept["GoodGeneration"] == kept["Generation"]
             assert [list(entry)[::2] for entry in kept["HeldBack"]] == [["/dnsServers", "last-known-good"]]
         async with daemon_on(layout, bus_address, address) as daemon:  # the next boot
-            layout.config_json.write_text(json.dumps(config(dnsServers="not-an-ip", developmentMode="false")))
+            Path(layout.config_json).write_text(json.dumps(config(dnsServers="not-an-ip", developmentMode="false")))
             await wait_until(
                 lambda: daemon.reconciler.applied is not None and not daemon.reconciler.applied.config.development_mode,
                 timeout=5,
             )
             after = await properties(bus_address)
-            assert after["DnsServers"] == ["1.1.1.1"] and layout.dnsmasq_servers.read_text() == "server=1.1.1.1\n"
+            assert after["DnsServers"] == ["1.1.1.1"] and Path(layout.dnsmasq_servers).read_text() == "server=1.1.1.1\n"
             assert after["GoodGeneration"] == after["Generation"] and after["Transaction"] == ""
 
 
@@ -198,15 +198,15 @@ async def test_networkmanager_checkpoint_is_the_inner_layer(tmp_path: Path, bus_
     async with resolver() as (dns, address), daemon_on(layout, bus_address, address) as daemon:
         assert fake.manager.checkpoint_calls == [("destroy", stale)]  # no trial was recorded: destroyed
         first = daemon.reconciler.applied_id
-        layout.config_json.write_text(json.dumps(config(dnsServers="9.9.9.9")))
+        Path(layout.config_json).write_text(json.dumps(config(dnsServers="9.9.9.9")))
         await wait_until(lambda: daemon.reconciler.store.good() not in (first, None), timeout=8)
         kinds = [call[0] for call in fake.manager.checkpoint_calls[1:]]
         create = fake.manager.checkpoint_calls[1]
         assert create[0] == "create" and create[2:] == ("25", "6")  # 5 s window + margin; new profiles/devices
         assert kinds[-1] == "destroy" and "adjust" in kinds and not fake.manager.checkpoints
 
-        dns.cut_off = lambda: "192.0.2.1" in layout.dnsmasq_servers.read_text()
-        layout.config_json.write_text(json.dumps(config(dnsServers="192.0.2.1")))
+        dns.cut_off = lambda: "192.0.2.1" in Path(layout.dnsmasq_servers).read_text()
+        Path(layout.config_json).write_text(json.dumps(config(dnsServers="192.0.2.1")))
         await wait_until(lambda: daemon.reconciler.transaction.state == "probing", timeout=5)
         assert len(fake.manager.checkpoints) == 1
         await wait_until(lambda: daemon.reconciler.transaction.state == "", timeout=10)
@@ -226,17 +226,17 @@ async def test_a_change_the_boot_stage_wrote_is_probed_without_a_checkpoint(tmp_
     async with resolver() as (dns, address):
         async with daemon_on(layout, bus_address, address) as daemon:
             good = daemon.reconciler.store.good()
-        layout.config_json.write_text(json.dumps(config(dnsServers="192.0.2.1")))
+        Path(layout.config_json).write_text(json.dumps(config(dnsServers="192.0.2.1")))
         assert prepare.run("network-inputs", layout.root) == 0
-        assert layout.dnsmasq_servers.read_text() == "server=192.0.2.1\n"
-        dns.cut_off = lambda: "192.0.2.1" in layout.dnsmasq_servers.read_text()
+        assert Path(layout.dnsmasq_servers).read_text() == "server=192.0.2.1\n"
+        dns.cut_off = lambda: "192.0.2.1" in Path(layout.dnsmasq_servers).read_text()
         calls = len(fake.manager.checkpoint_calls)
         async with daemon_on(layout, bus_address, address) as daemon:
             assert daemon.reconciler.transaction.state == "probing"
             await wait_until(lambda: daemon.reconciler.transaction.state == "", timeout=10)
             after = await properties(bus_address)
             assert after["Generation"] == after["GoodGeneration"] == good
-            servers = layout.dnsmasq_servers.read_text()  # beside the (fake) network's own
+            servers = Path(layout.dnsmasq_servers).read_text()  # beside the (fake) network's own
             assert "server=1.1.1.1\n" in servers and "192.0.2.1" not in servers
             assert [call for call in fake.manager.checkpoint_calls[calls:] if call[0] == "create"] == []
 
@@ -249,7 +249,7 @@ async def test_try_interrupted_by_a_restart_is_rolled_back_at_the_next_start(tmp
         async with daemon_on(layout, bus_address, address) as daemon, client(bus_address) as bus:
             good = daemon.reconciler.store.good()
             reply = await hostd_call(bus, "Try", "su", json.dumps(config(dnsServers="9.9.9.9")), 60)
-            assert reply.body == [] and (layout.hostd_state / "trial.json").exists()
+            assert reply.body == [] and (Path(layout.hostd_state) / "trial.json").exists()
             tried = daemon.reconciler.applied_id
             daemon.reconciler.transaction.supersede()  # the process dies: its trial with it
         async with daemon_on(layout, bus_address, address) as daemon:  # started again, never confirmed
@@ -258,7 +258,7 @@ async def test_try_interrupted_by_a_restart_is_rolled_back_at_the_next_start(tmp
             assert after["DnsServers"] == ["1.1.1.1"] and after["Transaction"] == ""
             _when, rejected, reason, _evidence = after["LastRollback"]
             assert rejected == tried and "hostd stopped inside the confirm window" in reason
-            assert "is not applied" in after["NotApplied"] and not (layout.hostd_state / "trial.json").exists()
+            assert "is not applied" in after["NotApplied"] and not (Path(layout.hostd_state) / "trial.json").exists()
 
 
 async def test_automatic_apply_interrupted_by_a_restart_is_judged_afresh(tmp_path: Path, bus_address: str) -> None:
@@ -266,10 +266,10 @@ async def test_automatic_apply_interrupted_by_a_restart_is_judged_afresh(tmp_pat
     async with resolver() as (dns, address):
         async with daemon_on(layout, bus_address, address) as daemon:
             good = daemon.reconciler.store.good()
-            dns.cut_off = lambda: "192.0.2.1" in layout.dnsmasq_servers.read_text()
+            dns.cut_off = lambda: "192.0.2.1" in Path(layout.dnsmasq_servers).read_text()
             bad = config(dnsServers="192.0.2.1")
             bad["os"]["safeApply"]["timeout"] = 10  # the test stops hostd well inside the window
-            layout.config_json.write_text(json.dumps(bad))
+            Path(layout.config_json).write_text(json.dumps(bad))
             await wait_until(lambda: daemon.reconciler.transaction.state == "probing", timeout=10)
             daemon.reconciler.transaction.supersede()  # the process dies: its trial with it
         async with daemon_on(layout, bus_address, address) as daemon:  # stopped inside the window
@@ -299,7 +299,7 @@ async def test_a_change_is_not_blamed_for_an_uplink_that_failed_before_it(tmp_pa
         )
         await call(bus, *DBUS_DAEMON, "AddMatch", "s", "type='signal',member='RetryAttempt'")
         dns.up = False  # the uplink is down before the change
-        layout.config_json.write_text(json.dumps(config(dnsServers="9.9.9.9")))
+        Path(layout.config_json).write_text(json.dumps(config(dnsServers="9.9.9.9")))
         await wait_until(lambda: daemon.reconciler.transaction.state == "probing", timeout=5)
         await wait_until(lambda: daemon.reconciler.transaction.state == "", timeout=10)
         deferred = await properties(bus_address)

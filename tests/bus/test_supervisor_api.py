@@ -23,7 +23,7 @@ CONFIG = (
 
 async def test_set_config_writes_nested_keys_in_place_and_applies(tmp_path: Path, bus_address: str) -> None:
     layout = make_root(tmp_path, {})
-    layout.config_json.write_text(CONFIG)
+    Path(layout.config_json).write_text(CONFIG)
     async with running_daemon(layout, bus_address), client(bus_address) as bus:
         signals = await follow_signals(bus)
         changes = {
@@ -34,7 +34,7 @@ async def test_set_config_writes_nested_keys_in_place_and_applies(tmp_path: Path
         }
         reply = await hostd_call(bus, "SetConfig", "a{sv}", changes)
         assert reply.message_type == MessageType.METHOD_RETURN, reply.body
-        text = layout.config_json.read_text()
+        text = Path(layout.config_json).read_text()
         assert '"apiKey": "keep-me"' in text and '"applicationId": 1234\n}' in text  # untouched bytes
         assert '"sshKeys": [ ], "dns" : {"mode": "exclusive"}' in text  # replaced in place
         document = json.loads(text)
@@ -50,7 +50,7 @@ async def test_set_config_writes_nested_keys_in_place_and_applies(tmp_path: Path
 
 async def test_set_config_refuses_bad_values_naming_key_and_value(tmp_path: Path, bus_address: str) -> None:
     layout = make_root(tmp_path, {})
-    layout.config_json.write_text(CONFIG)
+    Path(layout.config_json).write_text(CONFIG)
     async with running_daemon(layout, bus_address), client(bus_address) as bus:
         bad = await hostd_call(
             bus, "SetConfig", "a{sv}", {"dnsServers": Variant("s", "not-an-ip"), "hostname": Variant("s", "ok")}
@@ -65,19 +65,19 @@ async def test_set_config_refuses_bad_values_naming_key_and_value(tmp_path: Path
         assert "os.network.connectivity.uri" in refused.body[0] and "hunter2" not in refused.body[0]
         unknown = await hostd_call(bus, "SetConfig", "a{sv}", {"apiKey": Variant("s", "x")})
         assert unknown.error_name == api.ERROR_INVALID_ARGS and "apiKey" in unknown.body[0]
-        assert layout.config_json.read_text() == CONFIG  # all or nothing
+        assert Path(layout.config_json).read_text() == CONFIG  # all or nothing
 
 
 async def test_held_back_key_is_signalled(tmp_path: Path, bus_address: str) -> None:
     layout = make_root(tmp_path, {"uuid": UUID})
     async with running_daemon(layout, bus_address), client(bus_address) as bus:
         signals = await follow_signals(bus)
-        layout.config_json.write_text(json.dumps({"uuid": UUID, "dnsServers": "not-an-ip"}))
+        Path(layout.config_json).write_text(json.dumps({"uuid": UUID, "dnsServers": "not-an-ip"}))
         await hostd_call(bus, "Reload")
         await wait_until(lambda: any(name == "HeldBack" for name, _ in signals))
         [held] = next(body for name, body in signals if name == "HeldBack")
         assert [pointer for pointer, _, _ in held] == ["/dnsServers"]
-        layout.config_json.write_text(json.dumps({"uuid": UUID, "dnsServers": "1.1.1.1"}))
+        Path(layout.config_json).write_text(json.dumps({"uuid": UUID, "dnsServers": "1.1.1.1"}))
         await hostd_call(bus, "Reload")
         await wait_until(lambda: [body for name, body in signals if name == "HeldBack"][-1] == [[]])
 
@@ -93,7 +93,7 @@ async def test_set_discoverable_stops_avahi_persists_and_is_not_degraded(tmp_pat
             reply = await hostd_call(bus, "SetDiscoverable", "b", False)
             assert reply.message_type == MessageType.METHOD_RETURN, reply.body
             assert [body[0] for body in systemd.calls_to("StopUnit")] == ["avahi-daemon.socket", "avahi-daemon.service"]
-            assert (layout.hostd_state / "discoverable").read_bytes() == b"off\n"
+            assert (Path(layout.hostd_state) / "discoverable").read_bytes() == b"off\n"
             properties = await get_all(bus)
             assert properties["Discoverable"].value is False
             assert "avahi" not in properties["Degraded"].value  # no avahi on this bus: off on purpose
@@ -108,6 +108,6 @@ async def test_set_discoverable_stops_avahi_persists_and_is_not_degraded(tmp_pat
                 "avahi-daemon.socket",
                 "avahi-daemon.service",
             ]
-            assert (layout.hostd_state / "discoverable").read_bytes() == b"on\n"
+            assert (Path(layout.hostd_state) / "discoverable").read_bytes() == b"on\n"
     finally:
         await systemd.stop()

@@ -235,11 +235,11 @@ def boot_file_inputs() -> st.SearchStrategy[BootInput]:
 # --- the device and the properties ---------------------------------------------------------------
 
 # Paths (relative to the root) apply may write; a directory may change when an entry in it does.
-DEVICE = Layout(Path("/"))
+DEVICE = Layout("/")
 
 
-def _relative(*paths: Path) -> tuple[str, ...]:
-    return tuple(str(path.relative_to("/")) for path in paths)
+def _relative(*paths: str) -> tuple[str, ...]:
+    return tuple(os.path.relpath(path, "/") for path in paths)
 
 
 TARGET_FILES = _relative(
@@ -251,8 +251,8 @@ TARGET_FILES = _relative(
     DEVICE.dnsmasq_servers,
     DEVICE.modprobe_dropin,
     DEVICE.devmode_env,
-    DEVICE.state / "remove_me_to_reset",
-    DEVICE.data / "remove_me_to_reset",
+    os.path.join(DEVICE.state, "remove_me_to_reset"),
+    os.path.join(DEVICE.data, "remove_me_to_reset"),
     DEVICE.config_json,
 )
 TARGET_DIRS = _relative(
@@ -260,8 +260,8 @@ TARGET_DIRS = _relative(
     DEVICE.nm_dispatcher,
     DEVICE.udev_rules,
     DEVICE.hostd_state,
-    DEVICE.state / "root-overlay",
-    DEVICE.data / "root-overlay",
+    os.path.join(DEVICE.state, "root-overlay"),
+    os.path.join(DEVICE.data, "root-overlay"),
 )
 
 # What each line of a file rendered from config.json must look like: no value can break out of its line.
@@ -308,9 +308,9 @@ class Workspace:
         device.write_config(first_config())
         for name, content in BOOT_PROFILES.items():
             device.boot_profile(name, content)
-        device.layout.boot_dispatcher.mkdir()
+        Path(device.layout.boot_dispatcher).mkdir()
         for name, content in DISPATCHER_SCRIPTS.items():
-            (device.layout.boot_dispatcher / name).write_text(content)
+            (Path(device.layout.boot_dispatcher) / name).write_text(content)
         with quiet_logs():
             if run_cli(["apply", "--offline", "--root", str(self.template)]).code != 0:
                 raise RuntimeError("the template device does not apply cleanly")
@@ -328,13 +328,13 @@ class Workspace:
         shutil.rmtree(self.root, ignore_errors=True)
         shutil.copytree(self.template, self.root, symlinks=True)
         layout = Layout(self.root)
-        layout.config_json.write_bytes(given.config)
+        Path(layout.config_json).write_bytes(given.config)
         for directory, files in (
             (layout.boot_connections, given.connections),
             (layout.boot_dispatcher, given.dispatcher),
         ):
             shutil.rmtree(directory)
-            directory.mkdir()
+            os.mkdir(directory)
             for name, content in files.items():
                 with open(os.path.join(os.fsencode(directory), name), "wb") as file:
                     file.write(content)

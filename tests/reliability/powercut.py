@@ -130,16 +130,16 @@ class Scenario:
         device.write_config(first_config())
         for name, content in BOOT_PROFILES.items():
             device.boot_profile(name, content)
-        layout.boot_dispatcher.mkdir()
+        Path(layout.boot_dispatcher).mkdir()
         for name, content in DISPATCHER_SCRIPTS.items():
-            (layout.boot_dispatcher / name).write_text(content)
+            (Path(layout.boot_dispatcher) / name).write_text(content)
         with quiet_logs():
             first = run_cli(["apply", "--offline", "--root", str(root)])
         if first.code != 0:
             raise RuntimeError(f"first apply failed: {first.stdout}{first.stderr}")
 
         device.write_config(changed_config(rng))
-        boot = layout.boot_connections
+        boot = Path(layout.boot_connections)
         if rng.random() < 0.7:
             (boot / "wired").unlink()  # removed from the device too
         if rng.random() < 0.5:
@@ -149,16 +149,16 @@ class Scenario:
         if rng.random() < 0.3:  # a name at NAME_MAX: its temp file needs a shorter name
             (boot / ("long-" + "x" * 250)).write_text(WIRED.replace("id=wired", "id=long").replace("c6a002", "c6a005"))
         if rng.random() < 0.3:
-            (layout.nm_connections / "home").write_text(WIFI.replace("id=home", "id=home-edited"))  # kept
+            (Path(layout.nm_connections) / "home").write_text(WIFI.replace("id=home", "id=home-edited"))  # kept
         if rng.random() < 0.5:
-            (layout.boot_dispatcher / "20-log").unlink()
+            (Path(layout.boot_dispatcher) / "20-log").unlink()
         if rng.random() < 0.3:
-            (layout.boot_dispatcher / "30-new").write_text("#!/bin/sh\ntrue\n")
+            (Path(layout.boot_dispatcher) / "30-new").write_text("#!/bin/sh\ntrue\n")
         if rng.random() < 0.3:
             # An earlier crash left a temp file next to a target that needs no write now.
-            (layout.dnsmasq_servers.parent / f".dnsmasq.servers{TEMP_SUFFIX}").write_text("server=1.")
+            (Path(layout.dnsmasq_servers).parent / f".dnsmasq.servers{TEMP_SUFFIX}").write_text("server=1.")
         scenario = Scenario()
-        for partition in (layout.state, layout.data):
+        for partition in (Path(layout.state), Path(layout.data)):
             if rng.random() < 0.25:
                 overlay = partition / "root-overlay"
                 (overlay / "etc" / "stale").mkdir(parents=True, exist_ok=True)
@@ -217,7 +217,7 @@ def check_crash_state(
             continue  # checked after the next run: it must be gone
         if state not in allowed(path, old, new, wiped):
             violations.append(f"{path}: neither its old nor its new state: {describe(state)}")
-    config_path = str(layout.config_json.relative_to(layout.root))
+    config_path = str(Path(layout.config_json).relative_to(layout.root))
     old_document = json.loads(_content(old[config_path]))
     try:
         config_model.parse(_content(crashed[config_path]), config_path)
@@ -228,8 +228,8 @@ def check_crash_state(
     except (KeyError, config_model.ConfigError) as exc:
         violations.append(f"config.json: unusable after the crash: {exc!r}")
     try:
-        good = _content(crashed[_relative(layout, layout.hostd_state / "good-generation")]).decode().strip()
-        generation = layout.hostd_state / "generations" / good
+        good = _content(crashed[_relative(layout, Path(layout.hostd_state) / "good-generation")]).decode().strip()
+        generation = Path(layout.hostd_state) / "generations" / good
         config_model.read(_content(crashed[_relative(layout, generation / "config.json")]))
         applied = _content(crashed[_relative(layout, generation / generations.APPLIED)])
         if config_model.config_of_applied(applied) is None:
@@ -297,7 +297,7 @@ def one_run(workdir: Path, rng: random.Random) -> RunResult:
     # The next run finishes the job; an uninterrupted apply with the same uuid says what it must leave.
     recovery_code = apply_in_process(crash)
     layout = Layout(crash)
-    uuid = json.loads(layout.config_json.read_bytes()).get("uuid")
+    uuid = json.loads(Path(layout.config_json).read_bytes()).get("uuid")
     shutil.copytree(pre, reference, symlinks=True)
     apply_in_process(reference, uuid)
     new = tree(reference)
@@ -317,7 +317,7 @@ def one_run(workdir: Path, rng: random.Random) -> RunResult:
     if second_code != 0 or stamps(crash) != before:
         changed = sorted(path for path, stamp in stamps(crash).items() if before.get(path) != stamp)
         violations.append(f"a second run wrote again (exit {second_code}): {changed[:5]}")
-    config_path = str(layout.config_json.relative_to(layout.root))
+    config_path = str(Path(layout.config_json).relative_to(layout.root))
     return RunResult(
         points,
         point,

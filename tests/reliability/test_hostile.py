@@ -76,9 +76,9 @@ def dev(tmp_path: Path) -> Device:
 def test_odd_boot_file_names_stay_in_the_target_directory(dev: Device, name: str) -> None:
     dev.boot_profile(name, WIRED)
     dev.apply()
-    outside_dir = {p.name for p in dev.layout.nm_connections.parent.iterdir()}
+    outside_dir = {p.name for p in Path(dev.layout.nm_connections).parent.iterdir()}
     assert outside_dir == {"system-connections", "conf.d", "dispatcher.d"}
-    imported = {p.name for p in dev.layout.nm_connections.iterdir()}
+    imported = {p.name for p in Path(dev.layout.nm_connections).iterdir()}
     assert imported <= {"home", name}
 
 
@@ -92,13 +92,13 @@ def test_udev_rule_names_that_are_not_plain_are_rejected(dev: Device, name: str)
     assert repr(name) in error["message"]
     assert document["config"]["source"] == "config.json"  # the key alone is held back
     assert [entry["key"] for entry in document["config"]["heldBack"]] == ["os.udevRules"]
-    assert list(dev.layout.udev_rules.iterdir()) == []
+    assert list(Path(dev.layout.udev_rules).iterdir()) == []
 
 
 def test_a_tampered_manifest_cannot_lead_out_of_the_target_directory(dev: Device) -> None:
     victim = dev.outside / "victim"
     digest = hashlib.sha256(victim.read_bytes()).hexdigest()
-    manifest = dev.layout.hostd_state / "imported-connections.json"
+    manifest = Path(dev.layout.hostd_state) / "imported-connections.json"
     entries = json.loads(manifest.read_text())
     entries.update({"../../../../../outside/victim": digest, str(victim): digest, "..": digest})
     manifest.write_text(json.dumps(entries))
@@ -111,20 +111,20 @@ def test_a_tampered_manifest_cannot_lead_out_of_the_target_directory(dev: Device
 
 
 def test_symlink_and_hard_link_in_the_boot_partition_are_rejected(dev: Device) -> None:
-    (dev.layout.boot_connections / "link").symlink_to(dev.outside / "victim")
-    os.link(dev.outside / "victim", dev.layout.boot_connections / "hard")
+    (Path(dev.layout.boot_connections) / "link").symlink_to(dev.outside / "victim")
+    os.link(dev.outside / "victim", Path(dev.layout.boot_connections) / "hard")
     dev.untouched_outside()
     report = dev.report(dev.apply())
     assert "symbolic link" in report["link"]["reason"] and report["link"]["status"] == "rejected"
     assert "hard links" in report["hard"]["reason"] and report["hard"]["status"] == "rejected"
-    assert sorted(p.name for p in dev.layout.nm_connections.iterdir()) == ["home"]
+    assert sorted(p.name for p in Path(dev.layout.nm_connections).iterdir()) == ["home"]
 
 
 def test_target_that_is_a_symlink_or_hard_link_is_not_written_through(dev: Device) -> None:
-    target = dev.layout.nm_connections / "home"
+    target = Path(dev.layout.nm_connections) / "home"
     target.unlink()
     target.symlink_to(dev.outside / "victim")  # a profile created on the device?  Not a plain file: left alone
-    hostname = dev.layout.etc_hostname
+    hostname = Path(dev.layout.etc_hostname)
     hostname.unlink()
     os.link(dev.outside / "victim", hostname)
     (dev.outside / "victim").write_text("kitchen\n")
@@ -141,8 +141,8 @@ def test_target_that_is_a_symlink_or_hard_link_is_not_written_through(dev: Devic
 @as_root
 def test_device_node_in_the_boot_partition_is_never_opened(dev: Device) -> None:
     # An unassigned character device: opening it would fail with ENXIO, so the reason shows it was not opened.
-    os.mknod(dev.layout.boot_connections / "chardev", 0o600 | stat.S_IFCHR, os.makedev(240, 77))
-    os.mknod(dev.layout.config_json.with_name("dispatcher.d"), 0o600 | stat.S_IFBLK, os.makedev(7, 200))
+    os.mknod(Path(dev.layout.boot_connections) / "chardev", 0o600 | stat.S_IFCHR, os.makedev(240, 77))
+    os.mknod(Path(dev.layout.config_json).with_name("dispatcher.d"), 0o600 | stat.S_IFBLK, os.makedev(7, 200))
     document = dev.apply()
     entry = dev.report(document)["chardev"]
     assert entry["status"] == "rejected" and entry["reason"].endswith("is not a regular file")
@@ -151,7 +151,7 @@ def test_device_node_in_the_boot_partition_is_never_opened(dev: Device) -> None:
 
 @as_root
 def test_config_json_that_is_a_device_node_is_never_opened(dev: Device) -> None:
-    dev.layout.config_json.unlink()
+    Path(dev.layout.config_json).unlink()
     os.mknod(dev.layout.config_json, 0o600 | stat.S_IFCHR, os.makedev(240, 77))
     document = dev.apply()
     assert document["config"]["source"] == "last-known-good"
@@ -159,48 +159,48 @@ def test_config_json_that_is_a_device_node_is_never_opened(dev: Device) -> None:
 
 
 def test_fifos_do_not_hang_the_run(dev: Device) -> None:
-    os.mkfifo(dev.layout.boot_connections / "fifo")
-    dev.layout.boot_dispatcher.mkdir()
-    os.mkfifo(dev.layout.boot_dispatcher / "fifo")
+    os.mkfifo(Path(dev.layout.boot_connections) / "fifo")
+    Path(dev.layout.boot_dispatcher).mkdir()
+    os.mkfifo(Path(dev.layout.boot_dispatcher) / "fifo")
     started = time.monotonic()
     document = dev.apply()
     assert time.monotonic() - started < 10
     assert dev.report(document)["fifo"]["status"] == "rejected"
     assert dev.report(document, "dispatcher")["fifo"]["status"] == "rejected"
-    dev.layout.config_json.unlink()
+    Path(dev.layout.config_json).unlink()
     os.mkfifo(dev.layout.config_json)
     document = dev.apply()
     assert document["config"]["source"] == "last-known-good"
 
 
 def test_directories_named_like_profiles(dev: Device) -> None:
-    (dev.layout.boot_connections / "dir-profile").mkdir()
-    (dev.layout.boot_connections / "dir-profile" / "inner").write_text(WIRED)
+    (Path(dev.layout.boot_connections) / "dir-profile").mkdir()
+    (Path(dev.layout.boot_connections) / "dir-profile" / "inner").write_text(WIRED)
     dev.boot_profile("wired", WIRED)
-    (dev.layout.nm_connections / "wired").mkdir()  # in the way on the device
+    (Path(dev.layout.nm_connections) / "wired").mkdir()  # in the way on the device
     report = dev.report(dev.apply())
     assert report["dir-profile"]["status"] == "rejected" and "directory" in report["dir-profile"]["reason"]
     assert report["wired"]["status"] == "conflict"
-    assert (dev.layout.nm_connections / "wired").is_dir()
+    assert (Path(dev.layout.nm_connections) / "wired").is_dir()
 
 
 def test_a_directory_where_a_target_file_goes_fails_that_step_alone(dev: Device) -> None:
-    dev.layout.dnsmasq_servers.unlink()
-    dev.layout.dnsmasq_servers.mkdir()
+    Path(dev.layout.dnsmasq_servers).unlink()
+    Path(dev.layout.dnsmasq_servers).mkdir()
     document = dev.apply()
     dns = dev.step(document, "dns")
     assert dns["status"] == "failed" and "dnsmasq.servers" in dns["message"]
     assert [s["name"] for s in document["steps"] if s["status"] == "failed"] == ["dns"]
-    assert not list(dev.layout.dnsmasq_servers.parent.glob(".*hostd-tmp"))
+    assert not list(Path(dev.layout.dnsmasq_servers).parent.glob(".*hostd-tmp"))
 
 
 # --- size, nesting, encoding, line endings ---------------------------------------------------------------
 
 
 def test_huge_files_are_not_read(dev: Device) -> None:
-    with open(dev.layout.boot_connections / "huge", "wb") as huge:
+    with open(Path(dev.layout.boot_connections) / "huge", "wb") as huge:
         huge.truncate(1 << 34)  # sparse: 16 GiB that reading would take minutes and all the memory
-    config = dev.layout.config_json
+    config = Path(dev.layout.config_json)
     config.unlink()
     with open(config, "wb") as file:
         file.truncate(1 << 34)
@@ -223,7 +223,7 @@ def test_deeply_nested_unknown_key_keeps_the_config_usable_when_parsable(dev: De
     dev.write_config('{"uuid": "' + UUID + '", "hostname": "deep", "x": ' + "[" * 200 + "]" * 200 + "}")
     document = dev.apply()
     assert document["config"]["errors"] == []
-    assert dev.layout.etc_hostname.read_text() == "deep\n"
+    assert Path(dev.layout.etc_hostname).read_text() == "deep\n"
 
 
 def test_non_utf8(dev: Device) -> None:
@@ -246,12 +246,13 @@ def test_crlf_line_endings_are_kept(dev: Device) -> None:
     profile = WIRED.replace("\n", "\r\n")
     dev.boot_profile("wired", profile)
     document = dev.apply()
-    uuid = json.loads(dev.layout.config_json.read_text())["uuid"]
+    uuid = json.loads(Path(dev.layout.config_json).read_text())["uuid"]
     assert (
-        dev.layout.config_json.read_bytes() == original.replace("{\r\n", '{\r\n  "uuid": "' + uuid + '",\r\n').encode()
+        Path(dev.layout.config_json).read_bytes()
+        == original.replace("{\r\n", '{\r\n  "uuid": "' + uuid + '",\r\n').encode()
     )
     assert dev.report(document)["wired"]["status"] == "imported"
-    assert (dev.layout.nm_connections / "wired").read_bytes() == profile.encode()
+    assert (Path(dev.layout.nm_connections) / "wired").read_bytes() == profile.encode()
 
 
 def test_duplicate_connection_uuids(dev: Device) -> None:
@@ -272,7 +273,7 @@ def test_duplicate_connection_uuids(dev: Device) -> None:
 def test_missing_boot_partition_keeps_everything(dev: Device) -> None:
     before = tree(dev.root / "etc")
     os.rename(dev.layout.boot, dev.root / "boot-elsewhere")
-    dev.layout.boot.mkdir()  # the mount point, with nothing mounted
+    Path(dev.layout.boot).mkdir()  # the mount point, with nothing mounted
     result = dev.hostctl("apply")
     document = json.loads(result.stdout)
     assert result.code == 1 and document["config"]["source"] == "last-known-good"
@@ -302,7 +303,7 @@ def test_read_only_boot_partition(dev: Device) -> None:
     assert result.code == 1 and identity["status"] == "failed"
     assert "Read-only file system" in identity["message"] and "config.json" in identity["message"]
     assert [s["name"] for s in document["steps"] if s["status"] == "failed"] == ["identity"]
-    assert dev.layout.etc_hostname.read_text() == "no-uuid\n"
+    assert Path(dev.layout.etc_hostname).read_text() == "no-uuid\n"
     dev.write_config({"uuid": UUID, "hostname": "with-uuid"})
     with read_only(dev.layout.boot):
         assert dev.hostctl("apply").code == 0  # nothing to write there
@@ -333,8 +334,8 @@ def test_symlinked_target_directory_is_not_written_through(dev: Device, relative
         }
     )
     dev.boot_profile("wired", WIRED)
-    dev.layout.boot_dispatcher.mkdir()
-    (dev.layout.boot_dispatcher / "10-up").write_text("#!/bin/sh\n")
+    Path(dev.layout.boot_dispatcher).mkdir()
+    (Path(dev.layout.boot_dispatcher) / "10-up").write_text("#!/bin/sh\n")
     directory = dev.root / relative
     directory.mkdir(parents=True, exist_ok=True)  # journald's drop-in directory: none with the defaults
     os.rename(directory, directory.with_name(directory.name + ".moved"))
@@ -348,24 +349,24 @@ def test_symlinked_target_directory_is_not_written_through(dev: Device, relative
 def test_symlinked_boot_directory_is_not_read(dev: Device) -> None:
     (dev.outside / "dir" / "host-wifi").write_text(WIRED)
     dev.untouched_outside()
-    dev.layout.boot_connections.rename(dev.layout.boot / "moved")
-    dev.layout.boot_connections.symlink_to(dev.outside / "dir")
+    Path(dev.layout.boot_connections).rename(Path(dev.layout.boot) / "moved")
+    Path(dev.layout.boot_connections).symlink_to(dev.outside / "dir")
     document = dev.apply()
     assert "is a symbolic link; hostd does not read through it" in dev.step(document, "connections")["message"]
-    assert not (dev.layout.nm_connections / "host-wifi").exists()
-    assert (dev.layout.nm_connections / "home").exists()  # imported earlier: left as it is
+    assert not (Path(dev.layout.nm_connections) / "host-wifi").exists()
+    assert (Path(dev.layout.nm_connections) / "home").exists()  # imported earlier: left as it is
 
 
 def test_config_json_that_is_a_symlink_or_a_directory(dev: Device) -> None:
     (dev.outside / "config.json").write_text(json.dumps({"uuid": UUID, "hostname": "from-outside"}))
     dev.untouched_outside()
-    config = dev.layout.config_json
+    config = Path(dev.layout.config_json)
     config.unlink()
     config.symlink_to(dev.outside / "config.json")
     document = dev.apply()
     assert document["config"]["source"] == "last-known-good"
     assert "symbolic link" in document["config"]["errors"][0]["message"]
-    assert dev.layout.etc_hostname.read_text() == "kitchen\n" and config.is_symlink()
+    assert Path(dev.layout.etc_hostname).read_text() == "kitchen\n" and config.is_symlink()
     config.unlink()
     config.mkdir()
     document = dev.apply()
@@ -375,7 +376,7 @@ def test_config_json_that_is_a_symlink_or_a_directory(dev: Device) -> None:
 
 
 def test_last_known_good_in_a_symlinked_state_directory_is_not_written(dev: Device, tmp_path: Path) -> None:
-    state = dev.layout.hostd_state
+    state = Path(dev.layout.hostd_state)
     os.rename(state, tmp_path / "state-moved")
     state.symlink_to(dev.outside / "dir")
     dev.write_config({"uuid": UUID, "hostname": "changed"})
@@ -446,7 +447,7 @@ def test_values_that_would_break_out_of_their_line_are_rejected(dev: Device, doc
 def test_an_endpoint_that_would_break_out_of_its_line_is_not_used(dev: Device) -> None:
     dev.write_config({"uuid": UUID, "apiEndpoint": "https://api.example.com\n[main]\nplugins=evil"})
     dev.apply()
-    assert not dev.layout.nm_dropin.exists()
+    assert not Path(dev.layout.nm_dropin).exists()
 
 
 def test_a_number_too_long_to_convert(dev: Device) -> None:

@@ -31,7 +31,7 @@ def test_a_bind_source_directory_appears_whole_or_not_at_all(tmp_path: Path, mon
     device = DeviceRoot(tmp_path / "root")
     device.write_config({"uuid": UUID})
     os.chmod(device.layout.path("/home/root/.ssh"), 0o700)
-    source = device.layout.state / "root-overlay/home/root/.ssh"
+    source = Path(device.layout.state) / "root-overlay/home/root/.ssh"
 
     def crash(*args: object) -> None:
         raise Crash

@@ -34,18 +34,18 @@ class DeviceRoot:
         for partition in ("mnt/boot/system-connections", "mnt/state", "mnt/data"):
             (root / partition).mkdir(parents=True)
         for path in state.STATE_BIND_PATHS + state.DATA_BIND_PATHS:
-            target = self.layout.path(path)
+            target = Path(self.layout.path(path))
             if path in ("/etc/hostname", "/home/root/.rnd"):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text("")
             else:
                 target.mkdir(parents=True, exist_ok=True)
         # what the image ships and journald starts with
-        self.layout.journald_defaults.parent.mkdir(parents=True)
-        self.layout.journald_defaults.write_bytes(SHIPPED_JOURNALD_DEFAULTS.read_bytes())
+        Path(self.layout.journald_defaults).parent.mkdir(parents=True)
+        Path(self.layout.journald_defaults).write_bytes(SHIPPED_JOURNALD_DEFAULTS.read_bytes())
 
     def write_config(self, document: dict | str | bytes) -> Path:
-        path = self.layout.config_json
+        path = Path(self.layout.config_json)
         if isinstance(document, dict):
             document = json.dumps(document, indent=2)
         if isinstance(document, str):
@@ -54,7 +54,7 @@ class DeviceRoot:
         return path
 
     def boot_profile(self, name: str, content: str | bytes) -> Path:
-        path = self.layout.boot_connections / name
+        path = Path(self.layout.boot_connections) / name
         path.write_bytes(content.encode() if isinstance(content, str) else content)
         return path
 

@@ -74,7 +74,7 @@ def test_bind_sources_run_before_the_mounts_and_only_when_something_is_missing()
     assert "local-fs.target" in sources["Unit"]["Before"] and sources["Install"]["WantedBy"] == ["sysinit.target"]
     assert sources["Unit"]["DefaultDependencies"] == ["no"]
     layout = Layout()
-    missing = {f"|!{layout.state / state.RESET_FLAG}", f"|!{layout.data / state.RESET_FLAG}"}
+    missing = {f"|!{Path(layout.state) / state.RESET_FLAG}", f"|!{Path(layout.data) / state.RESET_FLAG}"}
     missing |= {f"|!{source}" for source, _ in state.bind_mounts(layout)}
     assert set(sources["Unit"]["ConditionPathExists"]) == missing
     assert sources["Service"]["ExecStart"] == ["/usr/bin/hostd --prepare bind-sources"]

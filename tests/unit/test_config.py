@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import json
 import string
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -222,7 +223,7 @@ def test_load_falls_back_to_the_good_generation(device) -> None:
     assert broken.source == "last-known-good"
     assert broken.config.hostname == "good"
     assert broken.error is not None and "not valid JSON" in str(broken.error)
-    assert layout.config_json.read_bytes() == b'{"uuid": '  # the user's file is never touched
+    assert Path(layout.config_json).read_bytes() == b'{"uuid": '  # the user's file is never touched
 
     device.write_config({"uuid": UUID, "hostname": "new-name", "dnsServers": "1.1.1.1 not-an-ip"})
     loaded = cfg.load(layout)
@@ -239,8 +240,8 @@ def test_load_falls_back_to_the_good_generation(device) -> None:
 def test_load_reads_the_copy_kept_before_generations(device) -> None:
     """A device updated from a hostd that kept last-known-good as a file: it is read until a generation is good."""
     layout: Layout = device.layout
-    layout.last_known_good.parent.mkdir(parents=True)
-    layout.last_known_good.write_text(json.dumps({"uuid": UUID, "hostname": "old-good"}))
+    Path(layout.last_known_good).parent.mkdir(parents=True)
+    Path(layout.last_known_good).write_text(json.dumps({"uuid": UUID, "hostname": "old-good"}))
     device.write_config({"uuid": UUID, "hostname": "bäd name"})
     assert cfg.load(layout).config.hostname == "old-good"
     keep_as_good(layout, {"uuid": UUID, "hostname": "generation"})

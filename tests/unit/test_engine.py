@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 
 from hostd import config as cfg
 from hostd import engine, fsutil, generations
@@ -52,27 +53,27 @@ def test_full_apply_writes_every_target(device) -> None:
     results = apply(device)
     assert all(r.status != "failed" for r in results.values()), {n: r.problems for n, r in results.items()}
     layout = device.layout
-    assert layout.etc_hostname.read_text() == "kitchen\n"
-    assert layout.dnsmasq_servers.read_text() == "server=1.1.1.1\nserver=9.9.9.9\n"
-    assert layout.chrony_sources.read_text() == "pool time.example.com iburst\npool 10.0.0.1 iburst\n"
-    journald = layout.journald_dropin.read_text()
+    assert Path(layout.etc_hostname).read_text() == "kitchen\n"
+    assert Path(layout.dnsmasq_servers).read_text() == "server=1.1.1.1\nserver=9.9.9.9\n"
+    assert Path(layout.chrony_sources).read_text() == "pool time.example.com iburst\npool 10.0.0.1 iburst\n"
+    journald = Path(layout.journald_dropin).read_text()
     assert "Storage=persistent" in journald and "SystemMaxUse=32M" in journald and "RuntimeMaxUse=8M" in journald
-    assert layout.authorized_keys.read_text() == ED25519_KEY + "\n"
-    assert stat.S_IMODE(layout.authorized_keys.stat().st_mode) == 0o600
+    assert Path(layout.authorized_keys).read_text() == ED25519_KEY + "\n"
+    assert stat.S_IMODE(Path(layout.authorized_keys).stat().st_mode) == 0o600
     # keys given: development mode requires them too (balenaOS's flag file)
-    assert layout.devmode_env.read_text() == (
+    assert Path(layout.devmode_env).read_text() == (
         "SSHD_OPTS='-f /etc/ssh/sshd_config_development -o PasswordAuthentication=no'\n"
         "BALENA_DEVELOPMENT_ARGS='-H tcp://0.0.0.0:2375'\n"
     )
-    nm = layout.nm_dropin.read_text()
+    nm = Path(layout.nm_dropin).read_text()
     assert "uri=https://c.example.com/check" in nm and "interval=600" in nm and "wifi.scan-rand-mac-address=no" in nm
-    assert (layout.udev_rules / "99-test.rules").read_text().startswith('ACTION=="add"')
-    assert layout.modprobe_dropin.read_text() == "options cfg80211 ieee80211_regdom=GB\n"
-    profile = layout.nm_connections / "home"
+    assert (Path(layout.udev_rules) / "99-test.rules").read_text().startswith('ACTION=="add"')
+    assert Path(layout.modprobe_dropin).read_text() == "options cfg80211 ieee80211_regdom=GB\n"
+    profile = Path(layout.nm_connections) / "home"
     assert profile.read_text() == WIFI and stat.S_IMODE(profile.stat().st_mode) == 0o600
     if os.geteuid() == 0:
         assert (profile.stat().st_uid, profile.stat().st_gid) == (0, 0)
-    assert good_config(device) == layout.config_json.read_bytes()
+    assert good_config(device) == Path(layout.config_json).read_bytes()
     # bind mounts are planned, not made, offline
     assert {c.path for c in results["state"].pending} >= {"/etc/hostname", "/var/log/journal"}
 
@@ -94,14 +95,14 @@ def test_defaults_on_an_empty_config(device) -> None:
     device.write_config({"uuid": UUID})
     apply(device)
     layout = device.layout
-    assert layout.etc_hostname.read_text() == UUID[:7] + "\n"
-    assert layout.dnsmasq_servers.read_text() == "server=8.8.8.8\n"
-    assert not layout.chrony_sources.exists()
-    assert not layout.journald_dropin.exists()  # the shipped defaults say it: journald is left alone
-    assert not layout.authorized_keys.exists()
-    assert not layout.nm_dropin.exists()
-    assert not layout.modprobe_dropin.exists()
-    assert not layout.devmode_env.exists()  # production: no development flag
+    assert Path(layout.etc_hostname).read_text() == UUID[:7] + "\n"
+    assert Path(layout.dnsmasq_servers).read_text() == "server=8.8.8.8\n"
+    assert not Path(layout.chrony_sources).exists()
+    assert not Path(layout.journald_dropin).exists()  # the shipped defaults say it: journald is left alone
+    assert not Path(layout.authorized_keys).exists()
+    assert not Path(layout.nm_dropin).exists()
+    assert not Path(layout.modprobe_dropin).exists()
+    assert not Path(layout.devmode_env).exists()  # production: no development flag
 
 
 def test_turning_features_off_removes_their_files(device) -> None:
@@ -110,12 +111,12 @@ def test_turning_features_off_removes_their_files(device) -> None:
     device.write_config({"uuid": UUID})
     results = apply(device)
     layout = device.layout
-    assert not layout.authorized_keys.exists()
-    assert not layout.chrony_sources.exists()
-    assert not layout.nm_dropin.exists()
-    assert not (layout.udev_rules / "99-test.rules").exists()
-    assert not layout.modprobe_dropin.exists()
-    assert not layout.journald_dropin.exists()
+    assert not Path(layout.authorized_keys).exists()
+    assert not Path(layout.chrony_sources).exists()
+    assert not Path(layout.nm_dropin).exists()
+    assert not (Path(layout.udev_rules) / "99-test.rules").exists()
+    assert not Path(layout.modprobe_dropin).exists()
+    assert not Path(layout.journald_dropin).exists()
     assert {c.kind for c in results["ssh"].changes} == {"remove"}
 
 
@@ -123,7 +124,7 @@ def test_missing_uuid_is_written_back_preserving_other_keys(device) -> None:
     original = '{\n  "apiKey": "k",\n  "applicationId": 5,\n  "hostname": "dev"\n}\n'
     device.write_config(original)
     apply(device)
-    written = device.layout.config_json.read_text()
+    written = Path(device.layout.config_json).read_text()
     document = json.loads(written)
     assert len(document["uuid"]) == 32
     assert written == original.replace("{\n", '{\n  "uuid": "' + document["uuid"] + '",\n', 1)
@@ -147,16 +148,16 @@ def test_a_bad_value_holds_back_its_key_alone_and_leaves_the_file(device) -> Non
     [held] = loaded.held_back
     assert (held.pointer, held.fallback) == ("/hostname", "last-known-good") and "'bäd host'" in held.message
     results = apply(device)
-    assert device.layout.etc_hostname.read_text() == "good\n"
-    assert device.layout.chrony_sources.read_text() == "pool a.example.com iburst\n"  # the other keys apply
+    assert Path(device.layout.etc_hostname).read_text() == "good\n"
+    assert Path(device.layout.chrony_sources).read_text() == "pool a.example.com iburst\n"  # the other keys apply
     assert all(r.status != "failed" for r in results.values())
-    assert "bäd host" in device.layout.config_json.read_text()
+    assert "bäd host" in Path(device.layout.config_json).read_text()
 
     # Kept as good with hostname held back: the next bad value still falls back to "good", not the default.
     device.write_config('{"uuid": "' + UUID + '", "hostname": "wörse"}')
     apply(device)
     assert cfg.load(device.layout).config.hostname == "good"
-    assert device.layout.etc_hostname.read_text() == "good\n"
+    assert Path(device.layout.etc_hostname).read_text() == "good\n"
 
 
 def test_unreadable_config_uses_last_known_good_and_leaves_file(device) -> None:
@@ -166,9 +167,9 @@ def test_unreadable_config_uses_last_known_good_and_leaves_file(device) -> None:
     loaded = cfg.load(device.layout)
     assert loaded.source == "last-known-good" and "not valid JSON" in str(loaded.error)
     results = apply(device)
-    assert device.layout.etc_hostname.read_text() == "good\n"
+    assert Path(device.layout.etc_hostname).read_text() == "good\n"
     assert all(r.status == "ok" for r in results.values())
-    assert device.layout.config_json.read_text().endswith('"hostname": ')
+    assert Path(device.layout.config_json).read_text().endswith('"hostname": ')
 
 
 def test_failing_step_is_isolated(device, monkeypatch) -> None:
@@ -181,7 +182,7 @@ def test_failing_step_is_isolated(device, monkeypatch) -> None:
     results = apply(device)
     assert results["dns"].status == "failed" and "disk on fire" in results["dns"].message
     assert results["ntp"].status == "changed"
-    assert device.layout.chrony_sources.exists()
+    assert Path(device.layout.chrony_sources).exists()
 
 
 def test_steps_for_keys() -> None:
@@ -194,7 +195,10 @@ def test_steps_for_keys() -> None:
 def test_temp_files_a_crash_left_are_removed_where_the_api_writes_too(device) -> None:
     device.write_config({"uuid": UUID})
     apply(device)
-    left = [fsutil.temp_path(d / "x") for d in (device.layout.boot_connections, device.layout.nm_connections)]
+    left = [
+        Path(fsutil.temp_path(os.path.join(d, "x")))
+        for d in (device.layout.boot_connections, device.layout.nm_connections)
+    ]
     for temp in left:
         temp.parent.mkdir(parents=True, exist_ok=True)
         temp.write_bytes(b"torn")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 from hostd import config as cfg
 from hostd import engine, generations
@@ -12,7 +14,7 @@ from .conftest import UUID, WIFI, WIRED
 
 
 def inputs_of(device) -> generations.Inputs:
-    return generations.read_inputs(device.layout, device.layout.config_json.read_bytes())
+    return generations.read_inputs(device.layout, Path(device.layout.config_json).read_bytes())
 
 
 def test_id_follows_config_and_profiles(device) -> None:
@@ -36,17 +38,17 @@ def test_save_is_idempotent_and_restorable(device) -> None:
     assert store.save(inputs_of(device)) == generation
     assert device.snapshot() == before  # nothing written the second time
     assert store.load(generation) == inputs_of(device)
-    assert not list(store.directory.glob(".*"))  # no staging left behind
+    assert not list(Path(store.directory).glob(".*"))  # no staging left behind
 
     # the boot partition moves on; restoring the generation runs the steps on the saved inputs
     device.write_config({"uuid": UUID, "hostname": "moved-on"})
-    (device.layout.boot_connections / "home").unlink()
+    (Path(device.layout.boot_connections) / "home").unlink()
     layout = store.layout_of(generation)
     loaded = cfg.load(layout)
     engine.run(Context(loaded.config, layout), apply=True)
-    assert device.layout.etc_hostname.read_text() == "saved\n"
-    assert (device.layout.nm_connections / "home").read_text() == WIFI
-    assert json.loads(device.layout.config_json.read_text())["hostname"] == "moved-on"  # never rewritten
+    assert Path(device.layout.etc_hostname).read_text() == "saved\n"
+    assert (Path(device.layout.nm_connections) / "home").read_text() == WIFI
+    assert json.loads(Path(device.layout.config_json).read_text())["hostname"] == "moved-on"  # never rewritten
 
 
 def test_store_is_bounded_and_keeps_the_good_one(device) -> None:
@@ -57,7 +59,7 @@ def test_store_is_bounded_and_keeps_the_good_one(device) -> None:
     for index in range(10):
         device.write_config({"uuid": UUID, "hostname": f"n{index}"})
         store.save(inputs_of(device))
-    kept = [path.name for path in store.directory.iterdir()]
+    kept = os.listdir(store.directory)
     assert len(kept) <= generations.KEEP_GENERATIONS + 1 and good in kept
     assert store.good() == good
     assert not store.promote(good)  # unchanged: nothing written
@@ -74,9 +76,9 @@ def test_rejections_are_remembered_and_bounded(device) -> None:
 
 def test_corrupt_state_files_are_ignored(device) -> None:
     store = generations.GenerationStore(device.layout)
-    device.layout.hostd_state.mkdir(parents=True)
-    (device.layout.hostd_state / "rejected-generations.json").write_text("{not json")
-    (device.layout.hostd_state / "good-generation").write_text("does-not-exist\n")
+    Path(device.layout.hostd_state).mkdir(parents=True)
+    (Path(device.layout.hostd_state) / "rejected-generations.json").write_text("{not json")
+    (Path(device.layout.hostd_state) / "good-generation").write_text("does-not-exist\n")
     assert store.rejected() == {}
     assert store.good() is None
 
@@ -84,7 +86,7 @@ def test_corrupt_state_files_are_ignored(device) -> None:
 def test_a_profile_name_that_is_not_utf8_is_kept(device) -> None:
     """Names are bytes on Linux: a boot file named with a stray byte has an id and is saved."""
     device.write_config({"uuid": UUID})
-    with open(bytes(device.layout.boot_connections) + b"/caf\xe9", "wb") as file:
+    with open(os.fsencode(device.layout.boot_connections) + b"/caf\xe9", "wb") as file:
         file.write(WIRED.encode())
     store = generations.GenerationStore(device.layout)
     generation = store.save(inputs_of(device))
@@ -97,13 +99,14 @@ def test_generations_are_root_only(device) -> None:
     device.write_config({"uuid": UUID, "apiKey": "secret"})
     device.boot_profile("home", WIFI)
     store = generations.GenerationStore(device.layout)
-    store.directory.mkdir(parents=True, mode=0o755)
-    store.directory.chmod(0o755)
+    os.makedirs(store.directory, mode=0o755)
+    os.chmod(store.directory, 0o755)
     generation = store.save(inputs_of(device))
-    modes = {path.relative_to(store.directory): path.stat().st_mode & 0o777 for path in store.directory.rglob("*")}
-    assert store.directory.stat().st_mode & 0o777 == 0o700
-    assert modes[store.path(generation).relative_to(store.directory)] == 0o700
-    assert {mode for path, mode in modes.items() if store.path(generation).joinpath(path.name).is_file()} <= {0o600}
+    directory, saved = Path(store.directory), Path(store.path(generation))
+    modes = {path.relative_to(directory): path.stat().st_mode & 0o777 for path in directory.rglob("*")}
+    assert directory.stat().st_mode & 0o777 == 0o700
+    assert modes[saved.relative_to(directory)] == 0o700
+    assert {mode for path, mode in modes.items() if saved.joinpath(path.name).is_file()} <= {0o600}
     assert all(mode in (0o700, 0o600) for mode in modes.values()), modes
 
 
@@ -116,10 +119,11 @@ def test_a_dropped_profile_leaves_no_generation_once_its_removal_is_good(device)
     device.boot_profile("wired", WIRED)
     with_wifi = store.save(inputs_of(device))
     store.promote(with_wifi)
-    (device.layout.boot_connections / "home").unlink()
+    (Path(device.layout.boot_connections) / "home").unlink()
     without = store.save(inputs_of(device))
-    assert store.path(with_wifi).is_dir()  # on trial: the good one still holds it
+    assert os.path.isdir(store.path(with_wifi))  # on trial: the good one still holds it
     store.promote(without)
-    assert not store.path(with_wifi).exists()
-    assert store.path(without).is_dir() and store.load(without).files == {"system-connections/wired": WIRED.encode()}
-    assert not any(WIFI.encode() in path.read_bytes() for path in store.directory.rglob("*") if path.is_file())
+    assert not os.path.exists(store.path(with_wifi))
+    assert os.path.isdir(store.path(without))
+    assert store.load(without).files == {"system-connections/wired": WIRED.encode()}
+    assert not any(WIFI.encode() in path.read_bytes() for path in Path(store.directory).rglob("*") if path.is_file())

@@ -406,6 +406,7 @@ OE_PYTHON3 = {
     "_json": "python3-json",  # the C half of json, in the same package
     "_socket": "python3-io",  # the C half of socket, in the same package
     "_struct": "python3-core",  # the C half of struct, in the same package
+    "_thread": "python3-core",  # the C half of threading, built into the interpreter
     "string": "python3-stringold",
     "tempfile": "python3-io",
     "tomllib": "python3-tomllib",

@@ -4,6 +4,7 @@ the network; written by the steps' own plans, from the generation the daemon app
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def written(before: dict[str, tuple[int, bytes]], after: dict[str, tuple[int, by
 def prepared_device(device: DeviceRoot) -> DeviceRoot:
     device.write_config(FULL_CONFIG)
     device.boot_profile("home.nmconnection", WIFI)
-    dispatcher = device.layout.boot_dispatcher / "50-hook"
+    dispatcher = Path(device.layout.boot_dispatcher) / "50-hook"
     dispatcher.parent.mkdir(parents=True)
     dispatcher.write_text("#!/bin/sh\n")
     assert prepare.run("bind-sources", device.root) == 0
@@ -64,12 +65,12 @@ def test_network_inputs_writes_exactly_the_network_inputs(device: DeviceRoot) ->
     layout = device.layout
     before = files(device.root)
     assert prepare.run("network-inputs", device.root) == 0
-    state_dir = layout.hostd_state
+    state_dir = Path(layout.hostd_state)
     expected = {
         layout.etc_hostname,
-        layout.nm_connections / "home.nmconnection",
+        Path(layout.nm_connections) / "home.nmconnection",
         state_dir / "imported-connections.json",
-        layout.nm_dispatcher / "50-hook",
+        Path(layout.nm_dispatcher) / "50-hook",
         state_dir / "imported-dispatcher.json",
         layout.dnsmasq_servers,
         layout.saved_dnsmasq_servers,
@@ -132,47 +133,47 @@ def test_network_inputs_on_an_unchanged_boot_write_nothing_on_flash(device: Devi
     before = files(device.root)
     assert prepare.run("network-inputs", device.root) == 0
     assert all(path.startswith("/run/") for path in written(before, files(device.root)))
-    assert device.layout.network_inputs_generation.is_file()
+    assert Path(device.layout.network_inputs_generation).is_file()
 
 
 def test_the_stage_records_the_generation_it_wrote(device: DeviceRoot) -> None:
     """The daemon's first reconcile reads it: a change on trial at boot is in place already."""
     device = prepared_device(device)
     assert prepare.run("network-inputs", device.root) == 0
-    candidate = generations.read_inputs(device.layout, device.layout.config_json.read_bytes()).id
-    assert device.layout.network_inputs_generation.read_text() == f"{candidate}\n"
+    candidate = generations.read_inputs(device.layout, Path(device.layout.config_json).read_bytes()).id
+    assert Path(device.layout.network_inputs_generation).read_text() == f"{candidate}\n"
     store = generations.GenerationStore(device.layout)
     good = saved_generation(device, good=True)
     device.write_config({"uuid": UUID, "hostname": "rejected"})
     store.reject(saved_generation(device, good=False), "probe failed", [])
     assert prepare.run("network-inputs", device.root) == 0
-    assert device.layout.network_inputs_generation.read_text() == f"{good}\n"
+    assert Path(device.layout.network_inputs_generation).read_text() == f"{good}\n"
 
 
 def test_a_generated_uuid_is_written_back_once_and_names_the_host(device: DeviceRoot) -> None:
     device.write_config({"dnsServers": "10.0.0.53"})
     prepare.run("bind-sources", device.root)
     assert prepare.run("network-inputs", device.root) == 0
-    uuid = json.loads(device.layout.config_json.read_text())["uuid"]
-    assert device.layout.etc_hostname.read_text() == uuid[:7] + "\n"
+    uuid = json.loads(Path(device.layout.config_json).read_text())["uuid"]
+    assert Path(device.layout.etc_hostname).read_text() == uuid[:7] + "\n"
     assert cfg.load(device.layout).config.uuid == uuid  # the daemon reads the same uuid
 
 
 def test_bind_sources_first_boot_and_reset(device: DeviceRoot) -> None:
     """No flag: the overlay is wiped, every source made like its target, the flag recreated;
     config.json is not read (none here), nothing outside the partitions is written."""
-    leftover = device.layout.state / "root-overlay/etc/stale"
+    leftover = Path(device.layout.state) / "root-overlay/etc/stale"
     leftover.parent.mkdir(parents=True)
     leftover.write_text("old")
     before = files(device.root)
     assert prepare.run("bind-sources", device.root) == 0
     assert not leftover.exists()
     for partition in (device.layout.state, device.layout.data):
-        assert (partition / state.RESET_FLAG).is_file()
+        assert os.path.isfile(os.path.join(partition, state.RESET_FLAG))
     for source, target in state.bind_mounts(device.layout):
-        assert source.is_dir() == target.is_dir() and source.exists(), source
+        assert os.path.isdir(source) == os.path.isdir(target) and os.path.exists(source), source
     assert all(path.startswith(("/mnt/state/", "/mnt/data/")) for path in written(before, files(device.root)))
-    kept = device.layout.state / "root-overlay/etc/kept"
+    kept = Path(device.layout.state) / "root-overlay/etc/kept"
     kept.write_text("new")
     assert prepare.run("bind-sources", device.root) == 0  # the flag is there: no reset
     assert kept.exists()
@@ -183,7 +184,7 @@ def test_bind_sources_first_boot_and_reset(device: DeviceRoot) -> None:
 
 def saved_generation(device: DeviceRoot, *, good: bool) -> str:
     store = generations.GenerationStore(device.layout)
-    generation = store.save(generations.read_inputs(device.layout, device.layout.config_json.read_bytes()))
+    generation = store.save(generations.read_inputs(device.layout, Path(device.layout.config_json).read_bytes()))
     if good:
         store.promote(generation)
     return generation
@@ -211,7 +212,7 @@ def test_boot_source_is_the_good_generation_after_an_unconfirmed_try(device: Dev
     good = saved_generation(device, good=True)
     device.write_config({"uuid": UUID, "hostname": "tried"})
     tried = saved_generation(device, good=False)
-    trial = device.layout.trial_record
+    trial = Path(device.layout.trial_record)
     TrialRecord(tried, "probe", good, 1.0).write(trial)
     assert prepare.boot_source(device.layout).config.hostname == "tried"  # judged afresh by the daemon
     TrialRecord(tried, "try", good, 1.0).write(trial)
@@ -234,7 +235,7 @@ def test_boot_source_rejected_and_nothing_good_writes_nothing(device: DeviceRoot
     assert prepare.boot_source(device.layout) is None
     prepare.run("bind-sources", device.root)
     assert prepare.run("network-inputs", device.root) == 0
-    assert not device.layout.dnsmasq_servers.exists()
+    assert not Path(device.layout.dnsmasq_servers).exists()
 
 
 def test_unknown_stage(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -338,7 +339,7 @@ def booted(device: DeviceRoot) -> DeviceRoot:
 def test_an_unchanged_boot_replays_what_a_full_run_writes(device: DeviceRoot, tmp_path: Path) -> None:
     device = booted(device)
     assert assert_same_as_a_full_run(device, tmp_path)
-    assert device.layout.chrony_sources.read_text() == "pool ntp.example iburst\n"
+    assert Path(device.layout.chrony_sources).read_text() == "pool ntp.example iburst\n"
 
 
 def test_a_replay_imports_neither_the_engine_nor_logging(device: DeviceRoot) -> None:
@@ -353,7 +354,7 @@ def test_a_replay_imports_neither_the_engine_nor_logging(device: DeviceRoot) -> 
 
 
 def change_config(device: DeviceRoot, **changes: object) -> None:
-    device.write_config({**json.loads(device.layout.config_json.read_bytes()), **changes})
+    device.write_config({**json.loads(Path(device.layout.config_json).read_bytes()), **changes})
 
 
 def rollback(device: DeviceRoot) -> None:
@@ -379,10 +380,10 @@ def live_apply(device: DeviceRoot) -> None:
 def reset(device: DeviceRoot) -> None:
     """remove_me_to_reset removed: the next boot's bind-sources stage wipes the overlay, and the
     bind mounts show the fresh sources (here, with no mounts, copied onto their targets)."""
-    (device.layout.state / state.RESET_FLAG).unlink()
+    (Path(device.layout.state) / state.RESET_FLAG).unlink()
     assert prepare.run("bind-sources", device.root) == 0
     for source, target in state.bind_mounts(device.layout):
-        if source.is_dir():
+        if os.path.isdir(source):
             shutil.rmtree(target)
             shutil.copytree(source, target)
         else:
@@ -390,11 +391,11 @@ def reset(device: DeviceRoot) -> None:
 
 
 def profile_edited_on_the_device(device: DeviceRoot) -> None:
-    (device.layout.nm_connections / "home.nmconnection").write_text(WIFI.replace("SuperSecret123", "Other1234"))
+    (Path(device.layout.nm_connections) / "home.nmconnection").write_text(WIFI.replace("SuperSecret123", "Other1234"))
 
 
 def profile_added_by_networkmanager(device: DeviceRoot) -> None:
-    (device.layout.nm_connections / "nmcli.nmconnection").write_text(WIFI.replace("home", "nmcli"))
+    (Path(device.layout.nm_connections) / "nmcli.nmconnection").write_text(WIFI.replace("home", "nmcli"))
 
 
 def boot_profile_added(device: DeviceRoot) -> None:
@@ -402,11 +403,11 @@ def boot_profile_added(device: DeviceRoot) -> None:
 
 
 def hostname_file_edited(device: DeviceRoot) -> None:
-    device.layout.etc_hostname.write_text("other\n")
+    Path(device.layout.etc_hostname).write_text("other\n")
 
 
 def saved_servers_chmodded(device: DeviceRoot) -> None:
-    device.layout.saved_dnsmasq_servers.chmod(0o600)
+    Path(device.layout.saved_dnsmasq_servers).chmod(0o600)
 
 
 @pytest.mark.parametrize(
@@ -446,8 +447,8 @@ def test_an_unconfirmed_try_boots_the_last_known_good_generation(device: DeviceR
     TrialRecord(tried, "try", good or "", 1.0).write(device.layout.trial_record)
     reboot(device)  # inside the confirm window
     assert not assert_same_as_a_full_run(device, tmp_path)
-    assert device.layout.etc_hostname.read_text() == "early\n"
-    assert device.layout.network_inputs_generation.read_text() == f"{good}\n"
+    assert Path(device.layout.etc_hostname).read_text() == "early\n"
+    assert Path(device.layout.network_inputs_generation).read_text() == f"{good}\n"
 
 
 def test_a_held_back_key_ties_the_stamp_to_the_last_known_good_generation(device: DeviceRoot, tmp_path: Path) -> None:
@@ -456,7 +457,7 @@ def test_a_held_back_key_ties_the_stamp_to_the_last_known_good_generation(device
     change_config(device, dnsServers="not an address")
     reboot(device)
     assert not assert_same_as_a_full_run(device, tmp_path / "1")
-    assert device.layout.saved_dnsmasq_servers.read_text() == "server=10.0.0.53\n"
+    assert Path(device.layout.saved_dnsmasq_servers).read_text() == "server=10.0.0.53\n"
     store = generations.GenerationStore(device.layout)
     store.promote(store.good() or "", b'{"dnsServers": "10.1.1.1"}\n')  # other values kept as good
     reboot(device)
@@ -471,19 +472,19 @@ def test_a_new_hostd_runs_in_full(device: DeviceRoot, tmp_path: Path, monkeypatc
 
 def test_a_damaged_stamp_runs_in_full(device: DeviceRoot, tmp_path: Path) -> None:
     device = booted(device)
-    path = device.layout.path("/" + stamp.STAMP)
+    path = Path(device.layout.path("/" + stamp.STAMP))
     path.write_bytes(path.read_bytes()[:-5])
     assert not assert_same_as_a_full_run(device, tmp_path)
 
 
 def test_a_failed_step_records_no_stamp(device: DeviceRoot) -> None:
     device = prepared_device(device)
-    device.layout.nm_dropin.parent.parent.mkdir(parents=True)
-    device.layout.nm_dropin.parent.write_text("a file where a directory should be")
+    Path(device.layout.nm_dropin).parent.parent.mkdir(parents=True)
+    Path(device.layout.nm_dropin).parent.write_text("a file where a directory should be")
     assert prepare.run("network-inputs", device.root) == 1
-    assert not device.layout.path("/" + stamp.PENDING).exists()
+    assert not Path(device.layout.path("/" + stamp.PENDING)).exists()
     prepare.keep_stamp(device.layout)
-    assert not device.layout.path("/" + stamp.STAMP).exists()
+    assert not Path(device.layout.path("/" + stamp.STAMP)).exists()
 
 
 def test_the_stamp_waits_in_run_for_the_daemon(device: DeviceRoot, tmp_path: Path) -> None:
@@ -492,7 +493,7 @@ def test_the_stamp_waits_in_run_for_the_daemon(device: DeviceRoot, tmp_path: Pat
     with /run) runs in full again, and leaves what a full run leaves."""
     device = prepared_device(device)
     assert prepare.run("network-inputs", device.root) == 0
-    pending, kept = device.layout.path("/" + stamp.PENDING), device.layout.path("/" + stamp.STAMP)
+    pending, kept = Path(device.layout.path("/" + stamp.PENDING)), Path(device.layout.path("/" + stamp.STAMP))
     assert pending.is_file() and not kept.exists()
     reboot(device)  # no daemon at that boot
     assert not assert_same_as_a_full_run(device, tmp_path / "1")

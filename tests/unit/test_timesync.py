@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -65,7 +66,7 @@ def test_probe_schedule_backs_off_to_an_hour() -> None:
 
 
 def test_bootstrap_record(device) -> None:
-    record = device.layout.clock_bootstrap_record
+    record = Path(device.layout.clock_bootstrap_record)
     assert bootstrap_source(device.layout) is TimeSource.RTC  # no record: the RTC's
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"source": "saved", "before": 946684800000000, "after": 1764000000000000}))
@@ -105,9 +106,9 @@ class FakeSystemd:
         self.layout, self.result, self.started, self.restarted = layout, result, [], []
 
     async def start_unit(self, unit: str, *, job_timeout: float) -> JobResult:
-        self.started.append((unit, json.loads(self.layout.time_probe_request.read_text())))
+        self.started.append((unit, json.loads(Path(self.layout.time_probe_request).read_text())))
         if self.result is not None:
-            self.layout.time_probe_result.write_text(json.dumps(self.result))
+            Path(self.layout.time_probe_result).write_text(json.dumps(self.result))
         return JobResult.DONE
 
     async def restart_unit(self, unit: str) -> JobResult:
@@ -175,7 +176,7 @@ def test_no_ntp_the_https_probe_is_asked_and_trusted(device) -> None:
     [(unit, request)] = services.systemd.started
     assert unit == "hostd-time-probe.service"
     assert request == {"url": "https://api.test/x", "label": "the connectivity URI", "ca": ""}
-    assert device.layout.time_probe_request.stat().st_mode & 0o777 == 0o600
+    assert Path(device.layout.time_probe_request).stat().st_mode & 0o777 == 0o600
     state = time_monitor.state
     assert (state.trusted, state.source, state.last_sync, state.problem) == (True, "https", 1764000000000000, "")
     assert published[-1] == state

@@ -23,7 +23,7 @@ class Watched:
     def __init__(self, root: Path) -> None:
         self.layout = Layout(root)
         (root / "mnt/boot/system-connections").mkdir(parents=True)
-        self.layout.config_json.write_text('{"hostname": "one"}\n')
+        Path(self.layout.config_json).write_text('{"hostname": "one"}\n')
         self.changes = 0
         self._changed = asyncio.Event()
         self.watch = ConfigWatch(self.layout, self._on_change)
@@ -57,8 +57,8 @@ def run_watched(tmp_path: Path, body: Callable[[Watched], Awaitable[None]]) -> N
     asyncio.run(main())
 
 
-def write_in_place(path: Path, text: str) -> None:
-    with path.open("r+") as file:  # as an editor that does not rename may write it
+def write_in_place(path: str, text: str) -> None:
+    with open(path, "r+") as file:  # as an editor that does not rename may write it
         file.write(text)
         file.truncate()
 
@@ -75,7 +75,7 @@ def test_an_edit_in_place_is_one_change(tmp_path: Path) -> None:
 
 def test_a_rename_over_is_seen_and_the_editors_temporary_file_is_not(tmp_path: Path) -> None:
     async def body(w: Watched) -> None:
-        temporary = w.layout.boot / ".config.json.swp"
+        temporary = Path(w.layout.boot) / ".config.json.swp"
         temporary.write_text('{"hostname": "three"}\n')
         await w.unchanged()
         os.replace(temporary, w.layout.config_json)
@@ -87,9 +87,9 @@ def test_a_rename_over_is_seen_and_the_editors_temporary_file_is_not(tmp_path: P
 
 def test_config_json_deleted_then_created_again(tmp_path: Path) -> None:
     async def body(w: Watched) -> None:
-        w.layout.config_json.unlink()
+        Path(w.layout.config_json).unlink()
         await w.changed()
-        w.layout.config_json.write_text('{"hostname": "back"}\n')
+        Path(w.layout.config_json).write_text('{"hostname": "back"}\n')
         await w.changed()
 
     run_watched(tmp_path, body)
@@ -97,7 +97,7 @@ def test_config_json_deleted_then_created_again(tmp_path: Path) -> None:
 
 def test_a_write_of_hostd_itself_is_not_a_change(tmp_path: Path) -> None:
     async def body(w: Watched) -> None:
-        w.layout.config_json.write_text('{"hostname": "by-hostd"}\n')
+        Path(w.layout.config_json).write_text('{"hostname": "by-hostd"}\n')
         w.watch.mark_seen()
         await w.unchanged()
 
@@ -106,12 +106,12 @@ def test_a_write_of_hostd_itself_is_not_a_change(tmp_path: Path) -> None:
 
 def test_drop_in_files_written_renamed_chmoded_and_removed(tmp_path: Path) -> None:
     async def body(w: Watched) -> None:
-        profile = w.layout.boot_connections / "wired.nmconnection"
+        profile = Path(w.layout.boot_connections) / "wired.nmconnection"
         profile.write_text("[connection]\nid=wired\ntype=ethernet\n")
         await w.changed()
         write_in_place(profile, "[connection]\nid=wire2\ntype=ethernet\n")
         await w.changed()
-        aside = w.layout.boot_connections / ".wired.tmp"
+        aside = Path(w.layout.boot_connections) / ".wired.tmp"
         aside.write_text("[connection]\nid=wire3\ntype=ethernet\n")
         os.replace(aside, profile)
         await w.changed()
@@ -125,7 +125,7 @@ def test_drop_in_files_written_renamed_chmoded_and_removed(tmp_path: Path) -> No
 
 def test_drop_in_directories_created_removed_and_replaced_later(tmp_path: Path) -> None:
     async def body(w: Watched) -> None:
-        proxy = w.layout.boot_proxy  # did not exist when the watch began
+        proxy = Path(w.layout.boot_proxy)  # did not exist when the watch began
         proxy.mkdir()
         await w.changed()
         (proxy / "no_proxy").write_text("10.0.0.0/8\n")  # seen through the directory's new watch
@@ -139,12 +139,12 @@ def test_drop_in_directories_created_removed_and_replaced_later(tmp_path: Path) 
         (proxy / "no_proxy").write_text("10.0.0.0/8\n")
         await w.changed()
 
-        connections = w.layout.boot_connections
-        replacement = w.layout.boot / "connections.new"
+        connections = Path(w.layout.boot_connections)
+        replacement = Path(w.layout.boot) / "connections.new"
         replacement.mkdir()
         (replacement / "a.nmconnection").write_text("[connection]\nid=a\n")
         await w.unchanged()  # not a drop-in directory (yet)
-        old = w.layout.boot / "connections.old"
+        old = Path(w.layout.boot) / "connections.old"
         connections.rename(old)
         replacement.rename(connections)
         await w.changed()
@@ -169,9 +169,9 @@ def test_a_boot_directory_that_appears_later_is_watched(tmp_path: Path) -> None:
         watch.mark_seen()
         task = asyncio.create_task(watch.run())
         await asyncio.sleep(QUIET)
-        layout.boot.mkdir()
+        Path(layout.boot).mkdir()
         await asyncio.sleep(QUIET)  # its watch is set up from the parent's event
-        layout.config_json.write_text("{}\n")
+        Path(layout.config_json).write_text("{}\n")
         await asyncio.wait_for(changed.wait(), 10)
         task.cancel()
 
@@ -198,13 +198,13 @@ def test_an_event_queue_overflow_rescans(tmp_path: Path) -> None:
 
         inotify.read = recording_read  # type: ignore[method-assign]
         for index in range(limit // 3 + 64):  # IN_CREATE, IN_CLOSE_WRITE, IN_DELETE each, without yielding
-            burst = w.layout.boot_connections / f"{index}.ignore"
+            burst = Path(w.layout.boot_connections) / f"{index}.ignore"
             burst.touch()
             burst.unlink()
-        (w.layout.boot_connections / "kept.nmconnection").touch()  # its events are lost in the overflow
+        (Path(w.layout.boot_connections) / "kept.nmconnection").touch()  # its events are lost in the overflow
         await w.changed()
         assert any(mask & IN_Q_OVERFLOW for mask in seen)
-        (w.layout.boot_connections / "after.nmconnection").write_text("[connection]\nid=after\n")
+        (Path(w.layout.boot_connections) / "after.nmconnection").write_text("[connection]\nid=after\n")
         await w.changed()
 
     run_watched(tmp_path, body)
@@ -229,7 +229,7 @@ def test_without_inotify_the_watch_polls(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(watch_module, "POLL_SECONDS", 0.01)
 
     async def body(w: Watched) -> None:
-        w.layout.config_json.write_text('{"hostname": "polled"}\n')
+        Path(w.layout.config_json).write_text('{"hostname": "polled"}\n')
         await w.changed()
 
     run_watched(tmp_path, body)
@@ -256,7 +256,7 @@ def test_the_boot_partition_unmounted_is_watched_again(tmp_path: Path) -> None:
         async def body(w: Watched) -> None:
             subprocess.run(["umount", str(boot)], check=True)
             await w.changed()  # config.json is gone with the partition
-            w.layout.config_json.write_text('{"hostname": "under"}\n')
+            Path(w.layout.config_json).write_text('{"hostname": "under"}\n')
             await w.changed()
 
         run_watched(tmp_path, body)

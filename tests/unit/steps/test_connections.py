@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 import pytest
 
@@ -32,7 +33,7 @@ def test_report_for_each_kind_of_file(dev) -> None:
     assert report["home"].status == "imported"
     assert report["sample.ignore"].status == "skipped"
     assert report["broken"].status == "rejected" and "broken" in report["broken"].reason
-    assert not (dev.layout.nm_connections / "broken").exists()
+    assert not (Path(dev.layout.nm_connections) / "broken").exists()
     _, report = run(dev)
     assert report["home"].status == "unchanged"
 
@@ -40,20 +41,20 @@ def test_report_for_each_kind_of_file(dev) -> None:
 def test_removed_from_boot_is_removed_from_device(dev) -> None:
     dev.boot_profile("home", WIFI)
     run(dev)
-    (dev.layout.boot_connections / "home").unlink()
+    (Path(dev.layout.boot_connections) / "home").unlink()
     _, report = run(dev)
     assert report["home"].status == "removed"
-    assert not (dev.layout.nm_connections / "home").exists()
+    assert not (Path(dev.layout.nm_connections) / "home").exists()
 
 
 def test_profile_created_on_device_is_never_touched(dev) -> None:
-    runtime = dev.layout.nm_connections / "made-by-nmcli.nmconnection"
+    runtime = Path(dev.layout.nm_connections) / "made-by-nmcli.nmconnection"
     runtime.write_text(WIRED)
     dev.boot_profile("made-by-nmcli.nmconnection", WIFI)
     _, report = run(dev)
     assert report["made-by-nmcli.nmconnection"].status == "conflict"
     assert runtime.read_text() == WIRED
-    (dev.layout.boot_connections / "made-by-nmcli.nmconnection").unlink()
+    (Path(dev.layout.boot_connections) / "made-by-nmcli.nmconnection").unlink()
     run(dev)
     assert runtime.read_text() == WIRED
 
@@ -61,7 +62,7 @@ def test_profile_created_on_device_is_never_touched(dev) -> None:
 def test_edit_on_device_is_kept_until_boot_file_changes(dev) -> None:
     dev.boot_profile("home", WIFI)
     run(dev)
-    device_copy = dev.layout.nm_connections / "home"
+    device_copy = Path(dev.layout.nm_connections) / "home"
     device_copy.write_text(WIFI.replace("id=home", "id=home-edited"))
     _, report = run(dev)
     assert report["home"].status == "kept"
@@ -75,9 +76,9 @@ def test_edit_on_device_is_kept_until_boot_file_changes(dev) -> None:
 def test_edited_copy_survives_removal_from_boot(dev) -> None:
     dev.boot_profile("home", WIFI)
     run(dev)
-    device_copy = dev.layout.nm_connections / "home"
+    device_copy = Path(dev.layout.nm_connections) / "home"
     device_copy.write_text(WIRED)
-    (dev.layout.boot_connections / "home").unlink()
+    (Path(dev.layout.boot_connections) / "home").unlink()
     _, report = run(dev)
     assert report["home"].status == "kept"
     assert device_copy.read_text() == WIRED
@@ -89,7 +90,7 @@ def test_bad_edit_keeps_last_good_copy(dev) -> None:
     dev.boot_profile("home", "[broken\n")
     _, report = run(dev)
     assert report["home"].status == "rejected"
-    assert (dev.layout.nm_connections / "home").read_text() == WIFI
+    assert (Path(dev.layout.nm_connections) / "home").read_text() == WIFI
 
 
 def test_duplicate_uuid_rejects_the_second(dev) -> None:
@@ -103,7 +104,7 @@ def test_duplicate_uuid_rejects_the_second(dev) -> None:
 def test_hostile_entries_are_rejected_alone(dev, tmp_path) -> None:
     outside = tmp_path / "outside-secret"
     outside.write_text(WIRED)
-    boot = dev.layout.boot_connections
+    boot = Path(dev.layout.boot_connections)
     (boot / "link").symlink_to(outside)
     os.link(outside, boot / "hardlink")
     (boot / "dir-profile").mkdir()
@@ -117,7 +118,7 @@ def test_hostile_entries_are_rejected_alone(dev, tmp_path) -> None:
         assert report[name].status == "rejected", name
         assert name in report[name].reason
     assert report["good"].status == "imported"
-    assert sorted(p.name for p in dev.layout.nm_connections.iterdir()) == ["good"]
+    assert sorted(p.name for p in Path(dev.layout.nm_connections).iterdir()) == ["good"]
 
 
 def test_psk_never_in_report(dev) -> None:
@@ -129,19 +130,19 @@ def test_psk_never_in_report(dev) -> None:
 def test_unreadable_boot_dir_touches_nothing(dev) -> None:
     dev.boot_profile("home", WIFI)
     run(dev)
-    boot = dev.layout.boot_connections
+    boot = Path(dev.layout.boot_connections)
     os.rename(boot, boot.with_name("moved"))
     boot.write_text("not a directory")
     result, _ = run(dev)
-    assert (dev.layout.nm_connections / "home").exists()
+    assert (Path(dev.layout.nm_connections) / "home").exists()
     assert result.problems
 
 
 def test_missing_boot_dir_removes_imported(dev) -> None:
     dev.boot_profile("home", WIFI)
     run(dev)
-    (dev.layout.boot_connections / "home").unlink()
-    dev.layout.boot_connections.rmdir()
+    (Path(dev.layout.boot_connections) / "home").unlink()
+    Path(dev.layout.boot_connections).rmdir()
     _, report = run(dev)
     assert report["home"].status == "removed"
 
@@ -152,7 +153,7 @@ def test_names_networkmanager_ignores_are_skipped_with_reason(dev) -> None:
     _, report = run(dev)
     assert report["home.backup"].status == "skipped" and "never loads" in report["home.backup"].reason
     assert report["cert.pem"].status == "skipped"
-    assert not (dev.layout.nm_connections / "home.backup").exists()
+    assert not (Path(dev.layout.nm_connections) / "home.backup").exists()
 
 
 def _live(dev, result, nm):
@@ -172,14 +173,14 @@ def test_networkmanager_not_running(dev) -> None:
 def test_networkmanager_verdict_per_file(dev) -> None:
     dev.boot_profile("home", WIFI)
     dev.boot_profile("wired", WIRED)
-    nm = FakeNetworkManager(refused={str(dev.layout.nm_connections / "wired")})
+    nm = FakeNetworkManager(refused={str(Path(dev.layout.nm_connections) / "wired")})
     result = dev.run_step(connections)
     report = _live(dev, result, nm)
     assert report["home"].verdict == "loaded" and report["home"].as_dict()["nm"] == "loaded"
     assert report["wired"].verdict == "failed: NetworkManager did not load it (LoadConnections reported it)"
     assert result.problems == ["wired: NetworkManager did not load it"]
-    assert sorted(nm.asked[0]) == sorted(str(dev.layout.nm_connections / n) for n in ("home", "wired"))
-    (dev.layout.boot_connections / "home").unlink()
+    assert sorted(nm.asked[0]) == sorted(str(Path(dev.layout.nm_connections) / n) for n in ("home", "wired"))
+    (Path(dev.layout.boot_connections) / "home").unlink()
     report = _live(dev, dev.run_step(connections), nm)
     assert report["home"].verdict == "unloaded"
-    assert nm.asked[-1] == [str(dev.layout.nm_connections / "home")]  # exactly the changed files
+    assert nm.asked[-1] == [str(Path(dev.layout.nm_connections) / "home")]  # exactly the changed files

@@ -4,6 +4,7 @@ restarted only when the flag changed."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from hostd.steps import devmode
 
@@ -14,19 +15,19 @@ from .fakes import FakeSystemd, services
 def test_flag_only_in_development_mode(device) -> None:
     device.write_config({"uuid": UUID, "developmentMode": True})
     device.run_step(devmode)
-    assert device.layout.devmode_env.read_text() == (
+    assert Path(device.layout.devmode_env).read_text() == (
         "SSHD_OPTS='-f /etc/ssh/sshd_config_development'\nBALENA_DEVELOPMENT_ARGS='-H tcp://0.0.0.0:2375'\n"
     )
     device.write_config({"uuid": UUID})
     device.run_step(devmode)
-    assert not device.layout.devmode_env.exists()  # production: no flag
+    assert not Path(device.layout.devmode_env).exists()  # production: no flag
 
 
 def test_keys_are_required_in_development_mode_when_given(device) -> None:
     device.write_config({"uuid": UUID, "developmentMode": True, "os": {"sshKeys": [ED25519_KEY]}})
     device.run_step(devmode)
     assert "SSHD_OPTS='-f /etc/ssh/sshd_config_development -o PasswordAuthentication=no'" in (
-        device.layout.devmode_env.read_text()
+        Path(device.layout.devmode_env).read_text()
     )
     assert "os.sshKeys" in devmode.KEYS  # a change to the keys re-runs the step
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from hostd.steps import dns
 from hostd.steps.base import Facts
@@ -16,13 +17,13 @@ NETWORK = Facts(network_dns_servers=("192.168.1.1",))
 def test_modes_and_network_servers(device) -> None:
     device.write_config({"uuid": UUID, "dnsServers": "1.1.1.1"})
     device.run_step(dns, NETWORK)
-    assert device.layout.dnsmasq_servers.read_text() == "server=192.168.1.1\nserver=1.1.1.1\n"
+    assert Path(device.layout.dnsmasq_servers).read_text() == "server=192.168.1.1\nserver=1.1.1.1\n"
     device.write_config({"uuid": UUID, "dnsServers": "1.1.1.1", "os": {"dns": {"mode": "exclusive"}}})
     device.run_step(dns, NETWORK)
-    assert device.layout.dnsmasq_servers.read_text() == "server=1.1.1.1\n"
+    assert Path(device.layout.dnsmasq_servers).read_text() == "server=1.1.1.1\n"
     device.write_config({"uuid": UUID, "dnsServers": "null"})
     device.run_step(dns)
-    assert device.layout.dnsmasq_servers.read_text() == ""
+    assert Path(device.layout.dnsmasq_servers).read_text() == ""
 
 
 def test_the_servers_written_are_the_servers_given_and_recorded(device) -> None:

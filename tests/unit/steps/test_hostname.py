@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hostd import config as cfg
@@ -15,7 +17,7 @@ from ..conftest import UUID
 def test_hostname_or_uuid_prefix(device, given, written) -> None:
     device.write_config({"uuid": UUID, **given})
     device.run_step(hostname)
-    assert device.layout.etc_hostname.read_text() == written
+    assert Path(device.layout.etc_hostname).read_text() == written
 
 
 def test_no_name_at_all_fails_the_hostname_step(device) -> None:

@@ -4,6 +4,7 @@ restarted when it changed."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from hostd.steps import logging
 
@@ -14,18 +15,18 @@ from .fakes import FakeJournald, services
 def test_dropin_only_when_config_differs_from_the_shipped_defaults(device) -> None:
     device.write_config({"uuid": UUID, "os": {"journal": {"runtimeMaxUse": "16M"}}})
     assert [c.kind for c in device.run_step(logging).changes] == ["write"]
-    assert "RuntimeMaxUse=16M" in device.layout.journald_dropin.read_text()
+    assert "RuntimeMaxUse=16M" in Path(device.layout.journald_dropin).read_text()
     device.write_config({"uuid": UUID, "os": {"journal": {"systemMaxUse": "64M"}}})  # unused while volatile
     assert [c.kind for c in device.run_step(logging).changes] == ["remove"]
-    device.layout.journald_defaults.unlink()  # an image without them: journald's own defaults are not ours
+    Path(device.layout.journald_defaults).unlink()  # an image without them: journald's own defaults are not ours
     device.run_step(logging)
-    assert "Storage=volatile" in device.layout.journald_dropin.read_text()
+    assert "Storage=volatile" in Path(device.layout.journald_dropin).read_text()
 
 
 def test_persistent_storage_is_capped(device) -> None:
     device.write_config({"uuid": UUID, "persistentLogging": True, "os": {"journal": {"systemMaxUse": "64M"}}})
     device.run_step(logging)
-    dropin = device.layout.journald_dropin.read_text()
+    dropin = Path(device.layout.journald_dropin).read_text()
     assert "Storage=persistent" in dropin and "SystemMaxUse=64M" in dropin
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hostd.steps import network_config
 
 from ..conftest import UUID
@@ -20,8 +22,8 @@ def test_dropin_only_with_settings(device) -> None:
         }
     )
     device.run_step(network_config)
-    dropin = device.layout.nm_dropin.read_text()
+    dropin = Path(device.layout.nm_dropin).read_text()
     assert "uri=https://c.example.com/check\ninterval=3600\n" in dropin and "wifi.scan-rand-mac-address=yes" in dropin
     device.write_config({"uuid": UUID})
     device.run_step(network_config)
-    assert not device.layout.nm_dropin.exists()
+    assert not Path(device.layout.nm_dropin).exists()

@@ -7,6 +7,7 @@ import ipaddress
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -35,7 +36,7 @@ dnsu2t { local_ip = 127.0.0.1; local_port = 5313; remote_ip = 1.1.1.1; remote_po
 
 
 def write_proxy(device, conf: str | None, no_proxy: str | None = None) -> None:
-    directory = device.layout.boot_proxy
+    directory = Path(device.layout.boot_proxy)
     directory.mkdir(exist_ok=True)
     for name, content in (("redsocks.conf", conf), ("no_proxy", no_proxy)):
         if content is None:
@@ -54,7 +55,7 @@ def proxied(device):
 def test_redsocks_runs_the_named_proxy_with_hostds_base(proxied) -> None:
     result = proxied.run_step(proxy)
     assert result.status == StepStatus.CHANGED and not result.problems
-    conf = proxied.layout.redsocks_conf
+    conf = Path(proxied.layout.redsocks_conf)
     assert os.stat(conf).st_mode & 0o777 == 0o600  # the credentials
     text = conf.read_text()
     assert proxy.parse_redsocks_conf(text) == proxy.ProxyServer(
@@ -75,7 +76,7 @@ def test_what_is_in_force_says_the_policies_and_never_the_credentials(proxied) -
 
 def test_rules_exempt_private_ranges_no_proxy_and_the_proxy_itself(proxied) -> None:
     proxied.run_step(proxy)
-    rules = proxied.layout.proxy_rules.read_text()
+    rules = Path(proxied.layout.proxy_rules).read_text()
     assert rules.startswith("# Written by hostd") and "delete table inet hostd_proxy" in rules
     exempt4 = rules.split("set exempt4")[1].split("}")[0]
     for net in ("10.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16", "203.0.113.0/24"):
@@ -104,11 +105,11 @@ def test_a_bad_no_proxy_line_is_rejected_alone(proxied) -> None:
     write_proxy(proxied, CONF, "203.0.113.0/24\nproxy.example.com\n\n# comment\n198.51.100.7 # the NAS\n")
     result = proxied.run_step(proxy)
     assert result.problems == [
-        f"{proxied.layout.boot_proxy / 'no_proxy'}: line 2: 'proxy.example.com' is not an IP address or subnet; "
+        f"{Path(proxied.layout.boot_proxy) / 'no_proxy'}: line 2: 'proxy.example.com' is not an IP address or subnet; "
         "line ignored"
     ]
     assert result.record.no_proxy == ("203.0.113.0/24", "198.51.100.7/32")
-    assert "198.51.100.7" in proxied.layout.proxy_rules.read_text()
+    assert "198.51.100.7" in Path(proxied.layout.proxy_rules).read_text()
 
 
 @pytest.mark.parametrize(
@@ -132,7 +133,7 @@ def test_a_bad_redsocks_conf_is_rejected_with_its_line_and_what_runs_stays(proxi
     before = proxied.snapshot()
     result = proxied.run_step(proxy)
     [problem] = result.problems
-    assert problem.startswith(f"{proxied.layout.boot_proxy / 'redsocks.conf'}: line {line}: ")
+    assert problem.startswith(f"{Path(proxied.layout.boot_proxy) / 'redsocks.conf'}: line {line}: ")
     assert reason in problem and "the proxy in force is left as it is" in problem
     assert not result.changes and result.record is None and proxied.snapshot() == before
 
@@ -140,15 +141,15 @@ def test_a_bad_redsocks_conf_is_rejected_with_its_line_and_what_runs_stays(proxi
 def test_no_directory_no_proxy_and_what_ran_is_removed(proxied) -> None:
     proxied.run_step(proxy)
     write_proxy(proxied, None, None)
-    proxied.layout.boot_proxy.rmdir()
+    Path(proxied.layout.boot_proxy).rmdir()
     result = proxied.run_step(proxy)
     assert {change.kind for change in result.changes} == {"remove"}
-    assert not proxied.layout.redsocks_conf.exists() and not proxied.layout.proxy_rules.exists()
+    assert not Path(proxied.layout.redsocks_conf).exists() and not Path(proxied.layout.proxy_rules).exists()
     assert result.record.as_dict() == {"state": "off"}
 
 
 def test_the_proxy_files_are_part_of_a_generation_and_watched(proxied) -> None:
-    inputs = generations.read_inputs(proxied.layout, proxied.layout.config_json.read_bytes())
+    inputs = generations.read_inputs(proxied.layout, Path(proxied.layout.config_json).read_bytes())
     assert inputs.files["system-proxy/redsocks.conf"] == CONF.encode()
     watch = ConfigWatch(proxied.layout, lambda: asyncio.sleep(0))
     before = watch.stamp()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from hostd.steps import regulatory_domain
 
@@ -13,7 +14,7 @@ from .fakes import services
 def test_module_option_follows_country(device) -> None:
     device.write_config({"uuid": UUID, "country": "gb"})
     device.run_step(regulatory_domain)
-    assert device.layout.modprobe_dropin.read_text() == "options cfg80211 ieee80211_regdom=GB\n"
+    assert Path(device.layout.modprobe_dropin).read_text() == "options cfg80211 ieee80211_regdom=GB\n"
     device.write_config({"uuid": UUID})
     assert [c.kind for c in device.run_step(regulatory_domain).changes] == ["remove"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,7 @@ from ..conftest import ED25519_KEY, UUID
 def test_wrong_mode_is_fixed_without_rewrite(device, mode) -> None:
     device.write_config({"uuid": UUID, "os": {"sshKeys": [ED25519_KEY]}})
     device.run_step(ssh)
-    keys = device.layout.authorized_keys
+    keys = Path(device.layout.authorized_keys)
     os.chmod(keys, mode)
     inode = keys.stat().st_ino
     assert [c.kind for c in device.run_step(ssh).changes] == ["chmod"]
@@ -28,4 +29,4 @@ def test_no_keys_no_file(device) -> None:
     device.run_step(ssh)
     device.write_config({"uuid": UUID})
     assert [c.kind for c in device.run_step(ssh).changes] == ["remove"]
-    assert not device.layout.authorized_keys.exists()
+    assert not Path(device.layout.authorized_keys).exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import stat
+from pathlib import Path
 
 from hostd.bus.systemd import unit_name_from_path
 from hostd.steps import state
@@ -15,17 +16,17 @@ from .fakes import FakeSystemd, services
 
 def test_reset_flag_wipes_overlay_once(device) -> None:
     device.write_config({"uuid": UUID})
-    leftover = device.layout.state / "root-overlay" / "etc" / "stale"
+    leftover = Path(device.layout.state) / "root-overlay" / "etc" / "stale"
     leftover.parent.mkdir(parents=True)
     leftover.write_text("old")
     device.run_step(state)
     assert not leftover.exists()
-    assert (device.layout.state / "remove_me_to_reset").exists()
-    assert (device.layout.data / "remove_me_to_reset").exists()
-    assert (device.layout.state / "root-overlay/etc/NetworkManager/system-connections").is_dir()
-    assert (device.layout.state / "root-overlay/etc/hostname").is_file()
-    assert (device.layout.data / "root-overlay/var/log/journal").is_dir()
-    kept = device.layout.state / "root-overlay" / "etc" / "kept"
+    assert (Path(device.layout.state) / "remove_me_to_reset").exists()
+    assert (Path(device.layout.data) / "remove_me_to_reset").exists()
+    assert (Path(device.layout.state) / "root-overlay/etc/NetworkManager/system-connections").is_dir()
+    assert (Path(device.layout.state) / "root-overlay/etc/hostname").is_file()
+    assert (Path(device.layout.data) / "root-overlay/var/log/journal").is_dir()
+    kept = Path(device.layout.state) / "root-overlay" / "etc" / "kept"
     kept.write_text("new")
     device.run_step(state)
     assert kept.exists()
@@ -61,12 +62,12 @@ def test_bind_target_the_image_lacks_converges_in_one_pass(device) -> None:
     """No /etc/hostname in the root: the state step makes the mount point, its source and the
     mount in one pass, so the hostname step writes through the mount (live) instead of onto the
     root, where the mount would hide it next time."""
-    device.layout.etc_hostname.unlink()
+    Path(device.layout.etc_hostname).unlink()
     device.write_config({"uuid": UUID})
     result = device.run_step(state)
     assert not any("bind target" in problem for problem in result.problems), result.problems
-    assert stat.S_IMODE(device.layout.etc_hostname.stat().st_mode) == 0o644
-    assert (device.layout.state / "root-overlay/etc/hostname").is_file()
+    assert stat.S_IMODE(Path(device.layout.etc_hostname).stat().st_mode) == 0o644
+    assert (Path(device.layout.state) / "root-overlay/etc/hostname").is_file()
     assert any(c.kind == "mount" and c.path == "/etc/hostname" for c in result.pending)
     assert device.run_step(state, apply=False).changes == []  # nothing left but the mounts (pending offline)
 
@@ -76,9 +77,9 @@ def test_reset_flag_removed_on_a_running_device_wipes_nothing(device, monkeypatc
     next boot, reported as a typed entry (Describe() shows it), and nothing is wiped now."""
     device.write_config({"uuid": UUID})
     device.run_step(state)
-    kept = device.layout.state / "root-overlay/etc/NetworkManager/system-connections/made-with-nmcli"
+    kept = Path(device.layout.state) / "root-overlay/etc/NetworkManager/system-connections/made-with-nmcli"
     kept.write_text("[connection]\n")
-    (device.layout.state / "remove_me_to_reset").unlink()
+    (Path(device.layout.state) / "remove_me_to_reset").unlink()
     monkeypatch.setattr(type(device.layout), "is_live", property(lambda layout: True))
     monkeypatch.setattr(state, "mounted_targets", lambda: {str(t) for _, t in state.bind_mounts(device.layout)})
     result = device.run_step(state, apply=False)

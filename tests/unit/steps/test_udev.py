@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hostd.steps import udev
 
 from ..conftest import UUID
@@ -10,9 +12,9 @@ from ..conftest import UUID
 def test_rules_written_and_removed_when_dropped(device) -> None:
     device.write_config({"uuid": UUID, "os": {"udevRules": {"99-test": 'ACTION=="add", RUN+="/bin/true"'}}})
     device.run_step(udev)
-    rule = device.layout.udev_rules / "99-test.rules"
+    rule = Path(device.layout.udev_rules) / "99-test.rules"
     assert rule.read_text() == 'ACTION=="add", RUN+="/bin/true"\n'
-    own = device.layout.udev_rules / "50-own.rules"
+    own = Path(device.layout.udev_rules) / "50-own.rules"
     own.write_text("# made on the device\n")
     device.write_config({"uuid": UUID})
     device.run_step(udev)
