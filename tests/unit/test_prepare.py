@@ -293,6 +293,47 @@ def test_a_full_run_reports_without_logging_dataclasses_or_typing(device: Device
     assert f"\n<6>hostd.prepare: connections: write {profile}" in stderr
 
 
+# What neither stage's full run may load: the network waits for it.  Paths are strings (os.path),
+# not pathlib (with fnmatch, urllib.parse, ipaddress's import through it, ntpath); the batch's
+# thread-local storage is threading's C half; the steps are imported without importlib (and warnings).
+NOT_IN_A_STAGE = {"pathlib", "urllib", "urllib.parse", "ntpath", "threading", "importlib", "warnings", "tempfile"}
+
+
+def stage_modules(stage: str, root: Path) -> set[str]:
+    """The modules a full run of ``stage`` loads, its log lines written as its unit has them."""
+    return modules_after(f"from hostd import log, prepare; log.to_stderr(); prepare.full_run({stage!r}, {str(root)!r})")
+
+
+def test_a_full_run_of_network_inputs_leaves_out_pathlib_and_the_modules_it_pulls(device: DeviceRoot) -> None:
+    device = prepared_device(device)
+    loaded = stage_modules("network-inputs", device.root)
+    assert not loaded & (NOT_IN_A_STAGE | {"fnmatch", "shutil"})
+
+
+def test_a_full_run_of_bind_sources_leaves_out_pathlib_and_the_modules_it_pulls(device: DeviceRoot) -> None:
+    """A first boot (every source made; shutil copies the CA certificates, before the mounts and
+    the network-inputs stage)."""
+    assert not os.path.exists(device.layout.path("/mnt/state/remove_me_to_reset"))
+    loaded = stage_modules("bind-sources", device.root)
+    assert os.path.isfile(device.layout.path("/mnt/state/remove_me_to_reset"))
+    assert not loaded & NOT_IN_A_STAGE
+
+
+def test_a_stage_exits_without_the_interpreters_teardown(device: DeviceRoot) -> None:
+    """As its unit runs it (hostd --prepare STAGE): its exit status, and its log lines are out."""
+    import subprocess
+    import sys
+
+    device = prepared_device(device)
+    program = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parents[2])!r}); from hostd import entry, prepare; "
+        f"prepare.full_run = lambda stage, root='/': print('ran', stage) or 3; "
+        "sys.argv = ['hostd', '--prepare', 'network-inputs']; entry.hostd(); print('not reached')"
+    )
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", program], capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (3, "ran network-inputs\n")
+
+
 def test_prepare_runs_on_a_layout_root() -> None:
     assert Layout(Path("/")).is_live  # the units run it on "/" (hostd --prepare STAGE)
     assert set(prepare.STAGES) == {"bind-sources", "network-inputs"}
