@@ -38,7 +38,7 @@ STEPS_BY_NAME: dict[str, Step]
 def __getattr__(name: str) -> object:
     if name not in ("ALL_STEPS", "STEPS_BY_NAME"):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib  # here, not at the top: the boot stages do without it (it imports warnings)
+    import importlib  # here, not at the top: the boot stages import their steps without it
 
     steps: tuple[Step, ...] = tuple(importlib.import_module(f"{__name__}.{module}") for module in MODULES)  # type: ignore[misc]
     globals().update(ALL_STEPS=steps, STEPS_BY_NAME={step.NAME: step for step in steps})

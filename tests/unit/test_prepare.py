@@ -294,9 +294,9 @@ def test_a_full_run_reports_without_logging_dataclasses_or_typing(device: Device
 
 
 # What neither stage's full run may load: the network waits for it.  Paths are strings (os.path),
-# not pathlib (with fnmatch, urllib.parse, ipaddress's import through it, ntpath); the batch's
-# thread-local storage is threading's C half; the steps are imported without importlib (and warnings).
-NOT_IN_A_STAGE = {"pathlib", "urllib", "urllib.parse", "ntpath", "threading", "importlib", "warnings", "tempfile"}
+# not pathlib (with fnmatch, urllib.parse, ntpath); the batch's thread-local storage is threading's
+# C half; the steps are imported without importlib.
+NOT_IN_A_STAGE = {"pathlib", "urllib", "urllib.parse", "ntpath", "threading", "importlib", "tempfile"}
 
 
 def stage_modules(stage: str, root: Path) -> set[str]:
