@@ -37,7 +37,7 @@ def hostd() -> int:
     _without_openssl()
     if len(sys.argv) == 3 and sys.argv[1] == "--prepare":
         # A boot stage, as its oneshot unit runs it: no asyncio, no D-Bus, no argparse.
-        _stage(sys.argv[2])
+        _stage(sys.argv[2])  # exits with the stage's status
     from hostd.daemon import main
 
     return main()
