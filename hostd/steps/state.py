@@ -104,6 +104,8 @@ def _create_source(source: str, target: str, copy_content: bool) -> None:
     os.chmod(staging, mode)
     if os.geteuid() == 0:
         os.chown(staging, st.st_uid, st.st_gid)
+    if copy_content:  # copytree does not fsync: the copied files' data must be on disk first
+        fsutil.fsync_tree(staging)
     os.rename(staging, source)
     fsutil.fsync_dir(os.path.dirname(source))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import stat
 from pathlib import Path
 
@@ -91,3 +92,30 @@ def test_reset_flag_removed_on_a_running_device_wipes_nothing(device, monkeypatc
             "reason": "the overlay is wiped at the next boot",
         }
     ]
+
+
+def test_copied_ca_certificates_are_durable_before_they_are_renamed_into_place(device, monkeypatch) -> None:
+    """A first boot copies the image's /etc/ssl/certs onto the state partition: every copied file's
+    data and every directory are fsynced while the copy is still aside, so a power cut after the
+    rename cannot leave empty certificates that the next boot takes as done."""
+    certs = Path(device.layout.path("/etc/ssl/certs"))
+    (certs / "ca-certificates.crt").write_text("bundle")
+    (certs / "local").mkdir()
+    (certs / "local" / "extra.pem").write_text("extra")
+    (certs / "0a1b2c3d.0").symlink_to("ca-certificates.crt")
+    synced: list[str] = []
+    real_fsync = state.fsutil.os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(state.fsutil.os, "fsync", recording_fsync)
+    device.write_config({"uuid": UUID})
+    device.run_step(state)
+    source = Path(device.layout.state) / "root-overlay/etc/ssl/certs"
+    assert (source / "ca-certificates.crt").read_text() == "bundle" and (source / "0a1b2c3d.0").is_symlink()
+    staging = state.fsutil.temp_path(str(source))
+    for name in ("ca-certificates.crt", "local/extra.pem", "local", ""):
+        assert os.path.join(staging, name).rstrip("/") in synced, (name, synced)
+    assert str(source.parent) in synced  # the rename itself
