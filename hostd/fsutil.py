@@ -191,21 +191,40 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def fsync_tree(path: str) -> None:
-    """Make a tree built aside durable before it is renamed into place: every regular file's data
-    and every directory's entries (a symbolic link is an entry).  Without it, a power cut after the
-    rename can leave the tree in place with empty files, which the next boot would take as done."""
-    for _top, _dirs, files, dir_fd in os.fwalk(path):
-        for name in files:
-            if not stat.S_ISREG(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
-                continue
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fault_point()
-        os.fsync(dir_fd)
+def copy_tree(source: str, destination: str) -> None:
+    """Copy a directory tree to ``destination`` (new), built aside to be renamed into place:
+    directories, regular files and symbolic links with their mode and owner (other file types are
+    left out), every file's data and every directory fsynced.  Without the fsyncs, a power cut
+    after the rename could leave the tree in place with empty files, taken as done next time."""
+    st = os.stat(source)
+    os.mkdir(destination, 0o700)
+    with os.scandir(source) as entries:
+        for entry in entries:
+            path = os.path.join(destination, entry.name)
+            est = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(est.st_mode):
+                copy_tree(entry.path, path)
+            elif stat.S_ISLNK(est.st_mode):
+                os.symlink(os.readlink(entry.path), path)
+                if _can_chown():
+                    os.lchown(path, est.st_uid, est.st_gid)
+            elif stat.S_ISREG(est.st_mode):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                try:
+                    with open(entry.path, "rb") as f:
+                        _write_content(fd, f.read(), stat.S_IMODE(est.st_mode), est.st_uid, est.st_gid)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            _fault_point()
+    os.chmod(destination, stat.S_IMODE(st.st_mode))
+    if _can_chown():
+        os.chown(destination, st.st_uid, st.st_gid)
+    fd = os.open(destination, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:  # now, not with a batch: the rename that follows must find it done
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def ensure_dir(path: str, mode: int = 0o755) -> bool:

@@ -96,16 +96,12 @@ def _create_source(source: str, target: str, copy_content: bool) -> None:
     if os.path.isdir(staging):
         fsutil.remove_tree(staging)
     if copy_content:
-        import shutil  # first boot only
-
-        shutil.copytree(target, staging, symlinks=True)
+        fsutil.copy_tree(target, staging)
     else:
         os.mkdir(staging)
-    os.chmod(staging, mode)
-    if os.geteuid() == 0:
-        os.chown(staging, st.st_uid, st.st_gid)
-    if copy_content:  # copytree does not fsync: the copied files' data must be on disk first
-        fsutil.fsync_tree(staging)
+        os.chmod(staging, mode)
+        if os.geteuid() == 0:
+            os.chown(staging, st.st_uid, st.st_gid)
     os.rename(staging, source)
     fsutil.fsync_dir(os.path.dirname(source))
 

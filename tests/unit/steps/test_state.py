@@ -115,7 +115,9 @@ def test_copied_ca_certificates_are_durable_before_they_are_renamed_into_place(d
     device.run_step(state)
     source = Path(device.layout.state) / "root-overlay/etc/ssl/certs"
     assert (source / "ca-certificates.crt").read_text() == "bundle" and (source / "0a1b2c3d.0").is_symlink()
+    assert (source / "local" / "extra.pem").read_text() == "extra"
     staging = state.fsutil.temp_path(str(source))
     for name in ("ca-certificates.crt", "local/extra.pem", "local", ""):
         assert os.path.join(staging, name).rstrip("/") in synced, (name, synced)
-    assert str(source.parent) in synced  # the rename itself
+    assert synced.index(staging) < synced.index(str(source.parent))  # then the rename
+    assert stat.S_IMODE(source.stat().st_mode) == stat.S_IMODE(certs.stat().st_mode)
