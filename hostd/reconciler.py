@@ -129,6 +129,20 @@ class Reconciler:
             ctx = Context(self.applied.config, self.applied.layout, self.facts())
             return await self._run_steps(ctx, tuple(STEPS_BY_NAME[name] for name in names), "re-applied")
 
+    def keep_generation_ahead(self) -> None:
+        """While the first reconcile waits for the network-inputs stage: config.json's generation
+        onto the state partition (a first boot, a changed config.json), which that reconcile then
+        finds kept, so that its files and fsyncs are off READY's path.  Only hostd's own directory
+        is written, which the stage does not write; what the reconcile decides is unchanged (an
+        unusable or rejected config.json is left to it, and a generation saved ahead that it does
+        not apply is pruned as any other)."""
+        loaded = config_model.load(self.layout)
+        if loaded.error is not None or loaded.raw is None:
+            return
+        inputs = generations.read_inputs(self.layout, loaded.raw)
+        if inputs.id not in self.store.rejected():
+            self.store.save(inputs)
+
     async def try_locked(self, timeout: float) -> None:
         """Apply config.json on trial, kept only if confirmed within ``timeout``; the caller holds
         the lock (it has just written config.json)."""
