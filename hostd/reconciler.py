@@ -12,13 +12,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hostd import config as config_model
 from hostd import engine, fsutil, generations, keys
 from hostd.bus import errors
 from hostd.layout import Layout
+from hostd.record import Record
 from hostd.steps import ALL_STEPS, STEPS_BY_NAME, state
 from hostd.steps.base import Context, Facts, Outcome, StepResult, StepStatus, live_effect
 from hostd.transaction import (
@@ -54,13 +54,15 @@ RetryReported = Callable[[str, int, int, str], None]  # generation, attempt, of,
 UPLINK_POLL_SECONDS = 5.0  # while a deferred change waits for a healthy uplink
 
 
-@dataclass(frozen=True)
-class Applied:
+class Applied(Record):
     """What the device runs: a config, read from a boot partition (or a restored generation)."""
 
-    config: config_model.Config
-    layout: Layout
-    inputs: generations.Inputs | None  # None: defaults, no generation
+    __slots__ = ("config", "inputs", "layout")
+
+    def __init__(self, config: config_model.Config, layout: Layout, inputs: generations.Inputs | None) -> None:
+        self.config = config
+        self.layout = layout
+        self.inputs = inputs  # None: defaults, no generation
 
     @property
     def id(self) -> str:
