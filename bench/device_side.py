@@ -425,12 +425,11 @@ def cmd_cli(args: dict) -> dict:
     import subprocess
     import time
 
-    floor = f"import sys; sys.path.insert(0, {HOSTD_PYTHON!r}); import asyncio; from dbus_fast.aio import MessageBus"
     commands = {
         "hostctl": ["hostctl", "status"],
         "hostnamectl": ["hostnamectl", "status"],
-        "python": ["python3", "-IS", "-c", "pass"],
-        "floor": ["python3", "-c", floor],
+        "python": ["python3", *FLOOR_FLAGS, "-c", "pass"],
+        "floor": ["python3", *FLOOR_FLAGS, "-c", IMPORT_FLOOR],
     }
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args["runs"] + 1):  # the first round warms the page cache and is dropped
