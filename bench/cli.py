@@ -37,7 +37,7 @@ def run(device: Device, report: Report, runs: int) -> None:
     report.add(
         Row(
             "cli",
-            f"what hostctl no longer imports: python3 + asyncio + dbus_fast.aio ({n})",
+            f"what hostctl no longer imports: python3 -IS + asyncio + dbus_fast.aio, as the launchers run them ({n})",
             med["floor"],
             "ms",
             med["hostctl"],

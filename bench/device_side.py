@@ -161,8 +161,17 @@ def start_hostd() -> dict:
     # of hostd alone runs no stage: these are then the last boot's.)
     stage_start = int(inputs["ExecMainStartTimestampMonotonic"])
     stage_exit = int(inputs["ExecMainExitTimestampMonotonic"])
+    bind_sources = int(
+        _show("hostd-bind-sources.service", "ActiveEnterTimestampMonotonic")["ActiveEnterTimestampMonotonic"]
+    )
     pid = int(props["MainPID"])
     return {
+        # The path to READY: the bind sources (a first boot only; else skipped: None), the state
+        # partition's bind mounts (the last one active), the stage, hostd's own start.
+        "boot_to_bind_sources_ms": (bind_sources - t0) / 1000 if bind_sources > t0 else None,
+        "boot_to_mounts_ms": (_last_active(_hostd_mount_units()) - t0) / 1000,
+        "boot_to_stage_ms": (stage_start - t0) / 1000,
+        "boot_to_hostd_ms": (start - t0) / 1000,
         "ms": (ready - start) / 1000,  # hostd's own start -> READY=1
         "boot_ready_ms": (ready - t0) / 1000,  # boot -> READY=1: the stages, the mounts and hostd
         "stage_to_nm_ms": (nm - stage_start) / 1000,
@@ -177,6 +186,12 @@ def start_hostd() -> dict:
         "pid": pid,
         "io": _io(pid),
     }
+
+
+def _last_active(units: list[str]) -> int:
+    """The latest ActiveEnterTimestampMonotonic of the units (one systemctl call)."""
+    out = _run("systemctl", "show", "--property=ActiveEnterTimestampMonotonic", *units)
+    return max(int(line.split("=", 1)[1]) for line in out.splitlines() if "=" in line)
 
 
 def oneshot_ms(argv: list[str], env: dict[str, str] | None = None) -> float:
@@ -326,7 +341,15 @@ def balena_remove() -> None:
     shutil.rmtree(BALENA_DIR, ignore_errors=True)
 
 
-IMPORT_FLOOR = f"import sys; sys.path.insert(0, {HOSTD_PYTHON!r}); import asyncio; import dbus_fast.aio"
+# The floor: what hostd pays before its own modules, run as hostd's launcher runs it
+# (packaging/launchers.py: python3 -IS, no bytecode written, the private directory first on
+# sys.path; tests/unit/test_bench_smoke.py holds the two equal), with OpenSSL kept out as
+# hostd.entry does; then asyncio and dbus-fast.
+FLOOR_FLAGS = ("-IS",)
+IMPORT_FLOOR = (
+    f"import sys; sys.dont_write_bytecode = True; sys.path.insert(0, {HOSTD_PYTHON!r}); "
+    "from hostd.entry import _without_openssl; _without_openssl(); import asyncio; import dbus_fast.aio"
+)
 
 
 def step_durations() -> dict[str, float]:
@@ -341,6 +364,10 @@ def step_durations() -> dict[str, float]:
 BOOT_KEYS = (
     "ms",
     "boot_ready_ms",
+    "boot_to_bind_sources_ms",
+    "boot_to_mounts_ms",
+    "boot_to_stage_ms",
+    "boot_to_hostd_ms",
     "stage_to_nm_ms",
     "stage_ms",
     "boot_to_nm_ms",
@@ -368,7 +395,7 @@ def cmd_boot(args: dict) -> dict:
             results["balena_units"].append(balena_boot()["ms"])
             results["chain"].append(shell_chain(args["chain"]))
             results["offline"].append(offline_apply())
-            results["import_floor"].append(oneshot_ms(["/usr/bin/python3", "-c", IMPORT_FLOOR]))
+            results["import_floor"].append(oneshot_ms(["/usr/bin/python3", *FLOOR_FLAGS, "-c", IMPORT_FLOOR]))
     finally:
         balena_remove()
     return {**results, "steps": steps}
@@ -398,12 +425,11 @@ def cmd_cli(args: dict) -> dict:
     import subprocess
     import time
 
-    floor = f"import sys; sys.path.insert(0, {HOSTD_PYTHON!r}); import asyncio; from dbus_fast.aio import MessageBus"
     commands = {
         "hostctl": ["hostctl", "status"],
         "hostnamectl": ["hostnamectl", "status"],
-        "python": ["python3", "-IS", "-c", "pass"],
-        "floor": ["python3", "-c", floor],
+        "python": ["python3", *FLOOR_FLAGS, "-c", "pass"],
+        "floor": ["python3", *FLOOR_FLAGS, "-c", IMPORT_FLOOR],
     }
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args["runs"] + 1):  # the first round warms the page cache and is dropped

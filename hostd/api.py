@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dbus_fast import Message, MessageType, Variant
@@ -22,6 +21,7 @@ from hostd.bus.base import unwrap
 from hostd.bus.names import HOSTD_INTERFACE as INTERFACE
 from hostd.bus.names import HOSTD_NAME as BUS_NAME
 from hostd.bus.names import HOSTD_PATH as OBJECT_PATH
+from hostd.record import Record
 
 ERROR_PREFIX = "io.hostd1.Error."
 ERROR_ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
@@ -70,13 +70,22 @@ PROPERTIES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class MethodSpec:
-    in_signature: str
-    out_signature: str
-    mutating: bool
-    in_names: tuple[str, ...] = ()
-    out_names: tuple[str, ...] = ()
+class MethodSpec(Record):
+    __slots__ = ("in_names", "in_signature", "mutating", "out_names", "out_signature")
+
+    def __init__(
+        self,
+        in_signature: str,
+        out_signature: str,
+        mutating: bool,
+        in_names: tuple[str, ...] = (),
+        out_names: tuple[str, ...] = (),
+    ) -> None:
+        self.in_signature = in_signature
+        self.out_signature = out_signature
+        self.mutating = mutating
+        self.in_names = in_names
+        self.out_names = out_names
 
 
 METHODS: dict[str, MethodSpec] = {

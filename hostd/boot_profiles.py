@@ -8,19 +8,21 @@ read and write the boot partition, power-safely.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from hostd import fsutil, keyfile
+from hostd.record import Record
 
 ProfileTuple = tuple[str, str, str, str, str]  # file name, id, uuid, type, keyfile without secrets
 
 
-@dataclass(frozen=True)
-class Undo:
+class Undo(Record):
     """What a boot profile was before a change: put back when the change is rolled back."""
 
-    path: str
-    content: bytes | None  # None: there was no file
+    __slots__ = ("content", "path")
+
+    def __init__(self, path: str, content: bytes | None) -> None:
+        self.path = path
+        self.content = content  # None: there was no file
 
     def apply(self) -> None:
         if self.content is None:

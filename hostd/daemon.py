@@ -96,7 +96,7 @@ class Daemon:
         watch = ConfigWatch(self.layout, reconciler.reconcile)
         events.follow(services, self.layout, self._on_service_event, self._on_discovery_changed(discovery))
         await services.start()
-        await self._after_network_inputs_stage(services)
+        await self._after_network_inputs_stage(services, reconciler)
 
         notify.notify("STATUS=Applying config.json")
         watch.mark_seen()
@@ -169,17 +169,22 @@ class Daemon:
             await self.reconciler.rerun(steps)
 
     @staticmethod
-    async def _after_network_inputs_stage(services: Services) -> None:
+    async def _after_network_inputs_stage(services: Services, reconciler: Reconciler) -> None:
         """One writer at a time: hostd starts beside the network-inputs stage (its interpreter,
         imports and attaching overlap the stage), and its first reconcile waits for the stage's
-        job to be over.  At a restart of hostd it is long over: no wait, no call (systemd's answer
-        at attach tells it)."""
+        job to be over; meanwhile it keeps config.json's generation, which the stage does not
+        write.  At a restart of hostd it is long over: no wait, no call (systemd's answer at attach
+        tells it)."""
         from hostd.prepare import NETWORK_INPUTS_UNIT
 
         systemd = services.systemd
         if systemd.has_job(NETWORK_INPUTS_UNIT):
             notify.notify(f"STATUS=Waiting for {NETWORK_INPUTS_UNIT}")
             log.info("waiting for %s to finish before applying config.json", NETWORK_INPUTS_UNIT)
+            try:
+                reconciler.keep_generation_ahead()
+            except OSError as exc:
+                log.warning("config.json's generation was not kept ahead (the first reconcile keeps it): %s", exc)
         if not await systemd.wait_until_no_job(NETWORK_INPUTS_UNIT):
             log.warning(
                 "cannot tell whether %s has finished (systemd: %s); applying config.json without waiting for it",

@@ -12,13 +12,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hostd import config as config_model
 from hostd import engine, fsutil, generations, keys
 from hostd.bus import errors
 from hostd.layout import Layout
+from hostd.record import Record
 from hostd.steps import ALL_STEPS, STEPS_BY_NAME, state
 from hostd.steps.base import Context, Facts, Outcome, StepResult, StepStatus, live_effect
 from hostd.transaction import (
@@ -54,13 +54,15 @@ RetryReported = Callable[[str, int, int, str], None]  # generation, attempt, of,
 UPLINK_POLL_SECONDS = 5.0  # while a deferred change waits for a healthy uplink
 
 
-@dataclass(frozen=True)
-class Applied:
+class Applied(Record):
     """What the device runs: a config, read from a boot partition (or a restored generation)."""
 
-    config: config_model.Config
-    layout: Layout
-    inputs: generations.Inputs | None  # None: defaults, no generation
+    __slots__ = ("config", "inputs", "layout")
+
+    def __init__(self, config: config_model.Config, layout: Layout, inputs: generations.Inputs | None) -> None:
+        self.config = config
+        self.layout = layout
+        self.inputs = inputs  # None: defaults, no generation
 
     @property
     def id(self) -> str:
@@ -128,6 +130,20 @@ class Reconciler:
                 return []  # the first reconcile is still to come, and covers it
             ctx = Context(self.applied.config, self.applied.layout, self.facts())
             return await self._run_steps(ctx, tuple(STEPS_BY_NAME[name] for name in names), "re-applied")
+
+    def keep_generation_ahead(self) -> None:
+        """While the first reconcile waits for the network-inputs stage: config.json's generation
+        onto the state partition (a first boot, a changed config.json), which that reconcile then
+        finds kept, so that its files and fsyncs are off READY's path.  Only hostd's own directory
+        is written, which the stage does not write; what the reconcile decides is unchanged (an
+        unusable or rejected config.json is left to it, and a generation saved ahead that it does
+        not apply is pruned as any other)."""
+        loaded = config_model.load(self.layout)
+        if loaded.error is not None or loaded.raw is None:
+            return
+        inputs = generations.read_inputs(self.layout, loaded.raw)
+        if inputs.id not in self.store.rejected():
+            self.store.save(inputs)
 
     async def try_locked(self, timeout: float) -> None:
         """Apply config.json on trial, kept only if confirmed within ``timeout``; the caller holds

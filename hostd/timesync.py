@@ -28,13 +28,13 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from hostd import fsutil
 from hostd.bus import errors
 from hostd.bus.chrony import CHRONY_UNITS, ChronyTracking
+from hostd.record import Record
 
 if TYPE_CHECKING:
     from hostd.bus.services import Services
@@ -70,16 +70,18 @@ class HealthAction(StrEnum):
     RESTART = "restart"
 
 
-@dataclass
 class ChronyHealth:
     """chrony's health from its synchronization, observed once per tick: what to do about it."""
 
-    grace: float = 300.0
-    restart_after: float = 600.0
-    max_restart_interval: float = 6 * 3600.0
-    _unsynchronized_since: float | None = field(default=None, init=False)
-    _burst_at: float | None = field(default=None, init=False)
-    _restart_wait: float | None = field(default=None, init=False)
+    def __init__(
+        self, grace: float = 300.0, restart_after: float = 600.0, max_restart_interval: float = 6 * 3600.0
+    ) -> None:
+        self.grace = grace
+        self.restart_after = restart_after
+        self.max_restart_interval = max_restart_interval
+        self._unsynchronized_since: float | None = None
+        self._burst_at: float | None = None
+        self._restart_wait: float | None = None
 
     def observe(self, now: float, synchronized: bool) -> HealthAction:
         if synchronized:
@@ -102,14 +104,14 @@ class ChronyHealth:
         return HealthAction.RESTART
 
 
-@dataclass
 class ProbeSchedule:
     """When to run the HTTPS probe again after it failed: backoff from a minute to an hour."""
 
-    first_retry: float = PROBE_FIRST_RETRY
-    max_retry: float = PROBE_MAX_RETRY
-    _next_at: float = field(default=0.0, init=False)
-    _delay: float = field(default=0.0, init=False)
+    def __init__(self, first_retry: float = PROBE_FIRST_RETRY, max_retry: float = PROBE_MAX_RETRY) -> None:
+        self.first_retry = first_retry
+        self.max_retry = max_retry
+        self._next_at = 0.0
+        self._delay = 0.0
 
     def due(self, now: float) -> bool:
         return now >= self._next_at
@@ -119,16 +121,29 @@ class ProbeSchedule:
         self._next_at = now + self._delay
 
 
-@dataclass(frozen=True)
-class TimeState:
+class TimeState(Record):
     """What the API shows: TimeTrusted, TimeSource, LastSync (µs, 0: never) and chrony's tracking."""
 
-    trusted: bool
-    source: str
-    last_sync: int
-    tracking: tuple[str, int, str]  # reference, stratum, leap status ("", 0, "") when unknown
-    offset: float = field(compare=False)  # seconds behind chrony's reference: Describe only, it moves every poll
-    problem: str = ""  # why the time is not trusted ("" when it is)
+    __slots__ = ("last_sync", "offset", "problem", "source", "tracking", "trusted")
+
+    def __init__(
+        self,
+        trusted: bool,
+        source: str,
+        last_sync: int,
+        tracking: tuple[str, int, str],
+        offset: float,
+        problem: str = "",
+    ) -> None:
+        self.trusted = trusted
+        self.source = source
+        self.last_sync = last_sync
+        self.tracking = tracking  # reference, stratum, leap status ("", 0, "") when unknown
+        self.offset = offset  # seconds behind chrony's reference: Describe only, it moves every poll
+        self.problem = problem  # why the time is not trusted ("" when it is)
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.trusted, self.source, self.last_sync, self.tracking, self.problem)  # not the offset
 
     def as_dict(self) -> dict[str, Any]:
         reference, stratum, leap = self.tracking

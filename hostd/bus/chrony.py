@@ -15,10 +15,10 @@ import ipaddress
 import os
 import socket
 import struct
-from dataclasses import dataclass
 
 from hostd.bus import errors
 from hostd.bus.base import DEFAULT_TIMEOUT, CommandFeature, TolerantStrEnum
+from hostd.record import Record
 
 _NOT_RUNNING_MARKER = "Cannot talk to daemon"
 CHRONY_UNITS = ("chronyd.service", "chrony.service")  # balenaOS's name, Debian's
@@ -65,39 +65,70 @@ class LeapStatus(TolerantStrEnum):
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
-class ChronySource:
-    mode: SourceMode
-    state: SourceState
-    address: str
-    stratum: int
-    poll: int
-    """log2 of the polling interval in seconds."""
-    reach: int
-    """The reachability register, 8 bits, newest poll in bit 0."""
-    last_sample_age: int
-    """Seconds since the last sample."""
-    offset: float
-    """Seconds, of the last sample after adjustments."""
-    error: float
-    """Seconds, the error bound of the last sample."""
+class ChronySource(Record):
+    __slots__ = ("address", "error", "last_sample_age", "mode", "offset", "poll", "reach", "state", "stratum")
+
+    def __init__(
+        self,
+        mode: SourceMode,
+        state: SourceState,
+        address: str,
+        stratum: int,
+        poll: int,
+        reach: int,
+        last_sample_age: int,
+        offset: float,
+        error: float,
+    ) -> None:
+        self.mode = mode
+        self.state = state
+        self.address = address
+        self.stratum = stratum
+        self.poll = poll  # log2 of the polling interval in seconds
+        self.reach = reach  # the reachability register, 8 bits, newest poll in bit 0
+        self.last_sample_age = last_sample_age  # seconds since the last sample
+        self.offset = offset  # seconds, of the last sample after adjustments
+        self.error = error  # seconds, the error bound of the last sample
 
 
-@dataclass(frozen=True)
-class ChronyTracking:
-    reference_id: str
-    """Hex; 7F7F0101 is the local clock, 00000000 none."""
-    reference: str
-    stratum: int
-    reference_time: float
-    """Unix time of the last measurement from the reference (0 when none)."""
-    system_time_offset: float
-    """Seconds the system clock is behind NTP time (negative: ahead); chronyd slews it away."""
-    last_offset: float
-    rms_offset: float
-    frequency_ppm: float
-    update_interval: float
-    leap_status: LeapStatus
+class ChronyTracking(Record):
+    __slots__ = (
+        "frequency_ppm",
+        "last_offset",
+        "leap_status",
+        "reference",
+        "reference_id",
+        "reference_time",
+        "rms_offset",
+        "stratum",
+        "system_time_offset",
+        "update_interval",
+    )
+
+    def __init__(
+        self,
+        reference_id: str,
+        reference: str,
+        stratum: int,
+        reference_time: float,
+        system_time_offset: float,
+        last_offset: float,
+        rms_offset: float,
+        frequency_ppm: float,
+        update_interval: float,
+        leap_status: LeapStatus,
+    ) -> None:
+        self.reference_id = reference_id  # hex; 7F7F0101 is the local clock, 00000000 none
+        self.reference = reference
+        self.stratum = stratum
+        self.reference_time = reference_time  # Unix time of the last measurement from the reference (0: none)
+        # Seconds the system clock is behind NTP time (negative: ahead); chronyd slews it away.
+        self.system_time_offset = system_time_offset
+        self.last_offset = last_offset
+        self.rms_offset = rms_offset
+        self.frequency_ppm = frequency_ppm
+        self.update_interval = update_interval
+        self.leap_status = leap_status
 
     @property
     def synchronized(self) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from dbus_fast import Message
@@ -18,6 +17,7 @@ from hostd.bus.base import (
     properties_changed_rule,
     unwrap,
 )
+from hostd.record import Record
 
 _MODEM_INTERFACES = (names.MM_MODEM_INTERFACE, names.MM_MODEM_3GPP_INTERFACE)
 _REPORTED_PROPERTIES = frozenset({"State", "SignalQuality", "Sim", "Manufacturer", "Model", "OperatorName"})
@@ -39,18 +39,37 @@ class ModemState(TolerantIntEnum):
     CONNECTED = 11
 
 
-@dataclass(frozen=True)
-class Modem:
-    path: str
-    state: ModemState
-    signal_quality: int
-    """Percent, 0-100."""
-    signal_recent: bool
-    """False when the quality value is stale."""
-    operator_name: str
-    sim_present: bool
-    manufacturer: str
-    model: str
+class Modem(Record):
+    __slots__ = (
+        "manufacturer",
+        "model",
+        "operator_name",
+        "path",
+        "signal_quality",
+        "signal_recent",
+        "sim_present",
+        "state",
+    )
+
+    def __init__(
+        self,
+        path: str,
+        state: ModemState,
+        signal_quality: int,
+        signal_recent: bool,
+        operator_name: str,
+        sim_present: bool,
+        manufacturer: str,
+        model: str,
+    ) -> None:
+        self.path = path
+        self.state = state
+        self.signal_quality = signal_quality  # percent, 0-100
+        self.signal_recent = signal_recent  # False when the quality value is stale
+        self.operator_name = operator_name
+        self.sim_present = sim_present
+        self.manufacturer = manufacturer
+        self.model = model
 
 
 class ModemManagerAdapter(BusAdapter):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from dbus_fast import Message
@@ -18,6 +17,7 @@ from dbus_fast.aio import MessageBus
 
 from hostd.bus import errors, names
 from hostd.bus.base import DEFAULT_TIMEOUT, BusAdapter, Callbacks, TolerantIntEnum, properties_changed_rule, unwrap
+from hostd.record import Record
 
 NM_DEVICE_INTERFACE = "org.freedesktop.NetworkManager.Device"
 NM_ACTIVE_INTERFACE = names.NM_ACTIVE_CONNECTION_INTERFACE
@@ -62,25 +62,48 @@ class Connectivity(TolerantIntEnum):
     FULL = 4
 
 
-@dataclass(frozen=True)
-class LoadResult:
-    ok: bool
-    failures: list[str]
-    """Files NetworkManager could not load."""
+class LoadResult(Record):
+    __slots__ = ("failures", "ok")
+
+    def __init__(self, ok: bool, failures: list[str]) -> None:
+        self.ok = ok
+        self.failures = failures  # files NetworkManager could not load
 
 
-@dataclass(frozen=True)
-class ConnectionProfile:
-    path: str
-    filename: str
-    """The keyfile the profile lives in; empty for profiles only in memory."""
-    uuid: str
-    id: str
-    type: str
-    unsaved: bool
-    interface_name: str = ""
-    autoconnect: bool = True
-    autoconnect_priority: int = 0
+class ConnectionProfile(Record):
+    __slots__ = (
+        "autoconnect",
+        "autoconnect_priority",
+        "filename",
+        "id",
+        "interface_name",
+        "path",
+        "type",
+        "unsaved",
+        "uuid",
+    )
+
+    def __init__(
+        self,
+        path: str,
+        filename: str,
+        uuid: str,
+        id: str,
+        type: str,
+        unsaved: bool,
+        interface_name: str = "",
+        autoconnect: bool = True,
+        autoconnect_priority: int = 0,
+    ) -> None:
+        self.path = path
+        self.filename = filename  # the keyfile the profile lives in; empty for profiles only in memory
+        self.uuid = uuid
+        self.id = id
+        self.type = type
+        self.unsaved = unsaved
+        self.interface_name = interface_name
+        self.autoconnect = autoconnect
+        self.autoconnect_priority = autoconnect_priority
 
 
 class NetworkManagerAdapter(BusAdapter):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import string
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from dbus_fast import Message, Variant
@@ -19,6 +18,7 @@ from hostd.bus.base import (
     TolerantStrEnum,
     properties_changed_rule,
 )
+from hostd.record import Record
 
 DEFAULT_JOB_TIMEOUT = 90.0
 """Seconds to wait for a job to finish; systemd's own default start timeout is 90 s."""
@@ -58,21 +58,24 @@ class ActiveState(TolerantStrEnum):
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
-class UnitState:
-    name: str
-    load_state: str
-    """"loaded", "not-found", "masked", …; a unit that does not exist is "not-found", not an error."""
-    active_state: ActiveState
-    sub_state: str
+class UnitState(Record):
+    __slots__ = ("active_state", "load_state", "name", "sub_state")
+
+    def __init__(self, name: str, load_state: str, active_state: ActiveState, sub_state: str) -> None:
+        self.name = name
+        # "loaded", "not-found", "masked", …; a unit that does not exist is "not-found", not an error
+        self.load_state = load_state
+        self.active_state = active_state
+        self.sub_state = sub_state
 
 
-@dataclass(frozen=True)
-class UnitFileChange:
-    kind: str
-    """"symlink" or "unlink"."""
-    path: str
-    destination: str
+class UnitFileChange(Record):
+    __slots__ = ("destination", "kind", "path")
+
+    def __init__(self, kind: str, path: str, destination: str) -> None:
+        self.kind = kind  # "symlink" or "unlink"
+        self.path = path
+        self.destination = destination
 
 
 def unit_object_path(unit: str) -> str:

@@ -20,8 +20,9 @@ import pytest
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
-from hostd import api, stamp
+from hostd import api, generations, stamp
 from hostd.daemon import Daemon
+from hostd.generations import GenerationStore
 from hostd.layout import Layout
 from hostd.prepare import NETWORK_INPUTS_UNIT
 from hostd.reconciler import Reconciler
@@ -391,29 +392,49 @@ async def test_the_first_reconcile_waits_for_the_network_inputs_stage(
     tmp_path: Path, bus_address: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """hostd starts beside the stage: while systemd still runs the stage's start job, hostd
-    writes nothing (one writer at a time) and is not ready; once the job is over, it reconciles.
-    When systemd leaves the bus during the wait, hostd goes on (it cannot learn more) and says so."""
+    writes nothing the stage writes (one writer at a time) and is not ready, but keeps
+    config.json's generation in its own directory meanwhile (off READY's path); once the job is
+    over, it reconciles.  When systemd leaves the bus during the wait, hostd goes on (it cannot
+    learn more) and says so."""
     layout = make_root(tmp_path, {"uuid": UUID, "hostname": "kitchen"})
     systemd = FakeSystemd(bus_address)
     await systemd.start()
     systemd.manager.units[NETWORK_INPUTS_UNIT] = ("loaded", "activating", "start")
     systemd.manager.queue_job(NETWORK_INPUTS_UNIT)
+    kitchen = generation_of(layout)
     async with running_daemon_waiting(layout, bus_address, until=lambda: systemd.calls_to("ListUnitsByNames")):
+        await wait_until(lambda: kept_generations(layout) == {kitchen}, 5)
         await asyncio.sleep(0.2)
         assert Path(layout.etc_hostname).read_text() == ""
+        assert not os.path.exists(os.path.join(layout.hostd_state, "good-generation"))
         systemd.manager.finish_job(NETWORK_INPUTS_UNIT)
     assert Path(layout.etc_hostname).read_text() == "kitchen\n"
+    assert GenerationStore(layout).good() == kitchen
 
     Path(layout.config_json).write_text(json.dumps({"uuid": UUID, "hostname": "garage"}))
+    garage = generation_of(layout)
     systemd.manager.queue_job(NETWORK_INPUTS_UNIT)
     await systemd.restart()
     async with running_daemon_waiting(layout, bus_address, until=lambda: systemd.calls_to("ListUnitsByNames")):
+        await wait_until(lambda: kept_generations(layout) == {kitchen, garage}, 5)
         await asyncio.sleep(0.2)
         assert Path(layout.etc_hostname).read_text() == "kitchen\n"
+        assert GenerationStore(layout).good() == kitchen
         await systemd.stop()  # a job that never ends: only systemd leaving ends the wait
     assert Path(layout.etc_hostname).read_text() == "garage\n"
     warnings = log_lines(caplog, "hostd", logging.WARNING)
     assert any(f"cannot tell whether {NETWORK_INPUTS_UNIT} has finished" in line for line in warnings), warnings
+
+
+def generation_of(layout: Layout) -> str:
+    return generations.read_inputs(layout, Path(layout.config_json).read_bytes()).id
+
+
+def kept_generations(layout: Layout) -> set[str]:
+    directory = GenerationStore(layout).directory
+    if not os.path.isdir(directory):
+        return set()
+    return {name for name in os.listdir(directory) if not name.startswith(".")}
 
 
 @asynccontextmanager

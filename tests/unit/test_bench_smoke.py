@@ -115,3 +115,19 @@ def test_balena_chain_splits_into_one_unit_per_step() -> None:
     steps = device_side.chain_steps((REPO / "bench/balena_chain.sh").read_text())
     assert len(steps) == 7
     assert all("$ROOT" in step and not step.startswith("'") for step in steps)
+
+
+def test_the_import_floor_runs_as_hostds_launcher() -> None:
+    """The floor row measures what hostd pays: its launcher's interpreter flags and sys.path."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "packaging"))
+    try:
+        import launchers
+    finally:
+        sys.path.remove(str(REPO / "packaging"))
+    shebang, *body = launchers.TEMPLATE.format(libdir=device_side.HOSTD_PYTHON, module="m", function="f").splitlines()
+    assert shebang == "#!/usr/bin/python3 " + " ".join(device_side.FLOOR_FLAGS)
+    prelude = "; ".join(line.split("#")[0].strip() for line in body if line.startswith(("sys.dont", "sys.path")))
+    assert device_side.IMPORT_FLOOR.replace("'", '"').startswith(f"import sys; {prelude}; ")
+    compile(device_side.IMPORT_FLOOR, "floor", "exec")
