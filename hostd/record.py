@@ -1,6 +1,7 @@
-"""Plain records for the modules the boot stages load: what a frozen dataclass gave them (equality
-and a hash by field, a repr), without importing dataclasses (and inspect) or generating each
-class's methods at import, about 0.8 ms a class on the network's path (hostd.prepare)."""
+"""Plain records for the engine and the daemon: what a frozen dataclass gave them (equality and a
+hash by field, a repr), without importing dataclasses (and inspect) into the boot stages or
+generating each class's methods at import, about 0.8 ms a class on the network's path
+(hostd.prepare) and on hostd's way to READY=1."""
 
 from __future__ import annotations
 
