@@ -182,6 +182,10 @@ def fsync_dir(path: str) -> None:
     if (pending := _pending()) is not None:
         pending.dirs.setdefault(path, None)
         return
+    _fsync_dir_now(path)
+
+
+def _fsync_dir_now(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         _fault_point()
@@ -220,11 +224,7 @@ def copy_tree(source: str, destination: str) -> None:
     os.chmod(destination, stat.S_IMODE(st.st_mode))
     if _can_chown():
         os.chown(destination, st.st_uid, st.st_gid)
-    fd = os.open(destination, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:  # now, not with a batch: the rename that follows must find it done
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync_dir_now(destination)  # not deferred to a batch: the rename that follows must find it done
 
 
 def ensure_dir(path: str, mode: int = 0o755) -> bool:

@@ -16,6 +16,11 @@ import os
 from hostd.record import Record
 
 
+def is_within(path: str, directory: str) -> bool:
+    """Is ``path`` ``directory`` or inside it, by name (both absolute and normalized)."""
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
 class Layout(Record):
     __slots__ = ("boot_dir", "root")
 

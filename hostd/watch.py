@@ -30,7 +30,7 @@ import os
 import struct
 from collections.abc import Awaitable, Callable
 
-from hostd.layout import Layout
+from hostd.layout import Layout, is_within
 
 log = logging.getLogger("hostd.watch")
 
@@ -144,8 +144,7 @@ def filesystem_type(path: str) -> str:
             for line in mountinfo:
                 fields, _, rest = line.partition(" - ")
                 mount_point = fields.split()[4].replace("\\040", " ")
-                inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
-                if inside and len(mount_point) >= len(best):
+                if is_within(target, mount_point) and len(mount_point) >= len(best):
                     best, fstype = mount_point, rest.split()[0]
     except OSError:
         return ""

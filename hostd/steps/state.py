@@ -19,7 +19,7 @@ import stat
 from functools import partial
 
 from hostd import fsutil
-from hostd.layout import Layout
+from hostd.layout import Layout, is_within
 from hostd.steps.base import Change, Context, Event, FileEntry, FileStatus, Outcome, Plan, StepResult
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see hostd.cli)
@@ -74,11 +74,6 @@ def mounted_targets() -> set[str]:
             # Field 5 is the mount point, with spaces and the like octal-escaped.
             points.add(line.split()[4].encode().decode("unicode_escape"))
     return points
-
-
-def _is_under(path: str, directory: str) -> bool:
-    """Is ``path`` ``directory`` or inside it (by name, as the layout builds both)."""
-    return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
 def _create_source(source: str, target: str, copy_content: bool) -> None:
@@ -140,7 +135,7 @@ def plan(ctx: Context) -> Plan:
         flag = os.path.join(partition, RESET_FLAG)
         if not os.path.exists(flag):
             overlay = os.path.join(partition, "root-overlay")
-            if any(target in mounted for source, target in bind_mounts(layout) if _is_under(source, overlay)):
+            if any(target in mounted for source, target in bind_mounts(layout) if is_within(source, overlay)):
                 # Removing the flag asks for a reset at the next boot: wiping now would pull the
                 # files from under the running services (a profile made a minute ago, gone).
                 reason = "the overlay is wiped at the next boot"
@@ -156,7 +151,7 @@ def plan(ctx: Context) -> Plan:
                 )
             )
     for source, target in bind_mounts(layout):
-        overlay = next((o for o in (layout.state, layout.data) if _is_under(source, o)), None)
+        overlay = next((o for o in (layout.state, layout.data) if is_within(source, o)), None)
         if overlay is None or not os.path.isdir(overlay):
             continue
         target_is_dir, file_mode = os.path.isdir(target), None
@@ -177,7 +172,7 @@ def plan(ctx: Context) -> Plan:
                     lambda t=target, m=file_mode: _create_mount_point(t, m),
                 )
             )
-        source_missing = any(_is_under(source, o) for o in wiping) or not os.path.exists(source)
+        source_missing = any(is_within(source, o) for o in wiping) or not os.path.exists(source)
         if source_missing:
             kind = "mkdir" if target_is_dir else "write"
             if file_mode is not None:  # the target is written in this step's batch: not in place yet
