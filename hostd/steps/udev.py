@@ -2,8 +2,10 @@
 
 Rules hostd wrote are tracked like boot-partition imports, so a rule dropped from config.json
 is removed and rules created on the device are never touched.  udevd is then told to re-read its
-rules and the present devices are replayed through them (a "change" event each), so the rules
-act on devices already there, not only on the next one plugged in.
+rules and the present devices are replayed through them as at boot (an "add" event each, as
+balenaOS does by restarting systemd-udev-trigger), so the rules act on devices already there, not
+only on the next one plugged in.  Users' rules often match ACTION=="add" alone: a "change" replay
+would pass them by.
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ UDEVADM_TIMEOUT = 30.0
 
 
 async def apply_live(services: Services, ctx: Context, result: StepResult) -> Outcome:
-    """udevadm control --reload, then udevadm trigger --action=change --settle (no D-Bus: udevd has
-    none).  Under a root other than / there is no udevd of the device's to tell."""
+    """udevadm control --reload, then the coldplug replay: udevadm trigger --action=add, subsystems
+    then devices, settled (no D-Bus: udevd has none).  Under a root other than / there is no udevd
+    of the device's to tell."""
     outcome = Outcome()
     if not result.changes or not ctx.layout.is_live:
         return outcome
@@ -56,7 +59,8 @@ async def apply_live(services: Services, ctx: Context, result: StepResult) -> Ou
 
     for argv in (
         ("udevadm", "control", "--reload"),
-        ("udevadm", "trigger", "--action=change", "--settle"),
+        ("udevadm", "trigger", "--type=subsystems", "--action=add"),
+        ("udevadm", "trigger", "--type=devices", "--action=add", "--settle"),
     ):
         try:
             returncode, _, stderr = await children.run(argv, UDEVADM_TIMEOUT, stdout=False)

@@ -29,8 +29,9 @@ inherit python_setuptools_build_meta systemd useradd
 USERADD_PACKAGES = "${PN}"
 GROUPADD_PARAM:${PN} = "--system hostd-admin"
 
-# hostd, its boot stages (before the bind mounts and before the network), the clock and its save timer
-SYSTEMD_SERVICE:${PN} = "hostd.service hostd-bind-sources.service hostd-network-inputs.service hostd-clock.service hostd-clock-save.timer"
+# hostd, its boot stages (before the bind mounts and before the network), the udev replay after
+# the bind mounts, the clock and its save timer
+SYSTEMD_SERVICE:${PN} = "hostd.service hostd-bind-sources.service hostd-network-inputs.service hostd-udev-replay.service hostd-clock.service hostd-clock-save.timer"
 SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 
 # Every row of packaging/install-map, through the same script the Debian package uses; the
@@ -46,6 +47,7 @@ FILES:${PN} += "\
     ${systemd_system_unitdir}/hostd.service \
     ${systemd_system_unitdir}/hostd-bind-sources.service \
     ${systemd_system_unitdir}/hostd-network-inputs.service \
+    ${systemd_system_unitdir}/hostd-udev-replay.service \
     ${systemd_system_unitdir}/*.mount \
     ${systemd_system_unitdir}/balena-hostname.service \
     ${systemd_system_unitdir}/resin-hostname.service \

@@ -171,12 +171,13 @@ def test_udev_rules_reach_udev_for_present_devices(boot: Hostd) -> None:
     udev's own rules engine applies it to host0, a device already present (`udevadm test`).  The
     container has no systemd-udevd to reload and trigger (its ConditionPathIsReadWrite=/sys fails:
     nspawn mounts /sys read-only, and the kernel's uevents do not reach a container), so hostd
-    says the rules wait for it instead of claiming them in effect."""
+    says the rules wait for it instead of claiming them in effect.  The VM device, with a udevd of
+    its own, shows the rules acting on its disks (tests/vm/test_udev_vm.py)."""
     tb = boot.tb
     rule = 'SUBSYSTEM=="net", KERNEL=="host0", ENV{HOSTD_TEST}="applied"'
     boot.edit_config(os={"udevRules": {"99-hostd-test": rule}})
     boot.reload()
     assert tb.exec(["cat", "/etc/udev/rules.d/99-hostd-test.rules"]).stdout == rule + "\n"
-    replay = tb.exec(["udevadm", "test", "--action=change", "/sys/class/net/host0"])
+    replay = tb.exec(["udevadm", "test", "--action=add", "/sys/class/net/host0"])  # as hostd replays
     assert "HOSTD_TEST=applied" in replay.stdout + replay.stderr
     assert "systemd-udevd is not running: the rules take effect when it starts" in boot.step("udev")["problems"]

@@ -122,3 +122,21 @@ def test_hostd_starts_without_a_mount_namespace_and_keeps_what_the_namespace_gav
     assert service["DeviceAllow"] == ["char-rtc r"] and "ProtectClock" not in service
     assert service["SystemCallFilter"] == ["~@module @mount syslog"]
     assert service["NoNewPrivileges"] == ["yes"]
+
+
+def test_udev_replay_follows_coldplug_and_the_bound_rules() -> None:
+    """The rules bound from the state partition miss the coldplug (it runs before the partition can
+    be mounted): the replay waits for both, and nothing waits for it (not the network)."""
+    replay = unit("hostd-udev-replay.service")
+    rules = Layout().udev_rules
+    assert rules in state.STATE_BIND_PATHS
+    assert replay["Unit"]["RequiresMountsFor"] == [rules]
+    assert replay["Unit"]["ConditionDirectoryNotEmpty"] == [rules]
+    assert replay["Unit"]["After"] == ["systemd-udev-trigger.service"]
+    assert replay["Unit"]["Before"] == ["shutdown.target"] and replay["Install"]["WantedBy"] == ["sysinit.target"]
+    assert replay["Service"]["ExecStart"] == [
+        "udevadm control --reload",
+        "udevadm trigger --type=subsystems --action=add",
+        "udevadm trigger --type=devices --action=add",
+    ]
+    assert install_map()["units/hostd-udev-replay.service"] == "/usr/lib/systemd/system/hostd-udev-replay.service"

@@ -17,96 +17,15 @@ serial port.
 
 from __future__ import annotations
 
-import base64
-import concurrent.futures
-import contextlib
 import json
-import time
-from collections.abc import Iterator
 
 import pytest
 
-from tests.https_date import serve_in_thread, server
-from tests.testca import TestCA
-
 from . import vmdevice
+from .boots import DAY, SAVED_AFTER_BUILD, SERVER_DATE_AFTER_BUILD
 
 Y2000 = 946684800
-DAY = 86400
 US = 1_000_000
-RTC = "2000-01-01T00:00:00"  # qemu's -rtc base=, UTC
-
-
-SAVED_AFTER_BUILD = 30 * DAY
-SERVER_DATE_AFTER_BUILD = 100 * DAY  # the Date the test's HTTPS server states
-CERT_FROM_BUILD = (50 * DAY, 100)  # its certificate's validity: from build + 50 days, for 100 days
-TRUSTED_IN_JOURNAL = "time.trusted:.verified"
-FAILED_IN_JOURNAL = "probe.failed:.certificate.not.verified"
-
-
-@pytest.fixture(scope="module")
-def image() -> vmdevice.Image:
-    reason = vmdevice.unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    return vmdevice.device_image()
-
-
-@contextlib.contextmanager
-def https_server(ca: TestCA, build_time: int) -> Iterator[int]:
-    """The test's HTTPS server on 127.0.0.1 (the device's vmdevice.SERVER), stating build +
-    SERVER_DATE_AFTER_BUILD, with a certificate from ``ca``; yields its port."""
-    start, days = CERT_FROM_BUILD
-    issued = ca.issue(vmdevice.SERVER, start=build_time + start, days=days)
-    date_offset = build_time + SERVER_DATE_AFTER_BUILD - time.time()
-    httpd = server(str(issued.cert), str(issued.key), "127.0.0.1", 0, date_offset)
-    serve_in_thread(httpd)
-    try:
-        yield httpd.server_address[1]
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-def config_json(ca: TestCA) -> str:
-    """The cloud at the test's server (its connectivity check is the probe's URL), ``ca`` as balenaRootCA."""
-    return json.dumps(
-        {"apiEndpoint": f"https://{vmdevice.SERVER}", "balenaRootCA": base64.b64encode(ca.pem.encode()).decode()}
-    )
-
-
-@pytest.fixture(scope="module")
-def boots(image: vmdevice.Image, tmp_path_factory: pytest.TempPathFactory) -> dict[str, vmdevice.Boot]:
-    """Both devices boot at once (each takes a core for two or three minutes without KVM), RTC in 2000,
-    balenaRootCA the test's CA: one with an empty state partition and a server whose certificate is
-    from that CA, one with a saved time newer than the build and a server whose certificate is from
-    another CA."""
-    saved = image.build_time + SAVED_AFTER_BUILD
-    trusted = TestCA(tmp_path_factory.mktemp("ca"), "hostd VM test root CA")
-    other = TestCA(tmp_path_factory.mktemp("other-ca"), "hostd VM test root CA")  # same name, another key
-    with (
-        https_server(trusted, image.build_time) as trusted_port,
-        https_server(other, image.build_time) as other_port,
-        concurrent.futures.ThreadPoolExecutor(2) as pool,
-    ):
-        cases = {
-            "empty": ({}, trusted_port, TRUSTED_IN_JOURNAL),
-            "saved": ({"hostd/clock": f"{saved}\n"}, other_port, FAILED_IN_JOURNAL),
-        }
-        futures = {
-            name: pool.submit(
-                vmdevice.boot,
-                image,
-                tmp_path_factory.mktemp(name),
-                RTC,
-                state,
-                boot_files={"config.json": config_json(trusted)},
-                https_port=port,
-                awaited=awaited,
-            )
-            for name, (state, port, awaited) in cases.items()
-        }
-        return {name: future.result() for name, future in futures.items()}
 
 
 # a first run builds the Debian root (about 3 min); without KVM each boot takes 2-3 min

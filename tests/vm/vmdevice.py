@@ -100,6 +100,18 @@ NETWORKMANAGER_BUILD_DEFAULTS = "[main]\nrc-manager=resolvconf\n"
 PARTITION_MIB = {"boot": 32, "state": 64, "data": 64}
 LABELS = {"boot": "resin-boot", "state": "resin-state", "data": "resin-data"}
 REPORT_END = "hostd-vm-report-end"
+# the state partition's bind mounts and what reads them before the bus is up, each with whether its
+# condition held, when its process started and exited, and when it was active (systemd's monotonic
+# clock, µs; "-" where a unit has no process)
+BOOT_ORDER_UNITS = (
+    "var-lib-systemd.mount",
+    "systemd-random-seed.service",
+    "systemd-udev-trigger.service",
+    "etc-udev-rules.d.mount",
+    "hostd-udev-replay.service",
+)
+LIVE_DIR = "/mnt/boot/hostd-vm-live"  # config.json files the reporter puts in place one by one, in name order
+UDEV_LINK_PREFIX = "hostd-vm-"  # the links under /dev/disk the reporter lists: what the tests' udev rules make
 SERVER = "10.0.2.100"  # where the device finds the test's HTTPS server (user-mode network)
 AWAITABLE = re.compile(r"[A-Za-z0-9.:_*-]*")
 AWAIT_SECONDS = 180  # the reporter's bound on what it awaits: a failed probe's retry comes 60 s later
@@ -139,6 +151,14 @@ WantedBy=local-fs.target
 # line's hostd_vm.await= names (a pattern, bounded wait), what the tests read; then power off.
 REPORT_SCRIPT = f"""#!/bin/sh
 awaited=$(sed -n 's/.*hostd_vm[.]await=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
+generation() {{ busctl get-property io.hostd1 /io/hostd1 io.hostd1.Manager Generation; }}
+udev_links() {{
+  links=""
+  for link in /dev/disk/{UDEV_LINK_PREFIX}*; do
+    [ -L "$link" ] && links="$links ${{link#/dev/disk/}}:$(readlink -e "$link")"
+  done
+  echo "udev-$1=$links"
+}}
 if [ -n "$awaited" ]; then
   for _ in $(seq {AWAIT_SECONDS // 2}); do
     journalctl -b -o cat -u hostd.service | grep -q "$awaited" && break
@@ -164,6 +184,27 @@ fi
     echo "unit=$unit $(systemctl is-active $unit) $(systemctl show -P ActiveEnterTimestampMonotonic $unit)"
   done
   systemctl --failed --plain --no-legend | sed "s/^/failed=/"
+  for unit in {" ".join(BOOT_ORDER_UNITS)}; do
+    line="boot-order=$unit"
+    for property in ConditionResult ExecMainStartTimestampMonotonic ExecMainExitTimestampMonotonic \\
+        ActiveEnterTimestampMonotonic; do
+      value=$(systemctl show -P $property $unit)
+      line="$line ${{value:--}}"
+    done
+    echo "$line"
+  done
+  # os.udevRules: the links udev made for devices present since boot, as the boot left them, then
+  # after each config.json the test staged ({LIVE_DIR}/N.json), put in place as the supervisor
+  # puts it (a temporary file renamed over it) once hostd has run the change's live effects
+  udev_links boot
+  for live in {LIVE_DIR}/*.json; do
+    [ -f "$live" ] || continue
+    before=$(generation)
+    cp "$live" /mnt/boot/config.json.tmp && sync /mnt/boot/config.json.tmp
+    mv /mnt/boot/config.json.tmp /mnt/boot/config.json
+    for _ in $(seq 120); do [ "$(generation)" != "$before" ] && break; sleep 0.5; done
+    udev_links "live-$(basename "$live" .json)"
+  done
   echo {REPORT_END}
 }} > /dev/ttyS1
 """
@@ -450,7 +491,13 @@ class Boot:
 
     def state_file(self, path: str) -> str:
         """A file on the state partition after the device powered off (read without mounting)."""
-        return run(["debugfs", "-R", f"cat {path}", str(self.state_image)]).stdout
+        return self.state_bytes(path).decode()
+
+    def state_bytes(self, path: str) -> bytes:
+        result = subprocess.run(["debugfs", "-R", f"cat {path}", str(self.state_image)], capture_output=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"debugfs cat {path} failed ({result.returncode}): {result.stderr.decode()}")
+        return result.stdout
 
 
 def boot(
@@ -458,6 +505,7 @@ def boot(
     out: Path,
     rtc: str,
     state: dict[str, str] | None = None,
+    data: dict[str, str] | None = None,
     boot_files: dict[str, str] | None = None,
     https_port: int | None = None,
     awaited: str = "",
@@ -465,7 +513,8 @@ def boot(
 ) -> Boot:
     """Boot the device once with its RTC at ``rtc`` (qemu's -rtc base=, UTC) until it powers off.
 
-    ``state`` and ``boot_files``: relative path -> content on the state and boot partitions.
+    ``state``, ``data`` and ``boot_files``: relative path -> content on the state, data and boot
+    partitions.
     ``https_port``: a port on this machine's 127.0.0.1 the device reaches as ``SERVER`` port 443
     (its only destination).  ``awaited``: a pattern (no spaces) the report waits for in hostd's
     journal, at most AWAIT_SECONDS."""
@@ -474,7 +523,8 @@ def boot(
     out.mkdir(parents=True, exist_ok=True)
     images = {}
     with tempfile.TemporaryDirectory(dir=out) as staging:
-        for name, files in (("boot", boot_files or {"config.json": "{}\n"}), ("state", state or {}), ("data", {})):
+        partitions = (("boot", boot_files or {"config.json": "{}\n"}), ("state", state or {}), ("data", data or {}))
+        for name, files in partitions:
             content = Path(staging) / name
             content.mkdir()
             for rel, text in files.items():
