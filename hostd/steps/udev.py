@@ -43,31 +43,44 @@ def plan(ctx: Context) -> Plan:
 
 
 UDEVADM_TIMEOUT = 30.0
+RELOAD = ("udevadm", "control", "--reload")
+# The coldplug's replay, as hostd-udev-replay.service makes it at boot: subsystems, then devices
+# (one --type=all pass needs systemd 251).  A device whose uevent write fails fails the pass but not
+# the other devices: both passes run whatever the first one says.
+REPLAY = (
+    ("udevadm", "trigger", "--type=subsystems", "--action=add"),
+    ("udevadm", "trigger", "--type=devices", "--action=add", "--settle"),
+)
 
 
 async def apply_live(services: Services, ctx: Context, result: StepResult) -> Outcome:
-    """udevadm control --reload, then the coldplug replay: udevadm trigger --action=add, subsystems
-    then devices, settled (no D-Bus: udevd has none).  Under a root other than / there is no udevd
-    of the device's to tell."""
+    """udevadm control --reload, then the coldplug replay: udevadm trigger --action=add, settled
+    (no D-Bus: udevd has none).  Under a root other than / there is no udevd of the device's to tell."""
     outcome = Outcome()
     if not result.changes or not ctx.layout.is_live:
         return outcome
     if not os.path.exists(ctx.layout.path("/run/udev/control")):
         outcome.problems.append("systemd-udevd is not running: the rules take effect when it starts")
         return outcome
+    problem = await _udevadm(RELOAD)
+    if problem:
+        outcome.problems.append(problem)  # udevd kept its old rules: replaying would apply those
+        return outcome
+    for argv in REPLAY:
+        problem = await _udevadm(argv)
+        if problem:
+            outcome.problems.append(problem)
+    return outcome
+
+
+async def _udevadm(argv: tuple[str, ...]) -> str:
+    """What went wrong running ``argv``; empty when nothing did."""
     from hostd import children  # the live side only: the offline steps (hostd.prepare) run without asyncio
 
-    for argv in (
-        ("udevadm", "control", "--reload"),
-        ("udevadm", "trigger", "--type=subsystems", "--action=add"),
-        ("udevadm", "trigger", "--type=devices", "--action=add", "--settle"),
-    ):
-        try:
-            returncode, _, stderr = await children.run(argv, UDEVADM_TIMEOUT, stdout=False)
-        except TimeoutError:
-            outcome.problems.append(f"{' '.join(argv)}: no answer within {UDEVADM_TIMEOUT:g} s")
-            return outcome
-        if returncode != 0:
-            outcome.problems.append(f"{' '.join(argv)} failed: {stderr.decode(errors='replace').strip()}")
-            return outcome
-    return outcome
+    try:
+        returncode, _, stderr = await children.run(argv, UDEVADM_TIMEOUT, stdout=False)
+    except TimeoutError:
+        return f"{' '.join(argv)}: no answer within {UDEVADM_TIMEOUT:g} s"
+    if returncode != 0:
+        return f"{' '.join(argv)} failed: {stderr.decode(errors='replace').strip()}"
+    return ""

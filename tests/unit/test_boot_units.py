@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hostd.bus.systemd import unit_name_from_path
 from hostd.layout import Layout
-from hostd.steps import state
+from hostd.steps import state, udev
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS = REPO / "units"
@@ -126,17 +126,18 @@ def test_hostd_starts_without_a_mount_namespace_and_keeps_what_the_namespace_gav
 
 def test_udev_replay_follows_coldplug_and_the_bound_rules() -> None:
     """The rules bound from the state partition miss the coldplug (it runs before the partition can
-    be mounted): the replay waits for both, and nothing waits for it (not the network)."""
+    be mounted): the replay waits for both, and the network does not wait for it; hostd's replay
+    after a change is the same."""
     replay = unit("hostd-udev-replay.service")
     rules = Layout().udev_rules
     assert rules in state.STATE_BIND_PATHS
     assert replay["Unit"]["RequiresMountsFor"] == [rules]
-    assert replay["Unit"]["ConditionDirectoryNotEmpty"] == [rules]
+    assert replay["Unit"]["ConditionPathExistsGlob"] == [f"{rules}/*.rules"]
     assert replay["Unit"]["After"] == ["systemd-udev-trigger.service"]
-    assert replay["Unit"]["Before"] == ["shutdown.target"] and replay["Install"]["WantedBy"] == ["sysinit.target"]
+    assert replay["Unit"]["Before"] == ["balena.service", "shutdown.target"]
+    assert replay["Install"]["WantedBy"] == ["sysinit.target"]
     assert replay["Service"]["ExecStart"] == [
-        "udevadm control --reload",
-        "udevadm trigger --type=subsystems --action=add",
-        "udevadm trigger --type=devices --action=add",
+        " ".join(udev.RELOAD),
+        *(f"-{' '.join(argv)}" for argv in udev.REPLAY),
     ]
     assert install_map()["units/hostd-udev-replay.service"] == "/usr/lib/systemd/system/hostd-udev-replay.service"

@@ -137,3 +137,19 @@ def boot_both(image: vmdevice.Image, out: Path) -> dict[str, vmdevice.Boot]:
             for name, (state, data, boot_files, port, awaited) in cases.items()
         }
         return {name: future.result() for name, future in futures.items()}
+
+
+def boot_order(boot: vmdevice.Boot) -> dict[str, tuple[str, int, int, int, int]]:
+    """unit -> (its condition held, when it was checked, its process started, exited, it became
+    active), from systemd's monotonic clock (µs; 0: never, or no process)."""
+    order = {}
+    for line in boot.report["boot-order"]:
+        unit, condition, *times = line.split()
+        checked, started, exited, active = (int(time) if time != "-" else 0 for time in times)
+        order[unit] = (condition, checked, started, exited, active)
+    return order
+
+
+def udev_links(boot: vmdevice.Boot, when: str) -> dict[str, str]:
+    """The hostd-vm-* links under /dev/disk, and what each resolves to, at ``when``."""
+    return dict(entry.split(":", 1) for entry in boot.one(f"udev-{when}").split())

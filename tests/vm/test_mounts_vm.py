@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from . import vmdevice
-from .test_udev_vm import boot_order
+from .boots import boot_order
 
 SEED_BYTES = 32  # systemd-random-seed's seed: the kernel's pool size (256 bits since Linux 5.18)
 
@@ -23,7 +23,7 @@ def test_the_random_seed_is_read_and_saved_through_the_state_partition(
 ) -> None:
     boot = boots[device]
     order = boot_order(boot)
-    seed_started = order["systemd-random-seed.service"][1]
-    assert 0 < order["var-lib-systemd.mount"][3] < seed_started, order
+    seed_started = order["systemd-random-seed.service"][2]
+    assert 0 < order["var-lib-systemd.mount"][4] < seed_started, order
     seed = boot.state_bytes("/root-overlay/var/lib/systemd/random-seed")
     assert len(seed) >= SEED_BYTES and len(set(seed)) > SEED_BYTES // 2, seed  # written, and random

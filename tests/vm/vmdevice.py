@@ -1,7 +1,10 @@
-"""A balenaOS-style device in a qemu VM, for what the nspawn testbed cannot do: set the clock.
+"""A balenaOS-style device in a qemu VM, for what the nspawn testbed cannot do: set the clock, and
+run a udevd on kernel devices.
 
-The testbed's container shares this machine's clock and must never get CAP_SYS_TIME.  This device
-has a clock of its own: an emulated RTC that qemu starts wherever a test says (``-rtc base=``).
+The testbed's container shares this machine's clock and must never get CAP_SYS_TIME, and has no
+udevd (its /sys is read-only; the kernel's uevents do not reach a container).  This device has a
+clock of its own, an emulated RTC that qemu starts wherever a test says (``-rtc base=``), and its
+own kernel, udevd and disks.
 
 The device is a Debian 12 root (mmdebstrap, with Debian's kernel and an initramfs that only has
 to find an ext4 root on virtio) with hostd's Debian package installed as an image build installs
@@ -19,8 +22,9 @@ can correct its clock.
 
 A test-only script reports on a second serial port once hostd is up and has logged what the test
 awaits (the clock, the bootstrap record, the time probe's result, io.hostd1's time properties
-read with busctl, NetworkManager's device as nmcli sees it) and powers the device off; its console
-goes to a file.
+read with busctl, NetworkManager's device as nmcli sees it, systemd's order of the bind mounts and
+their early readers, the links udev made under /dev/disk, before and after the live config.json
+edits the test staged) and powers the device off; its console goes to a file.
 
 Images are cached under $HOSTD_TESTBED_CACHE/vm (default /var/cache/hostd-testbed/vm): the
 Debian root (about 2.5 min to build, once) and the device's root filesystem per hostd package.
@@ -101,8 +105,8 @@ PARTITION_MIB = {"boot": 32, "state": 64, "data": 64}
 LABELS = {"boot": "resin-boot", "state": "resin-state", "data": "resin-data"}
 REPORT_END = "hostd-vm-report-end"
 # the state partition's bind mounts and what reads them before the bus is up, each with whether its
-# condition held, when its process started and exited, and when it was active (systemd's monotonic
-# clock, µs; "-" where a unit has no process)
+# condition held and when it was checked, when its process started and exited, and when it was
+# active (systemd's monotonic clock, µs; "-" where a unit has no process)
 BOOT_ORDER_UNITS = (
     "var-lib-systemd.mount",
     "systemd-random-seed.service",
@@ -186,16 +190,20 @@ fi
   systemctl --failed --plain --no-legend | sed "s/^/failed=/"
   for unit in {" ".join(BOOT_ORDER_UNITS)}; do
     line="boot-order=$unit"
-    for property in ConditionResult ExecMainStartTimestampMonotonic ExecMainExitTimestampMonotonic \\
-        ActiveEnterTimestampMonotonic; do
+    for property in ConditionResult ConditionTimestampMonotonic ExecMainStartTimestampMonotonic \\
+        ExecMainExitTimestampMonotonic ActiveEnterTimestampMonotonic; do
       value=$(systemctl show -P $property $unit)
       line="$line ${{value:--}}"
     done
     echo "$line"
   done
-  # os.udevRules: the links udev made for devices present since boot, as the boot left them, then
-  # after each config.json the test staged ({LIVE_DIR}/N.json), put in place as the supervisor
-  # puts it (a temporary file renamed over it) once hostd has run the change's live effects
+  # os.udevRules: hostd's udev step as the boot left it (ok: it changed no rule, so replayed
+  # nothing) and the links udev made for devices present since boot, then again after each
+  # config.json the test staged ({LIVE_DIR}/N.json), put in place as the supervisor puts it (a
+  # temporary file renamed over it), once hostd has run the change's live effects
+  udevadm settle
+  echo "udev-step=$(hostctl status --json | python3 -c 'import json, sys
+print(next(step["status"] for step in json.load(sys.stdin)["steps"] if step["name"] == "udev"))')"
   udev_links boot
   for live in {LIVE_DIR}/*.json; do
     [ -f "$live" ] || continue
@@ -203,6 +211,7 @@ fi
     cp "$live" /mnt/boot/config.json.tmp && sync /mnt/boot/config.json.tmp
     mv /mnt/boot/config.json.tmp /mnt/boot/config.json
     for _ in $(seq 120); do [ "$(generation)" != "$before" ] && break; sleep 0.5; done
+    [ "$(generation)" != "$before" ] || echo "udev-timeout=hostd did not apply $live in 60 s"
     udev_links "live-$(basename "$live" .json)"
   done
   echo {REPORT_END}
@@ -226,10 +235,10 @@ def log(message: str) -> None:
     print(f"vm: {message}", file=sys.stderr, flush=True)
 
 
-def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, capture_output=True, text=True, **kw)
+def run(cmd: list[str], text: bool = True, **kw) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, capture_output=True, text=text, **kw)
     if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:3])}... failed ({result.returncode}): {result.stdout}{result.stderr}")
+        raise RuntimeError(f"{' '.join(cmd[:3])}... failed ({result.returncode}): {result.stdout!r}{result.stderr!r}")
     return result
 
 
@@ -494,10 +503,7 @@ class Boot:
         return self.state_bytes(path).decode()
 
     def state_bytes(self, path: str) -> bytes:
-        result = subprocess.run(["debugfs", "-R", f"cat {path}", str(self.state_image)], capture_output=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"debugfs cat {path} failed ({result.returncode}): {result.stderr.decode()}")
-        return result.stdout
+        return run(["debugfs", "-R", f"cat {path}", str(self.state_image)], text=False).stdout
 
 
 def boot(
