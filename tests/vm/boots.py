@@ -96,7 +96,6 @@ def boot_both(image: vmdevice.Image, out: Path) -> dict[str, vmdevice.Boot]:
     saved = image.build_time + SAVED_AFTER_BUILD
     trusted = TestCA(out / "ca", "hostd VM test root CA")
     other = TestCA(out / "other-ca", "hostd VM test root CA")  # same name, another key
-    live = f"{vmdevice.LIVE_DIR.removeprefix('/mnt/boot/')}"
     with (
         https_server(trusted, image.build_time) as trusted_port,
         https_server(other, image.build_time) as other_port,
@@ -108,8 +107,8 @@ def boot_both(image: vmdevice.Image, out: Path) -> dict[str, vmdevice.Boot]:
                 {},
                 {
                     "config.json": config_json(trusted),
-                    f"{live}/1.json": config_json(trusted, (ADD_RULE, ANY_ACTION_RULE)),
-                    f"{live}/2.json": config_json(trusted, (ADD_RULE,)),
+                    f"{vmdevice.LIVE_DIR}/1.json": config_json(trusted, (ADD_RULE, ANY_ACTION_RULE)),
+                    f"{vmdevice.LIVE_DIR}/2.json": config_json(trusted, (ADD_RULE,)),
                 },
                 trusted_port,
                 TRUSTED_IN_JOURNAL,

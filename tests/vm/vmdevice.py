@@ -114,7 +114,8 @@ BOOT_ORDER_UNITS = (
     "etc-udev-rules.d.mount",
     "hostd-udev-replay.service",
 )
-LIVE_DIR = "/mnt/boot/hostd-vm-live"  # config.json files the reporter puts in place one by one, in name order
+# on the boot partition: config.json files the reporter puts in place one by one, in name order
+LIVE_DIR = "hostd-vm-live"
 UDEV_LINK_PREFIX = "hostd-vm-"  # the links under /dev/disk the reporter lists: what the tests' udev rules make
 SERVER = "10.0.2.100"  # where the device finds the test's HTTPS server (user-mode network)
 AWAITABLE = re.compile(r"[A-Za-z0-9.:_*-]*")
@@ -199,13 +200,13 @@ fi
   done
   # os.udevRules: hostd's udev step as the boot left it (ok: it changed no rule, so replayed
   # nothing) and the links udev made for devices present since boot, then again after each
-  # config.json the test staged ({LIVE_DIR}/N.json), put in place as the supervisor puts it (a
-  # temporary file renamed over it), once hostd has run the change's live effects
+  # config.json the test staged (/mnt/boot/{LIVE_DIR}/N.json), put in place as the supervisor
+  # puts it (a temporary file renamed over it), once hostd has run the change's live effects
   udevadm settle
   echo "udev-step=$(hostctl status --json | python3 -c 'import json, sys
 print(next(step["status"] for step in json.load(sys.stdin)["steps"] if step["name"] == "udev"))')"
   udev_links boot
-  for live in {LIVE_DIR}/*.json; do
+  for live in /mnt/boot/{LIVE_DIR}/*.json; do
     [ -f "$live" ] || continue
     before=$(generation)
     cp "$live" /mnt/boot/config.json.tmp && sync /mnt/boot/config.json.tmp
